@@ -1,0 +1,43 @@
+"""Make models available as local Hugging Face directories: the teacher and the continual models' start points.
+
+Users get the real checkpoints with `from_pretrained(hub_id)`; the offline demo gets small randomly initialised
+models of the same architecture classes, with a WordPiece tokenizer trained on the demo corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+from .io import atomic_path
+from .tokenizer import build_wordpiece
+
+
+def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None) -> None:
+    """Download a masked-LM checkpoint and its tokenizer and save both to `out_dir`."""
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        AutoTokenizer.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
+        AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
+
+
+def random_init(
+    texts: Iterable[str],
+    out_dir: str | Path,
+    model_type: str,
+    lowercase: bool,
+    vocab_size: int,
+    seed: int,
+    config: dict,
+) -> None:
+    """Save a randomly initialised masked LM of `model_type` (bert, distilbert, mobilebert...) with its own
+    tokenizer trained on `texts`. `config` holds the architecture's own keyword names (hidden_size, dim...)."""
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        tokenizer = build_wordpiece(texts, tmp, lowercase=lowercase, vocab_size=vocab_size)
+        model_config = AutoConfig.for_model(
+            model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config
+        )
+        torch.manual_seed(seed)
+        AutoModelForMaskedLM.from_config(model_config).save_pretrained(tmp)
