@@ -16,11 +16,23 @@ from .io import atomic_path
 from .tokenizer import build_wordpiece
 
 
-def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None) -> None:
-    """Download a masked-LM checkpoint and its tokenizer and save both to `out_dir`."""
+def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, tokenizer_id: str | None = None) -> None:
+    """Download a masked-LM checkpoint and its tokenizer and save both to `out_dir`.
+
+    `tokenizer_id` takes the tokenizer from another repository: BioBERT v1.2 ships a bare vocab.txt, which
+    AutoTokenizer would lower-case; the official code used bert-base-cased's identical cased vocabulary.
+    """
     with atomic_path(out_dir, is_dir=True) as tmp:
-        AutoTokenizer.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(tokenizer_id or hub_id, revision=None if tokenizer_id else revision
+                                      ).save_pretrained(tmp)
         AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
+
+
+def corpus_texts(corpus_parquet: str | Path) -> list[str]:
+    """The training texts of the corpus table, to train the demo's tokenizers on."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(corpus_parquet, columns=["text"]).column("text").to_pylist()
 
 
 def random_init(

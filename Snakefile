@@ -1,0 +1,27 @@
+# compact-biomed: "On the Effectiveness of Compact Biomedical Transformers" (Rohanian et al.), end to end.
+# PubMed -> tokenisation shards -> teacher and start checkpoints -> six compact models -> NER x seeds -> tables.
+# `snakemake --cores 2` runs the embedded offline demo (config/config.yaml); the full reproduction is
+# `snakemake --configfile config/paper.yaml --profile profiles/slurm` (see README.md).
+
+
+# The demo config is the default; a --configfile replaces it whole (Snakemake would otherwise deep-merge the
+# two, mixing the demo's random checkpoints into the paper's hub ones).
+if not config:
+
+    configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo.smk"
+include: "rules/pubmed.smk"
+include: "rules/tokenize.smk"
+include: "rules/checkpoints.smk"
+include: "rules/pretrain.smk"
+include: "rules/ner.smk"
+include: "rules/aggregate.smk"
+
+
+rule all:
+    input:
+        "results/tables/ner_f1.md",
+        "results/tables/ner_f1.csv",

@@ -1,0 +1,26 @@
+# Results: F1 mean and standard deviation over seeds, models as rows and datasets as columns.
+
+
+localrules:
+    aggregate,
+
+
+rule aggregate:
+    input:
+        expand(
+            "results/ner/{model}/{dataset}/seed{seed}/metrics.json",
+            model=[TEACHER, *MODELS],
+            dataset=DATASETS,
+            seed=SEEDS,
+        ),
+    output:
+        markdown="results/tables/ner_f1.md",
+        csv="results/tables/ner_f1.csv",
+    params:
+        models=cfg.table_models(config),
+        datasets=DATASETS,
+        mode=config["ner"]["table_mode"],
+    log:
+        "logs/aggregate.log",
+    script:
+        "../workflow/scripts/aggregate.py"

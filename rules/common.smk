@@ -1,0 +1,65 @@
+# Shared set-up: config validation, the lists every stage expands over, wildcard constraints, input functions.
+import os
+import re
+import sys
+from pathlib import Path
+
+# The package, also when it is not pip-installed: here and in every job's script (jobs inherit the env).
+SRC = str(Path(workflow.basedir) / "src")
+sys.path.insert(0, SRC)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+
+from compact_biomed import config as cfg
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+try:
+    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml")
+except cfg.ConfigError as error:
+    raise WorkflowError(str(error)) from None
+validate(config, "../config/schema.yaml")  # fills in the schema's defaults
+
+TEACHER = config["teacher"]["name"]
+MODELS = list(config["models"])
+TOKENIZER_OWNERS = cfg.tokenizer_owners(config)
+DATASETS = config["ner"]["datasets"]
+SEEDS = config["ner"]["seeds"]
+PUBMED_FILES = cfg.pubmed_names(config)
+NUM_SHARDS = config["tokenize"]["num_shards"]
+SPLITS = ["train", "devel", "test", "train_dev"]
+
+
+wildcard_constraints:
+    model="|".join(re.escape(m) for m in [TEACHER, *MODELS]),
+    student="|".join(re.escape(m) for m in MODELS),
+    owner="|".join(re.escape(m) for m in TOKENIZER_OWNERS),
+    dataset="|".join(re.escape(d) for d in DATASETS),
+    seed=r"\d+",
+    shard=r"\d+",
+    total=r"\d+",
+    name=r"pubmed\d{2}n\d{4}",
+    split="|".join(SPLITS),
+
+
+def model_dir(wildcards):
+    """The Hugging Face directory a fine-tuning run starts from: the teacher (baseline) or a compact model."""
+    return "results/teacher" if wildcards.model == TEACHER else f"results/models/{wildcards.model}"
+
+
+def tokenizer_dir(wildcards):
+    return "results/teacher" if wildcards.owner == "teacher" else f"results/start/{wildcards.owner}"
+
+
+def shard_dirs(owner):
+    return [f"results/shards/{owner}/shard-{i:04d}-of-{NUM_SHARDS:04d}" for i in range(NUM_SHARDS)]
+
+
+def pubmed_source(suffix):
+    """A baseline file from the configured local folder, or nothing (then the fetch rule downloads it)."""
+    local = config["pubmed"]["local_dir"]
+    return (lambda wc: f"{local}/{wc.name}{suffix}") if local else []
+
+
+def corpus_if_random(source):
+    """Random demo checkpoints train their tokenizer on the corpus; hub checkpoints need no input."""
+    return ["results/pubmed/corpus.parquet"] if "random" in source else []

@@ -1,0 +1,24 @@
+# The embedded offline demo's inputs, generated deterministically (only when demo.enabled is true).
+if config["demo"]["enabled"]:
+
+    rule demo_pubmed:
+        output:
+            xml="resources/demo/pubmed/{name}.xml.gz",
+            md5="resources/demo/pubmed/{name}.xml.gz.md5",
+        params:
+            index=lambda wc: PUBMED_FILES.index(wc.name),
+            citations=config["demo"]["citations_per_file"],
+        log:
+            "logs/demo_pubmed/{name}.log",
+        script:
+            "../workflow/scripts/demo_pubmed.py"
+
+    rule demo_ner:
+        output:
+            expand("resources/demo/ner/{{dataset}}/{split}.tsv", split=SPLITS),
+        params:
+            sizes=config["demo"]["ner_sentences"],
+        log:
+            "logs/demo_ner/{dataset}.log",
+        script:
+            "../workflow/scripts/demo_ner.py"

@@ -1,0 +1,39 @@
+# NER fine-tuning: every model (the baseline teacher and the six) x dataset x seed, scored with seqeval.
+DATA_DIR = config["ner"]["data_dir"]
+
+if config["ner"]["archive_url"]:
+
+    localrules:
+        fetch_ner,
+
+    rule fetch_ner:
+        # BioBERT's datasets.tar.gz, the paper's source; datasets/NER/<name>/ is extracted into data_dir.
+        output:
+            expand(f"{DATA_DIR}/{{dataset}}/{{split}}.tsv", dataset=DATASETS, split=SPLITS),
+        params:
+            url=config["ner"]["archive_url"],
+            data_dir=DATA_DIR,
+            datasets=DATASETS,
+        log:
+            "logs/fetch_ner.log",
+        script:
+            "../workflow/scripts/fetch_ner.py"
+
+
+rule finetune_ner:
+    input:
+        model=model_dir,
+        data=expand(f"{DATA_DIR}/{{{{dataset}}}}/{{split}}.tsv", split=SPLITS),
+    output:
+        metrics="results/ner/{model}/{dataset}/seed{seed}/metrics.json",
+        predictions="results/ner/{model}/{dataset}/seed{seed}/predictions.tsv",
+    params:
+        data_dir=lambda wc: f"{DATA_DIR}/{wc.dataset}",
+        hparams=config["ner"]["hparams"],
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/finetune_ner/{model}/{dataset}/seed{seed}.log",
+    script:
+        "../workflow/scripts/finetune_ner.py"

@@ -1,0 +1,33 @@
+# The six compact models: distillation from the teacher or continual MLM from a start checkpoint.
+# Trainer checkpoints live in results/checkpoints/{student}, outside the declared output, so a rerun after a
+# kill resumes from the newest complete checkpoint instead of starting over.
+
+
+def pretrain_inputs(wildcards):
+    owner = cfg.tokenizer_owner(config, wildcards.student)
+    inputs = {"shards": shard_dirs(owner), "manifest": f"results/shards/{owner}/manifest.json"}
+    if owner == "teacher":
+        inputs["teacher"] = "results/teacher"
+    else:
+        inputs["start"] = f"results/start/{wildcards.student}"
+    return inputs
+
+
+rule pretrain:
+    input:
+        unpack(pretrain_inputs),
+    output:
+        directory("results/models/{student}"),
+    params:
+        recipe=lambda wc: config["models"][wc.student]["recipe"],
+        student=lambda wc: config["models"][wc.student].get("student", {}),
+        train=lambda wc: cfg.train_settings(config, wc.student),
+        seed=lambda wc: config["models"][wc.student].get("seed", 42),
+        checkpoint_dir=lambda wc: f"results/checkpoints/{wc.student}",
+    threads: config["threads"]
+    resources:
+        gpu=1,
+    log:
+        "logs/pretrain/{student}.log",
+    script:
+        "../workflow/scripts/pretrain.py"

@@ -1,0 +1,176 @@
+"""Every pipeline step from the command line, without Snakemake: `compact-biomed <step> --help`.
+
+Hyper-parameters are read from the same config files the workflow uses, so a step run by hand does what the
+workflow's job would do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import yaml
+
+from . import config as cfg
+from .io import InputError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+
+
+def load_config(path: str) -> dict:
+    config = yaml.safe_load(Path(path).read_text())
+    if SCHEMA.exists():  # absent only in a wheel install without the repository
+        cfg.check(config, SCHEMA)
+    return config
+
+
+def cmd_check_config(args):
+    load_config(args.config)
+    print(f"{args.config}: valid")
+
+
+def cmd_fetch_pubmed(args):
+    from . import pubmed
+
+    for name in args.names:
+        pubmed.fetch(name, args.out_dir, base_url=args.base_url, local_dir=args.local_dir)
+
+
+def cmd_build_corpus(args):
+    from . import pubmed
+
+    print(pubmed.build_corpus(args.xml, args.out, args.stats, recipe=args.recipe))
+
+
+def cmd_tokenize_shard(args):
+    from . import shards
+
+    print(shards.tokenize_shard(args.corpus, args.tokenizer, args.out, shard=args.shard, num_shards=args.num_shards,
+                                max_length=args.max_length, mode=args.mode))
+
+
+def cmd_shard_manifest(args):
+    from . import shards
+
+    shards.write_manifest(args.shards, args.out)
+
+
+def cmd_checkpoint(args):
+    from . import checkpoints
+
+    config = load_config(args.config)
+    source = config["teacher"] if args.model == "teacher" else config["models"][args.model]["start"]
+    if "hub_id" in source:
+        checkpoints.from_hub(source["hub_id"], args.out, revision=source.get("revision"),
+                             tokenizer_id=source.get("tokenizer_hub_id"))
+    else:
+        checkpoints.random_init(checkpoints.corpus_texts(args.corpus), args.out, seed=0, **source["random"])
+
+
+def cmd_pretrain(args):
+    from . import pretrain
+
+    config = load_config(args.config)
+    model = config["models"][args.model]
+    print(pretrain.run(model["recipe"], args.shards, args.out, args.checkpoint_dir,
+                       train=cfg.train_settings(config, args.model), teacher_dir=args.teacher,
+                       start_dir=args.start, student=model.get("student", {}), seed=model.get("seed", 42),
+                       model_name=args.model))
+
+
+def cmd_finetune_ner(args):
+    from . import ner
+
+    config = load_config(args.config)
+    metrics = ner.finetune(args.model_dir, args.data_dir, args.out_dir, seed=args.seed,
+                           hparams=config["ner"]["hparams"])
+    print({split: metrics[split] for split in ("dev", "test")})
+
+
+def cmd_aggregate(args):
+    from . import aggregate
+
+    config = load_config(args.config)
+    aggregate.write_tables(args.metrics, args.markdown, args.csv, models=cfg.table_models(config),
+                           datasets=config["ner"]["datasets"], mode=config["ner"]["table_mode"])
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="compact-biomed", description=__doc__)
+    steps = top.add_subparsers(dest="step", required=True)
+
+    def step(name, func, help):
+        sub = steps.add_parser(name, help=help)
+        sub.set_defaults(func=func)
+        return sub
+
+    def with_config(sub):
+        sub.add_argument("--config", default="config/config.yaml", help="workflow config (default: the demo)")
+        return sub
+
+    with_config(step("check-config", cmd_check_config, "validate a config file against the schema"))
+
+    sub = step("fetch-pubmed", cmd_fetch_pubmed, "download (or copy) baseline files and verify their md5")
+    sub.add_argument("names", nargs="+", help="file names such as pubmed25n0001")
+    sub.add_argument("--out-dir", required=True)
+    sub.add_argument("--local-dir", help="take the files from this folder instead of downloading")
+    sub.add_argument("--base-url", default="https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/")
+
+    sub = step("build-corpus", cmd_build_corpus, "parse baseline XML files into the corpus Parquet table")
+    sub.add_argument("xml", nargs="+")
+    sub.add_argument("--out", required=True)
+    sub.add_argument("--stats", required=True)
+    sub.add_argument("--recipe", default="paper")
+
+    sub = step("tokenize-shard", cmd_tokenize_shard, "tokenise one shard of the corpus")
+    sub.add_argument("--corpus", required=True)
+    sub.add_argument("--tokenizer", required=True, help="a Hugging Face directory with a tokenizer")
+    sub.add_argument("--out", required=True)
+    sub.add_argument("--shard", type=int, required=True)
+    sub.add_argument("--num-shards", type=int, required=True)
+    sub.add_argument("--max-length", type=int, default=256)
+    sub.add_argument("--mode", choices=["paper", "packed"], default="paper")
+
+    sub = step("shard-manifest", cmd_shard_manifest, "write the manifest of a tokenizer's shards")
+    sub.add_argument("shards", nargs="+")
+    sub.add_argument("--out", required=True)
+
+    sub = with_config(step("checkpoint", cmd_checkpoint, "the teacher or a start checkpoint as a local directory"))
+    sub.add_argument("model", help="'teacher' or a continual model's name")
+    sub.add_argument("--out", required=True)
+    sub.add_argument("--corpus", help="corpus Parquet (random demo checkpoints train their tokenizer on it)")
+
+    sub = with_config(step("pretrain", cmd_pretrain, "pre-train one compact model"))
+    sub.add_argument("model")
+    sub.add_argument("--shards", nargs="+", required=True)
+    sub.add_argument("--out", required=True)
+    sub.add_argument("--checkpoint-dir", required=True)
+    sub.add_argument("--teacher")
+    sub.add_argument("--start")
+
+    sub = with_config(step("finetune-ner", cmd_finetune_ner, "fine-tune and score one model on one NER dataset"))
+    sub.add_argument("--model-dir", required=True)
+    sub.add_argument("--data-dir", required=True)
+    sub.add_argument("--out-dir", required=True)
+    sub.add_argument("--seed", type=int, default=42)
+
+    sub = with_config(step("aggregate", cmd_aggregate, "F1 tables over seeds from metrics.json files"))
+    sub.add_argument("metrics", nargs="+")
+    sub.add_argument("--markdown", required=True)
+    sub.add_argument("--csv", required=True)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (InputError, cfg.ConfigError) as error:
+        print(f"compact-biomed {args.step}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Workflow configuration: schema validation with one-line errors, and the derived lists the rules need."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import jsonschema
+import yaml
+from jsonschema.exceptions import best_match
+
+
+class ConfigError(ValueError):
+    """An invalid config value; the message names the key."""
+
+
+def dotted(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def check(config: dict, schema_path: str | Path) -> None:
+    """Validate `config` against the JSON schema; raise ConfigError naming the first offending key."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    error = best_match(validator.iter_errors(config))
+    if error is not None:
+        raise ConfigError(f"invalid config value at '{dotted(error.absolute_path)}': {error.message}")
+    check_consistency(config)
+
+
+def check_consistency(config: dict) -> None:
+    """Rules the schema cannot express."""
+    teacher = config["teacher"]["name"]
+    if teacher in config["models"]:
+        raise ConfigError(f"invalid config value at 'teacher.name': '{teacher}' is also a model name")
+    files = config["pubmed"]["files"]
+    if isinstance(files, dict) and files["first"] > files["last"]:
+        raise ConfigError("invalid config value at 'pubmed.files': first is after last")
+
+
+def pubmed_names(config: dict) -> list[str]:
+    """Baseline file names, from an explicit list or a {prefix, first, last} range (pubmed25n0001...)."""
+    files = config["pubmed"]["files"]
+    if isinstance(files, list):
+        return list(files)
+    return [f"{files['prefix']}{i:04d}" for i in range(files["first"], files["last"] + 1)]
+
+
+def train_settings(config: dict, model: str) -> dict:
+    """A model's training hyper-parameters: train_defaults overridden by the model's own `train` block."""
+    settings = copy.deepcopy(config["train_defaults"])
+    settings.update(config["models"][model].get("train", {}))
+    return settings
+
+
+def tokenizer_owner(config: dict, model: str) -> str:
+    """Whose tokenizer a model's pre-training data uses: the teacher's for distillation, its own otherwise."""
+    return model if config["models"][model]["recipe"] == "continual_mlm" else "teacher"
+
+
+def tokenizer_owners(config: dict) -> list[str]:
+    return sorted({tokenizer_owner(config, m) for m in config["models"]})
+
+
+def table_models(config: dict) -> list[str]:
+    """Rows of the results table in the paper's order: the teacher baseline, then the compact models."""
+    return [config["teacher"]["name"], *config["models"]]

@@ -1,0 +1,456 @@
+"""PubMed baseline files: md5-verified fetching, streaming XML parsing, and the pre-training text corpus.
+
+Text recipe (paper_spec.md §2): `ArticleTitle` with "[" and "]" removed, a space, the abstract, stripped.
+Records without an abstract are kept (title only); nothing is filtered or de-duplicated by content.
+
+Abstract text, a documented decision: the abstract is every `Article/Abstract/AbstractText` in document order,
+flattened with itertext() (inline <i>, <sup>, MathML... keep their text, lose their tags) and joined with one
+space; section labels are not inserted into the text but kept in `sections`. This is the reading of "the
+abstract" a user of the dataset expects. It is NOT byte-for-byte what the 2021/2022 Hugging Face `pubmed`
+script produced: its dict conversion silently kept only the FIRST AbstractText of a structured abstract
+and, for sections with inline markup, the raw inner XML (tags included). `OtherAbstract` (e.g. the German
+abstract of a German paper) is ignored, as it was there.
+
+Corpus merge: files are read in the given order; for one PMID the highest `Version` wins, ties going to the
+later occurrence (so update files override the baseline); a `DeleteCitation` removes every occurrence seen
+before it. The HF script did none of this (it read baseline files only, where these cases are rare).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.request
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from lxml import etree
+
+from .io import InputError, atomic_path, write_json
+
+PUBMED_ROOTS = {"PubmedArticleSet", "MedlineCitationSet"}
+GZIP_MAGIC = b"\x1f\x8b"
+CHUNK_BYTES = 1 << 20
+PROGRESS_EVERY_BYTES = 8 << 20
+
+CORPUS_SCHEMA = pa.schema(
+    [
+        ("pmid", pa.int64()),
+        ("version", pa.int32()),
+        ("title", pa.string()),
+        ("abstract", pa.string()),
+        ("language", pa.string()),
+        ("year", pa.int32()),
+        ("text", pa.string()),
+    ]
+)
+
+
+# ----------------------------------------------------------------------------------------------- checksums
+
+_NCBI_MD5 = re.compile(r"^MD5\((?P<name>[^)]*)\)\s*=\s*(?P<hash>[0-9a-fA-F]{32})$")
+_BARE_MD5 = re.compile(r"^(?P<hash>[0-9a-fA-F]{32})(?:\s+\*?(?P<name>\S.*))?$")
+
+
+def parse_md5_sidecar(path) -> str:
+    """The lower-case hex digest in an md5 sidecar: NCBI's `MD5(name)= <hash>`, or `<hash>  [name]`."""
+    try:
+        line = Path(path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read md5 sidecar ({_one_line(err)})") from None
+    return _parse_md5_line(path, line)
+
+
+def _parse_md5_line(source, text: str) -> str:
+    line = text.strip()
+    match = _NCBI_MD5.match(line) or _BARE_MD5.match(line)
+    if match is None:
+        raise InputError(source, f"not an md5 sidecar: expected 'MD5(name)= <32 hex>' or '<32 hex>', got {line[:80]!r}")
+    return match["hash"].lower()
+
+
+def file_md5(path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ fetching
+
+
+def fetch(
+    name: str,
+    out_dir,
+    base_url: str = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/",
+    local_dir=None,
+    retries: int = 5,
+    backoff: float = 2.0,
+) -> Path:
+    """Produce `out_dir/<name>.xml.gz` and its `.md5` sidecar, copied from `local_dir` or downloaded.
+
+    The data is checked against the sidecar before it gets its final name, so a present output is a verified one.
+    Downloads make `1 + retries` attempts, sleeping `backoff * 2**attempt` seconds in between; a checksum
+    mismatch counts as a failed attempt (a corrupted transfer). Returns the path of the .xml.gz.
+    """
+    name = name.removesuffix(".xml.gz")
+    final = Path(out_dir) / f"{name}.xml.gz"
+    sidecar_final = final.with_name(final.name + ".md5")
+    if local_dir is not None:
+        _copy_verified(Path(local_dir) / final.name, final, sidecar_final)
+    else:
+        url = base_url.rstrip("/") + "/" + final.name
+        _download_verified(url, final, sidecar_final, retries=retries, backoff=backoff)
+    return final
+
+
+def _copy_verified(source: Path, final: Path, sidecar_final: Path) -> None:
+    source_sidecar = source.with_name(source.name + ".md5")
+    for required in (source, source_sidecar):
+        if not required.is_file():
+            raise InputError(required, "missing (local_dir must hold <name>.xml.gz and <name>.xml.gz.md5)")
+    expected = parse_md5_sidecar(source_sidecar)
+    with atomic_path(final) as tmp:
+        shutil.copyfile(source, tmp)
+        _check_md5(source, expected, file_md5(tmp))
+        _write_bytes_atomically(sidecar_final, source_sidecar.read_bytes())
+
+
+def _download_verified(url: str, final: Path, sidecar_final: Path, retries: int, backoff: float) -> None:
+    sidecar_bytes = _with_retries(url + ".md5", lambda: _download_bytes(url + ".md5"), retries, backoff)
+    expected = _parse_sidecar_bytes(url + ".md5", sidecar_bytes)
+    with atomic_path(final) as tmp:
+
+        def attempt():
+            actual = _download_to(url, tmp)
+            _check_md5(url, expected, actual)
+
+        _with_retries(url, attempt, retries, backoff)
+        _write_bytes_atomically(sidecar_final, sidecar_bytes)
+
+
+def _parse_sidecar_bytes(url: str, data: bytes) -> str:
+    try:
+        line = data.decode("ascii")
+    except UnicodeDecodeError:
+        raise InputError(url, "md5 sidecar is not ASCII text") from None
+    return _parse_md5_line(url, line)
+
+
+class _ChecksumMismatch(InputError):
+    """Raised inside a download attempt so that a corrupted transfer is retried."""
+
+
+def _check_md5(source, expected: str, actual: str) -> None:
+    if actual != expected:
+        raise _ChecksumMismatch(source, f"md5 mismatch: sidecar says {expected}, data has {actual}")
+
+
+# Network trouble worth another attempt; HTTP 4xx other than 408/429 is not (the file does not exist).
+_TRANSIENT = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError)
+
+
+def _with_retries(url: str, action, retries: int, backoff: float):
+    attempts = 1 + max(0, retries)
+    for attempt in range(attempts):
+        try:
+            return action()
+        except urllib.error.HTTPError as err:
+            if err.code not in (408, 429) and err.code < 500:
+                raise InputError(url, f"HTTP {err.code} {err.reason}") from None
+            failure = err
+        except _ChecksumMismatch as err:
+            failure = err
+        except _TRANSIENT as err:
+            failure = err
+        if attempt + 1 < attempts:
+            delay = backoff * 2**attempt
+            print(f"{url}: attempt {attempt + 1}/{attempts} failed ({_one_line(failure)}); retrying in {delay:g}s",
+                  file=sys.stderr)
+            time.sleep(delay)
+    if isinstance(failure, _ChecksumMismatch):
+        raise InputError(failure.path, f"{failure.problem} (after {attempts} attempts)") from None
+    raise InputError(url, f"download failed after {attempts} attempts: {_one_line(failure)}") from None
+
+
+def _download_bytes(url: str, timeout: float = 60) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.read()
+
+
+def _download_to(url: str, target: Path, timeout: float = 60) -> str:
+    """Stream `url` into `target` (overwritten), reporting progress on stderr; return the data's md5."""
+    digest = hashlib.md5()
+    received = 0
+    next_report = PROGRESS_EVERY_BYTES
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
+        expected_length = response.headers.get("Content-Length")
+        for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
+            out.write(chunk)
+            digest.update(chunk)
+            received += len(chunk)
+            if received >= next_report:
+                print(f"{url}: {received / 2**20:.0f} MB", file=sys.stderr)
+                next_report += PROGRESS_EVERY_BYTES
+    if expected_length is not None and received != int(expected_length):
+        raise ConnectionError(f"connection closed after {received} of {expected_length} bytes")
+    print(f"{url}: done, {received / 2**20:.1f} MB", file=sys.stderr)
+    return digest.hexdigest()
+
+
+def _write_bytes_atomically(final: Path, data: bytes) -> None:
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(data)
+
+
+# ------------------------------------------------------------------------------------------------- parsing
+
+
+def iter_citations(path) -> Iterator[dict]:
+    """Stream the citations of a PubMed/MEDLINE XML file (.xml.gz or .xml) in constant memory.
+
+    Yields `{"pmid", "version", "title", "abstract", "sections": [[label, text], ...], "language", "year"}`
+    per citation, and `{"pmid", "deleted": True}` per `DeleteCitation/PMID`. Handles the current
+    `PubmedArticleSet` and the legacy `MedlineCitationSet`; `PubmedBookArticle` records are skipped.
+    Unreadable, truncated, malformed, empty or non-PubMed files raise InputError naming `path`.
+    """
+    try:
+        with _open_maybe_gzip(path) as stream:
+            yield from _iter_stream(path, stream)
+    except InputError:
+        raise
+    except etree.XMLSyntaxError as err:
+        raise InputError(path, _describe_syntax_error(err)) from None
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise InputError(path, f"corrupt or truncated gzip ({_one_line(err)})") from None
+    except OSError as err:
+        raise InputError(path, f"cannot read ({_one_line(err)})") from None
+
+
+def _open_maybe_gzip(path):
+    # Decide by content, not by name: a plain .xml and a mis-named file both work.
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+
+
+def _iter_stream(path, stream) -> Iterator[dict]:
+    events = etree.iterparse(
+        stream,
+        events=("end",),
+        tag=("MedlineCitation", "PubmedArticle", "PubmedBookArticle", "DeleteCitation"),
+        resolve_entities=False,
+        no_network=True,
+        huge_tree=True,
+    )
+    root_checked = False
+    for _, elem in events:
+        if not root_checked:
+            _check_root(path, elem.getroottree().getroot().tag)
+            root_checked = True
+        parent = elem.getparent()
+        at_top_level = parent is not None and parent.getparent() is None
+        if elem.tag == "MedlineCitation":
+            yield _citation(elem)
+        elif elem.tag == "DeleteCitation":
+            for pmid in elem.iter("PMID"):
+                yield {"pmid": int(pmid.text), "deleted": True}
+        if at_top_level:
+            _release(elem)
+    if not root_checked:
+        _check_root(path, events.root.tag)
+
+
+def _check_root(path, tag: str) -> None:
+    if tag not in PUBMED_ROOTS:
+        raise InputError(path, f"not PubMed XML: root element <{tag}>, expected <PubmedArticleSet> or <MedlineCitationSet>")
+
+
+def _release(elem) -> None:
+    """Free a finished top-level record and the already-processed siblings before it (constant memory)."""
+    elem.clear(keep_tail=False)
+    parent = elem.getparent()
+    while elem.getprevious() is not None:
+        del parent[0]
+
+
+def _citation(citation) -> dict:
+    pmid = citation.find("PMID")
+    article = citation.find("Article")
+    title = _flat_text(article.find("ArticleTitle")) if article is not None else ""
+    sections = _abstract_sections(article)
+    return {
+        "pmid": int(pmid.text),
+        "version": int(pmid.get("Version", "1")),
+        "title": title,
+        "abstract": " ".join(text for _, text in sections if text),
+        "sections": sections,
+        "language": (article.findtext("Language") or "") if article is not None else "",
+        "year": _publication_year(article),
+    }
+
+
+def _abstract_sections(article) -> list[list[str]]:
+    if article is None:
+        return []
+    return [[node.get("Label", ""), _flat_text(node)] for node in article.iterfind("Abstract/AbstractText")]
+
+
+def _flat_text(node) -> str:
+    """The element's text with inline markup removed and whitespace runs collapsed (MathML is indented)."""
+    if node is None:
+        return ""
+    return " ".join("".join(node.itertext()).split())
+
+
+_YEAR = re.compile(r"\b(\d{4})\b")
+
+
+def _publication_year(article) -> int | None:
+    """Journal issue year; `MedlineDate` ("1998 Dec-1999 Jan") gives its first year."""
+    if article is None:
+        return None
+    pub_date = article.find("Journal/JournalIssue/PubDate")
+    if pub_date is None:
+        return None
+    found = _YEAR.search(pub_date.findtext("Year") or pub_date.findtext("MedlineDate") or "")
+    return int(found.group(1)) if found else None
+
+
+def _describe_syntax_error(err: etree.XMLSyntaxError) -> str:
+    message = _one_line(err.msg or err)
+    if "Document is empty" in message or "Start tag expected" in message and err.lineno == 1:
+        return f"empty file or not XML ({message})"
+    if "Premature end of data" in message or "EndTag" in message and "not finished" in message:
+        return f"truncated XML ({message})"
+    return f"malformed XML ({message})"
+
+
+def _one_line(err) -> str:
+    return " ".join(str(err).split())
+
+
+# -------------------------------------------------------------------------------------------------- corpus
+
+
+def build_text(title: str, abstract: str, recipe: str = "paper") -> str:
+    """The pre-training text of one citation. `paper`: title without '[' ']' (MEDLINE's mark for translated
+    titles), a space, the abstract, stripped; a citation without abstract gives its title alone."""
+    if recipe != "paper":
+        raise ValueError(f"unknown text recipe {recipe!r}; known: 'paper'")
+    return (title.replace("[", "").replace("]", "") + " " + abstract).strip()
+
+
+_COLUMNS = ("pmid", "version", "title", "abstract", "language", "year")
+
+
+def build_corpus(xml_paths: list, out_parquet, stats_json, recipe: str = "paper") -> dict:
+    """Parse `xml_paths` in order into one Parquet table (one row per PMID, sorted by PMID) and a stats JSON.
+
+    Merge rules are in the module docstring. Memory grows with the corpus (records are held as Arrow
+    columns until the merge); for the whole baseline run it on batches of files.
+    """
+    build_text("", "", recipe)  # fail on an unknown recipe before any parsing
+    parts, deletions, per_file = [], [], []
+    seq_start = 0
+    for path in xml_paths:
+        columns, deleted_pmids, deleted_seqs = _read_file_columns(path, seq_start)
+        parts.append(columns)
+        deletions.append((np.asarray(deleted_pmids, np.int64), np.asarray(deleted_seqs, np.int64)))
+        per_file.append({"file": Path(path).name, "citations": len(columns["pmid"]), "deletions": len(deleted_pmids)})
+        seq_start += len(columns["pmid"]) + len(deleted_pmids)
+
+    table = _records_table(parts, recipe)
+    seqs = np.concatenate([np.asarray(p["seq"], np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
+    del_pmids = np.concatenate([d[0] for d in deletions]) if deletions else np.zeros(0, np.int64)
+    del_seqs = np.concatenate([d[1] for d in deletions]) if deletions else np.zeros(0, np.int64)
+    pmids = table.column("pmid").to_numpy()
+    versions = table.column("version").to_numpy()
+
+    removed = _removed_by_deletion(pmids, seqs, del_pmids, del_seqs)
+    winners = _latest_per_pmid(pmids, versions, seqs, ~removed)
+    corpus = table.take(pa.array(winners, pa.int64()))
+    if corpus.num_rows == 0:
+        raise InputError(out_parquet, f"corpus is empty after reading {len(xml_paths)} file(s)")
+
+    with atomic_path(out_parquet) as tmp:
+        pq.write_table(corpus, tmp)
+    stats = _corpus_stats(corpus, per_file, table.num_rows, int(removed.sum()), len(del_pmids), recipe)
+    write_json(stats_json, stats)
+    return stats
+
+
+def _read_file_columns(path, seq_start: int):
+    columns = {name: [] for name in (*_COLUMNS, "seq")}
+    deleted_pmids, deleted_seqs = [], []
+    seq = seq_start
+    for record in iter_citations(path):
+        if record.get("deleted"):
+            deleted_pmids.append(record["pmid"])
+            deleted_seqs.append(seq)
+        else:
+            for name in _COLUMNS:
+                columns[name].append(record[name])
+            columns["seq"].append(seq)
+        seq += 1
+    return columns, deleted_pmids, deleted_seqs
+
+
+def _records_table(parts: list[dict], recipe: str) -> pa.Table:
+    merged = {name: [value for part in parts for value in part[name]] for name in _COLUMNS}
+    merged["text"] = [build_text(t, a, recipe) for t, a in zip(merged["title"], merged["abstract"])]
+    return pa.table({field.name: pa.array(merged[field.name], field.type) for field in CORPUS_SCHEMA},
+                    schema=CORPUS_SCHEMA)
+
+
+def _removed_by_deletion(pmids, seqs, del_pmids, del_seqs) -> np.ndarray:
+    """True for records that a DeleteCitation later in the stream removes."""
+    if len(del_pmids) == 0:
+        return np.zeros(len(pmids), bool)
+    order = np.lexsort((del_seqs, del_pmids))
+    sorted_pmids, sorted_seqs = del_pmids[order], del_seqs[order]
+    last_of_group = np.append(sorted_pmids[1:] != sorted_pmids[:-1], True)
+    unique_pmids, last_deletion = sorted_pmids[last_of_group], sorted_seqs[last_of_group]
+    where = np.clip(np.searchsorted(unique_pmids, pmids), 0, len(unique_pmids) - 1)
+    return (unique_pmids[where] == pmids) & (seqs < last_deletion[where])
+
+
+def _latest_per_pmid(pmids, versions, seqs, keep) -> np.ndarray:
+    """Row indices of the winner per PMID (highest version, then latest), in ascending PMID order."""
+    candidates = np.flatnonzero(keep)
+    order = candidates[np.lexsort((seqs[candidates], versions[candidates], pmids[candidates]))]
+    sorted_pmids = pmids[order]
+    last_of_group = np.append(sorted_pmids[1:] != sorted_pmids[:-1], True) if len(order) else np.zeros(0, bool)
+    return order[last_of_group]
+
+
+def _corpus_stats(corpus: pa.Table, per_file, parsed: int, deleted: int, deletions_listed: int, recipe) -> dict:
+    abstracts = corpus.column("abstract").to_pylist()
+    texts = corpus.column("text").to_pylist()
+    with_abstract = sum(1 for a in abstracts if a)
+    return {
+        "recipe": recipe,
+        "files": len(per_file),
+        "per_file": per_file,
+        "citations_parsed": parsed,
+        "deletions_listed": deletions_listed,
+        "deleted": deleted,
+        "duplicates_replaced": parsed - deleted - corpus.num_rows,
+        "records": corpus.num_rows,
+        "with_abstract": with_abstract,
+        "title_only": corpus.num_rows - with_abstract,
+        "empty_text": sum(1 for t in texts if not t),
+        "characters": sum(len(t) for t in texts),
+    }
