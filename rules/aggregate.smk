@@ -22,5 +22,7 @@ rule aggregate:
         mode=config["ner"]["table_mode"],
     log:
         "logs/aggregate.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/aggregate.py"

@@ -10,6 +10,8 @@ rule teacher:
         source=config["teacher"],
     log:
         "logs/teacher.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/checkpoint.py"
 
@@ -23,5 +25,7 @@ rule start_checkpoint:
         source=lambda wc: config["models"][wc.student]["start"],
     log:
         "logs/start_checkpoint/{student}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/checkpoint.py"

@@ -1,13 +1,10 @@
 # Shared set-up: config validation, the lists every stage expands over, wildcard constraints, input functions.
-import os
 import re
 import sys
 from pathlib import Path
 
-# The package, also when it is not pip-installed: here and in every job's script (jobs inherit the env).
-SRC = str(Path(workflow.basedir) / "src")
-sys.path.insert(0, SRC)
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")]))
+# The package is pip-installed for the jobs (`make setup`); the Snakefile itself also finds it in a bare clone.
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from compact_biomed import config as cfg
 from snakemake.exceptions import WorkflowError
@@ -63,3 +60,14 @@ def pubmed_source(suffix):
 def corpus_if_random(source):
     """Random demo checkpoints train their tokenizer on the corpus; hub checkpoints need no input."""
     return ["results/pubmed/corpus.parquet"] if "random" in source else []
+
+
+def pretrain_inputs(wildcards):
+    """Shards of the tokenizer the model trains on, plus the teacher or the start checkpoint."""
+    owner = cfg.tokenizer_owner(config, wildcards.student)
+    inputs = {"shards": shard_dirs(owner), "manifest": f"results/shards/{owner}/manifest.json"}
+    if owner == "teacher":
+        inputs["teacher"] = "results/teacher"
+    else:
+        inputs["start"] = f"results/start/{wildcards.student}"
+    return inputs

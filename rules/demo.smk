@@ -10,6 +10,8 @@ if config["demo"]["enabled"]:
             citations=config["demo"]["citations_per_file"],
         log:
             "logs/demo_pubmed/{name}.log",
+        conda:
+            "../environment.yml"
         script:
             "../workflow/scripts/demo_pubmed.py"
 
@@ -20,5 +22,7 @@ if config["demo"]["enabled"]:
             sizes=config["demo"]["ner_sentences"],
         log:
             "logs/demo_ner/{dataset}.log",
+        conda:
+            "../environment.yml"
         script:
             "../workflow/scripts/demo_ner.py"

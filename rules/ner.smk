@@ -16,6 +16,8 @@ if config["ner"]["archive_url"]:
             datasets=DATASETS,
         log:
             "logs/fetch_ner.log",
+        conda:
+            "../environment.yml"
         script:
             "../workflow/scripts/fetch_ner.py"
 
@@ -35,5 +37,7 @@ rule finetune_ner:
         gpu=1,
     log:
         "logs/finetune_ner/{model}/{dataset}/seed{seed}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/finetune_ner.py"

@@ -3,16 +3,6 @@
 # kill resumes from the newest complete checkpoint instead of starting over.
 
 
-def pretrain_inputs(wildcards):
-    owner = cfg.tokenizer_owner(config, wildcards.student)
-    inputs = {"shards": shard_dirs(owner), "manifest": f"results/shards/{owner}/manifest.json"}
-    if owner == "teacher":
-        inputs["teacher"] = "results/teacher"
-    else:
-        inputs["start"] = f"results/start/{wildcards.student}"
-    return inputs
-
-
 rule pretrain:
     input:
         unpack(pretrain_inputs),
@@ -29,5 +19,7 @@ rule pretrain:
         gpu=1,
     log:
         "logs/pretrain/{student}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/pretrain.py"

@@ -19,6 +19,8 @@ rule fetch_pubmed:
     log:
         "logs/fetch_pubmed/{name}.log",
     retries: 2
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/fetch_pubmed.py"
 
@@ -33,5 +35,7 @@ rule build_corpus:
         recipe=config["pubmed"]["text_recipe"],
     log:
         "logs/build_corpus.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/build_corpus.py"

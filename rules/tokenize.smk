@@ -12,6 +12,8 @@ rule tokenize_shard:
         mode=config["tokenize"]["mode"],
     log:
         "logs/tokenize_shard/{owner}-{shard}-of-{total}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/tokenize_shard.py"
 
@@ -23,5 +25,7 @@ rule shard_manifest:
         "results/shards/{owner}/manifest.json",
     log:
         "logs/shard_manifest/{owner}.log",
+    conda:
+        "../environment.yml"
     script:
         "../workflow/scripts/shard_manifest.py"

@@ -112,7 +112,8 @@ def _paper_dev(data_dir: Path, train: list[Sentence]) -> list[Sentence] | None:
 
 def _check_known_tags(path: Path, sentences: list[Sentence], labels: list[str]) -> None:
     known = set(labels)
-    for tokens, tags in sentences:
+    for number, (_, tags) in enumerate(sentences, start=1):
         for tag in tags:
             if tag not in known:
-                raise InputError(path, f"tag {tag!r} does not occur in train.tsv (train labels: {labels})")
+                raise InputError(path, f"sentence {number}: tag {tag!r} does not occur in train.tsv "
+                                       f"(train labels: {labels})")

@@ -1,0 +1,60 @@
+"""Config validation: both shipped configs are valid, and a bad value is reported with its key."""
+
+import copy
+
+import pytest
+import yaml
+
+from compact_biomed import config as cfg
+from conftest import REPO
+
+SCHEMA = REPO / "config" / "schema.yaml"
+
+
+def load(name):
+    return yaml.safe_load((REPO / "config" / name).read_text())
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(name):
+    cfg.check(load(name), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    "mutate, key",
+    [
+        (lambda c: c["tokenize"].update(num_shards=0), "tokenize.num_shards"),
+        (lambda c: c["models"]["TinyBioBERT"].update(recipe="bert-of-theseus"), "models.TinyBioBERT.recipe"),
+        (lambda c: c["ner"]["hparams"].update(learning_rate="fast"), "ner.hparams.learning_rate"),
+        (lambda c: c["models"]["BioTinyBERT"].pop("start"), "models.BioTinyBERT"),
+        (lambda c: c["pubmed"].update(files=["pubmed.xml"]), "pubmed.files.0"),
+        (lambda c: c["train_defaults"].update(max_step=3), "train_defaults"),
+        (lambda c: c["teacher"].update(name="DistilBioBERT"), "teacher.name"),
+    ],
+)
+def test_invalid_value_names_the_key(mutate, key):
+    config = copy.deepcopy(load("config.yaml"))
+    mutate(config)
+    with pytest.raises(cfg.ConfigError, match=f"'{key}'"):
+        cfg.check(config, SCHEMA)
+
+
+def test_pubmed_range_expands_to_numbered_files():
+    config = {"pubmed": {"files": {"prefix": "pubmed25n", "first": 1, "last": 1274}}}
+    names = cfg.pubmed_names(config)
+    assert len(names) == 1274 and names[0] == "pubmed25n0001" and names[-1] == "pubmed25n1274"
+
+
+def test_train_settings_merge_model_over_defaults():
+    config = load("paper.yaml")
+    tiny = cfg.train_settings(config, "TinyBioBERT")
+    assert tiny["warmup_steps"] == 10000 and tiny["learning_rate"] == 5e-4
+    assert cfg.train_settings(config, "BioMobileBERT")["max_steps"] == 200000
+    assert config["train_defaults"]["warmup_steps"] == 5000  # the defaults themselves are untouched
+
+
+def test_tokenizer_owners_and_table_rows():
+    config = load("config.yaml")
+    assert cfg.tokenizer_owner(config, "DistilBioBERT") == "teacher"
+    assert cfg.tokenizer_owner(config, "BioMobileBERT") == "BioMobileBERT"
+    assert cfg.table_models(config)[:2] == ["BioBERT", "DistilBioBERT"]

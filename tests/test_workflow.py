@@ -1,0 +1,93 @@
+"""The Snakemake workflow itself: lint, the paper DAG offline, config errors, and the demo end to end."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"]
+
+
+def snakemake(*args, cwd=REPO, timeout=600):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = output.split("Job stats:")[1].split("Reasons:")[0]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
+    result = snakemake("-n", "--configfile", "config/paper.yaml", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    assert counts["finetune_ner"] == 7 * 5 * 5
+    assert counts["pretrain"] == 6
+    assert counts["teacher"] == 1 and counts["start_checkpoint"] == 3 and counts["fetch_ner"] == 1
+    assert counts["fetch_pubmed"] == paper["pubmed"]["files"]["last"]
+    assert counts["tokenize_shard"] == 4 * paper["tokenize"]["num_shards"]  # teacher + 3 own tokenizers
+    assert counts["aggregate"] == 1 and counts["build_corpus"] == 1
+    assert "demo_pubmed" not in counts
+
+
+def test_invalid_config_value_stops_with_the_key(tmp_path):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"]["hparams"]["epochs"] = 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(bad))
+    assert result.returncode != 0
+    assert "invalid config value at 'ner.hparams.epochs'" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end_from_real_training(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake("--cores", "2", cwd=workdir, timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+    table = (workdir / "results/tables/ner_f1.md").read_text()
+    config = yaml.safe_load((workdir / "config/config.yaml").read_text())
+    models = [config["teacher"]["name"], *config["models"]]
+    for model in models:
+        assert re.search(rf"^\| {model} \|( [\d.]+ ± [\d.]+ \(5\) \|)+$", table, re.M), table
+
+    tidy = pd.read_csv(workdir / "results/tables/ner_f1.csv")
+    sd = tidy.query("statistic == 'sd' and mode == 'paper'")["value"]
+    mean = tidy.query("statistic == 'mean' and mode == 'word'")["value"]
+    assert len(sd) == len(models) * len(config["ner"]["datasets"])
+    assert (sd > 0).all()  # different seeds give different numbers: the scores come from training
+    assert mean.max() > 50  # at least one model really learned the entities
+
+    for model in config["models"]:
+        exported = workdir / "results/models" / model
+        assert (exported / "config.json").exists() and (exported / "README.md").exists()
+        assert (workdir / "results/checkpoints" / model).exists()  # resumable, outside the declared output
+
+    rerun = snakemake("--cores", "2", "-n", cwd=workdir)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
