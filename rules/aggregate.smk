@@ -7,15 +7,17 @@ localrules:
 
 rule aggregate:
     input:
-        expand(
+        metrics=expand(
             "results/ner/{model}/{dataset}/seed{seed}/metrics.json",
             model=[TEACHER, *MODELS],
             dataset=DATASETS,
             seed=SEEDS,
         ),
+        paper_results=config["ner"]["paper_results"] or [],
     output:
         markdown="results/tables/ner_f1.md",
         csv="results/tables/ner_f1.csv",
+        latex="results/tables/ner_f1.tex",
     params:
         models=cfg.table_models(config),
         datasets=DATASETS,

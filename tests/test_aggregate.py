@@ -51,3 +51,28 @@ def test_bad_metrics_path_is_one_line_error(tmp_path):
     bad.write_text("{}")
     with pytest.raises(aggregate.InputError, match="metrics.json"):
         aggregate.collect([bad])
+
+
+def test_paper_comparison_and_latex(tmp_path):
+    paths = [write_run(tmp_path, m, "NCBI-disease", s, f, f) for m, runs in
+             {"DistilBioBERT": [(1, 0.88), (2, 0.86)], "TinyBioBERT": [(1, 0.80), (2, 0.82)]}.items()
+             for s, f in runs]
+    reference = tmp_path / "paper.tsv"
+    reference.write_text("# source line\ndataset\tmodel\tmetric\tvalue\tsource\n"
+                         "NCBI-disease\tDistilBioBERT\tF1\t87.93\tPWC\n")
+    md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
+    aggregate.write_tables(paths, md, csv, ["DistilBioBERT", "TinyBioBERT"], ["NCBI-disease"],
+                           latex_path=tex, paper_results=reference)
+    text = md.read_text()
+    assert "| DistilBioBERT | 87.00 vs 87.93 (-0.93) |" in text
+    assert "| TinyBioBERT | — |" in text  # the paper lists no value: unknown, not zero
+
+    tidy = pd.read_csv(csv)
+    diff = tidy.query("model == 'DistilBioBERT' and statistic == 'diff' and mode == 'paper'")["value"].item()
+    assert diff == pytest.approx(87.0 - 87.93)
+    assert tidy.query("statistic == 'paper'")["value"].tolist() == [87.93]
+
+    latex = tex.read_text()
+    assert "\\toprule" in latex and "\\bottomrule" in latex
+    assert "DistilBioBERT & \\textbf{87.00} $\\pm$ 1.41" in latex  # best in the column is bold
+    assert "TinyBioBERT & 81.00 $\\pm$ 1.41" in latex

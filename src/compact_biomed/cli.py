@@ -93,7 +93,8 @@ def cmd_aggregate(args):
 
     config = load_config(args.config)
     aggregate.write_tables(args.metrics, args.markdown, args.csv, models=cfg.table_models(config),
-                           datasets=config["ner"]["datasets"], mode=config["ner"]["table_mode"])
+                           datasets=config["ner"]["datasets"], mode=config["ner"]["table_mode"],
+                           latex_path=args.latex, paper_results=config["ner"].get("paper_results"))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -159,6 +160,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("metrics", nargs="+")
     sub.add_argument("--markdown", required=True)
     sub.add_argument("--csv", required=True)
+    sub.add_argument("--latex")
     return top
 
 
