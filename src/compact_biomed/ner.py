@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer, get_scheduler, set_seed
+from transformers.utils import logging as hf_logging
 
 from .io import InputError, atomic_path, write_json
-from .ner_data import Sentence, load_dataset_dir, read_split  # noqa: F401  (re-exported: the public API)
+from .ner_data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: F401  (read_split: public API)
 
 IGNORE = -100  # label index the loss skips (special tokens, and continuation pieces in "word" mode)
 LABEL_MODES = ("paper", "word")
@@ -121,6 +122,8 @@ def score_words(gold_word_tags: list[list[str]], pred_word_tags: list[list[str]]
 
 @dataclass
 class EncodedSplit:
+    """One split as model windows, plus what is needed to map window predictions back to sentences."""
+
     sentences: list[Sentence]
     input_ids: list[np.ndarray]  # one per window, special tokens included
     word_ids: list[np.ndarray]  # per window position: word index within the SENTENCE, -1 for special tokens
@@ -169,7 +172,7 @@ def _split_windows(tokenizer, tokens, word_ids, max_length, source, index):
     try:
         ranges = window_word_ranges(counts, budget)
     except ValueError as error:
-        raise InputError(source, f"sentence {index + 1}: {error} (max_length {max_length})") from None
+        raise InputError(source, f"sentence {index + 1} of the split: {error} (max_length {max_length})") from None
     windows = []
     for start, end in ranges:
         window = tokenizer(tokens[start:end], is_split_into_words=True, verbose=False)
@@ -323,6 +326,30 @@ def resolve_hparams(hparams: dict | None) -> dict:
     return hp
 
 
+def load_token_classifier(model_dir, id2label: dict):
+    """The masked-LM checkpoint with its MLM head dropped and a new token-classification head.
+
+    Only the new head may be missing from the checkpoint: anything else means the encoder would be
+    fine-tuned from random weights, which must fail loudly (it replaces the library's verbose load report).
+    """
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            model_dir, num_labels=len(id2label), id2label=id2label,
+            label2id={label: i for i, label in id2label.items()}, output_loading_info=True,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = sorted(key for key in info["missing_keys"] if not key.startswith("classifier."))
+    if missing:
+        raise InputError(model_dir, f"checkpoint lacks encoder weights, e.g. {missing[:3]} ({len(missing)} missing)")
+    return model
+
+
 def window_length(model, requested: int) -> int:
     """max_length, capped by the model's position embeddings (small demo models have fewer than 512)."""
     positions = getattr(model.config, "max_position_embeddings", None)
@@ -362,12 +389,9 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_seed(seed)  # before building the model: the new classification head is drawn from this seed
-    model = AutoModelForTokenClassification.from_pretrained(
-        model_dir, num_labels=len(labels), id2label=id2label, label2id=label2id
-    ).to(device)
+    model = load_token_classifier(model_dir, id2label).to(device)
     max_length = window_length(model, hp["max_length"])
-    dev_file = "train_dev.tsv" if (data_dir / "train_dev.tsv").exists() else "devel.tsv"
-    sources = {"train": data_dir / "train.tsv", "dev": data_dir / dev_file, "test": data_dir / "test.tsv"}
+    sources = {"train": data_dir / "train.tsv", "dev": dev_file(data_dir), "test": data_dir / "test.tsv"}
     encoded = {
         name: encode_split(tokenizer, sentences, label2id, max_length,
                            hp["label_mode_train"] if name == "train" else "paper", sources[name])
@@ -376,11 +400,10 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     train_seconds, samples = train(model, encoded["train"], hp, seed, device, pad_id)
-    results, test_words = {}, None
+    results, predicted_words = {}, {}
     for name in ("dev", "test"):
         predictions = predict(model, encoded[name], hp["eval_batch_size"], device, pad_id)
-        results[name], words = evaluate(encoded[name], predictions, id2label)
-        test_words = words if name == "test" else test_words
+        results[name], predicted_words[name] = evaluate(encoded[name], predictions, id2label)
 
     metrics = {
         "seed": seed,
@@ -396,6 +419,6 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
         "test": results["test"],
     }
     with atomic_path(out_dir, is_dir=True) as tmp:
-        write_predictions(tmp / "predictions.tsv", splits["test"], test_words)
+        write_predictions(tmp / "predictions.tsv", splits["test"], predicted_words["test"])
         write_json(tmp / "metrics.json", metrics)
     return metrics

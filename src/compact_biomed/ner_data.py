@@ -78,15 +78,22 @@ def load_dataset_dir(data_dir: str | os.PathLike, protocol: str = "paper") -> di
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
     data_dir = Path(data_dir)
     train = read_split(_split_file(data_dir, "train.tsv"))
-    dev = _paper_dev(data_dir, train) if protocol == "paper" else None
-    if dev is None:
-        dev = read_split(_split_file(data_dir, "devel.tsv"))
-    test = read_split(_split_file(data_dir, "test.tsv"))
+    dev_path = dev_file(data_dir, protocol)
+    dev = _paper_dev(dev_path, train) if dev_path.name == "train_dev.tsv" else read_split(dev_path)
+    test_path = _split_file(data_dir, "test.tsv")
+    test = read_split(test_path)
     labels = sorted({tag for _, tags in train for tag in tags})
-    dev_file = "train_dev.tsv" if protocol == "paper" and (data_dir / "train_dev.tsv").exists() else "devel.tsv"
-    _check_known_tags(data_dir / dev_file, dev, labels)
-    _check_known_tags(data_dir / "test.tsv", test, labels)
+    _check_known_tags(dev_path, dev, labels, first_number=len(train) + 1 if dev_path.name == "train_dev.tsv" else 1)
+    _check_known_tags(test_path, test, labels)
     return {"train": train, "dev": dev, "test": test, "labels": labels}
+
+
+def dev_file(data_dir: str | os.PathLike, protocol: str = "paper") -> Path:
+    """The file the dev split is read from (train_dev.tsv under the paper protocol when present)."""
+    train_dev = Path(data_dir) / "train_dev.tsv"
+    if protocol == "paper" and train_dev.exists():
+        return train_dev
+    return _split_file(Path(data_dir), "devel.tsv")
 
 
 def _split_file(data_dir: Path, name: str) -> Path:
@@ -96,11 +103,8 @@ def _split_file(data_dir: Path, name: str) -> Path:
     return path
 
 
-def _paper_dev(data_dir: Path, train: list[Sentence]) -> list[Sentence] | None:
-    """The official code's dev split: train_dev.tsv minus its leading copy of train.tsv; None if absent."""
-    path = data_dir / "train_dev.tsv"
-    if not path.exists():
-        return None
+def _paper_dev(path: Path, train: list[Sentence]) -> list[Sentence]:
+    """The official code's dev split: train_dev.tsv minus its leading copy of train.tsv."""
     train_dev = read_split(path)
     if train_dev[: len(train)] != train:
         raise InputError(path, f"does not start with the {len(train)} sentences of train.tsv")
@@ -110,9 +114,9 @@ def _paper_dev(data_dir: Path, train: list[Sentence]) -> list[Sentence] | None:
     return dev
 
 
-def _check_known_tags(path: Path, sentences: list[Sentence], labels: list[str]) -> None:
+def _check_known_tags(path: Path, sentences: list[Sentence], labels: list[str], first_number: int = 1) -> None:
     known = set(labels)
-    for number, (_, tags) in enumerate(sentences, start=1):
+    for number, (_, tags) in enumerate(sentences, start=first_number):
         for tag in tags:
             if tag not in known:
                 raise InputError(path, f"sentence {number}: tag {tag!r} does not occur in train.tsv "

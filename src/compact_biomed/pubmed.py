@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import os
 import re
 import shutil
 import sys
@@ -228,6 +227,9 @@ def iter_citations(path) -> Iterator[dict]:
     """
     try:
         with _open_maybe_gzip(path) as stream:
+            if not stream.read(1):
+                raise InputError(path, "empty file (no XML at all)")
+            stream.seek(0)  # cheap at offset 0, also for gzip
             yield from _iter_stream(path, stream)
     except InputError:
         raise
@@ -262,11 +264,14 @@ def _iter_stream(path, stream) -> Iterator[dict]:
             root_checked = True
         parent = elem.getparent()
         at_top_level = parent is not None and parent.getparent() is None
-        if elem.tag == "MedlineCitation":
-            yield _citation(elem)
-        elif elem.tag == "DeleteCitation":
-            for pmid in elem.iter("PMID"):
-                yield {"pmid": int(pmid.text), "deleted": True}
+        try:
+            if elem.tag == "MedlineCitation":
+                yield _citation(elem)
+            elif elem.tag == "DeleteCitation":
+                for pmid in elem.iter("PMID"):
+                    yield {"pmid": int(pmid.text), "deleted": True}
+        except (AttributeError, TypeError, ValueError) as err:  # a missing or non-numeric PMID, Version...
+            raise InputError(path, f"bad <{elem.tag}> at line {elem.sourceline}: {_one_line(err)}") from None
         if at_top_level:
             _release(elem)
     if not root_checked:
@@ -275,7 +280,8 @@ def _iter_stream(path, stream) -> Iterator[dict]:
 
 def _check_root(path, tag: str) -> None:
     if tag not in PUBMED_ROOTS:
-        raise InputError(path, f"not PubMed XML: root element <{tag}>, expected <PubmedArticleSet> or <MedlineCitationSet>")
+        expected = " or ".join(f"<{root}>" for root in sorted(PUBMED_ROOTS))
+        raise InputError(path, f"not PubMed XML: root element <{tag}>, expected {expected}")
 
 
 def _release(elem) -> None:
@@ -331,9 +337,9 @@ def _publication_year(article) -> int | None:
 
 def _describe_syntax_error(err: etree.XMLSyntaxError) -> str:
     message = _one_line(err.msg or err)
-    if "Document is empty" in message or "Start tag expected" in message and err.lineno == 1:
-        return f"empty file or not XML ({message})"
-    if "Premature end of data" in message or "EndTag" in message and "not finished" in message:
+    if "Document is empty" in message or "Start tag expected" in message:
+        return f"not XML ({message})"
+    if "Premature end of data" in message or "no element found" in message:
         return f"truncated XML ({message})"
     return f"malformed XML ({message})"
 

@@ -130,8 +130,8 @@ def _load_fast_tokenizer(tokenizer_dir):
 
 
 def _encode_paper(tokenizer, texts: list[str], max_length: int):
-    """The paper's call, batched. Overflow windows (stride 0) hold exactly the tokens truncation drops, so
-    counting them costs no second tokenisation; only the first window of each text is kept."""
+    """The paper's call, batched. The Rust encodings keep what truncation cut off in `.overflowing`
+    (post-processed, so with their own [CLS]/[SEP]), which counts the dropped tokens without a second pass."""
     ids_parts, mask_parts, truncated = [], [], 0
     for begin in range(0, len(texts), BATCH_ROWS):
         encoded = tokenizer(
@@ -139,24 +139,14 @@ def _encode_paper(tokenizer, texts: list[str], max_length: int):
             truncation=True,
             max_length=max_length,
             return_special_tokens_mask=True,
-            return_overflowing_tokens=True,
             return_attention_mask=False,
             return_token_type_ids=False,
         )
-        sample_of_row = np.asarray(encoded["overflow_to_sample_mapping"])
-        first_window = np.append(True, sample_of_row[1:] != sample_of_row[:-1])
-        ids = pa.array(encoded["input_ids"], pa.list_(pa.int32()))
-        mask = pa.array(encoded["special_tokens_mask"], pa.list_(pa.int8()))
-        keep = pa.array(first_window)
-        ids_parts.append(ids.filter(keep))
-        mask_parts.append(mask.filter(keep))
-        truncated += _content_tokens(mask.filter(pa.array(~first_window)))
+        ids_parts.append(pa.array(encoded["input_ids"], pa.list_(pa.int32())))
+        mask_parts.append(pa.array(encoded["special_tokens_mask"], pa.list_(pa.int8())))
+        overflow = (piece for encoding in encoded.encodings for piece in encoding.overflowing)
+        truncated += sum(len(piece) - sum(piece.special_tokens_mask) for piece in overflow)
     return _concat(ids_parts, pa.int32()), _concat(mask_parts, pa.int8()), truncated
-
-
-def _content_tokens(special_mask: pa.ListArray) -> int:
-    flat = special_mask.flatten().to_numpy(zero_copy_only=False)
-    return int(np.count_nonzero(flat == 0))
 
 
 def _encode_packed(tokenizer, texts: list[str], max_length: int):

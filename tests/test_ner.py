@@ -1,0 +1,329 @@
+"""NER: file validation, dev split, sub-token alignment, both scorings, windows, and fine-tuning end to end."""
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+
+from compact_biomed import ner
+from compact_biomed.io import InputError, read_json
+
+torch.set_num_threads(1)
+
+TAG_IDS = {"B": 0, "I": 1, "O": 2}
+
+
+def write_split(path: Path, sentences) -> Path:
+    lines = []
+    for tokens, tags in sentences:
+        lines += [f"{token}\t{tag}" for token, tag in zip(tokens, tags)] + [""]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_dataset(folder: Path, train, dev, test, train_dev: bool = True, devel: bool = True) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    write_split(folder / "train.tsv", train)
+    write_split(folder / "test.tsv", test)
+    if devel:
+        write_split(folder / "devel.tsv", dev)
+    if train_dev:
+        write_split(folder / "train_dev.tsv", train + dev)
+    return folder
+
+
+# --- a small learnable dataset: drugs are B, "X cancer"/"X failure" diseases are B I ------------------
+
+DRUGS = ["Aspirin", "Cisplatin", "Metformin", "lisinopril"]
+OTHER = ["reduces", "fever", "in", "patients", "with", "was", "observed", "blood", "glucose", "the", "and"]
+DISEASES = [["breast", "cancer"], ["ovarian", "cancer"], ["heart", "failure"]]
+
+
+def toy_sentence(rng: random.Random):
+    tokens, tags = [], []
+    for _ in range(rng.randint(4, 9)):
+        roll = rng.random()
+        if roll < 0.2:
+            tokens += [rng.choice(DRUGS)]
+            tags += ["B"]
+        elif roll < 0.3:
+            tokens += rng.choice(DISEASES)
+            tags += ["B", "I"]
+        else:
+            tokens += [rng.choice(OTHER)]
+            tags += ["O"]
+    return tokens + ["."], tags + ["O"]
+
+
+@pytest.fixture
+def toy_data_dir(tmp_path):
+    rng = random.Random(0)
+    train = [toy_sentence(rng) for _ in range(64)]
+    dev = [toy_sentence(rng) for _ in range(12)]
+    test = [toy_sentence(rng) for _ in range(12)]
+    # A zero-width space gives no sub-token: it must not shift the labels after it.
+    test[0] = (["Aspirin", "\u200b", "reduces", "fever", "."], ["B", "O", "O", "O", "O"])
+    # One sentence longer than the window used in the test, so it is split and re-joined.
+    test[1] = (test[1][0] * 4, test[1][1] * 4)
+    # Sentences with no sub-token at all: skipped in training (no NaN loss), all "O" when predicted.
+    train[5] = test[2] = (["\u200b", "\u200b"], ["O", "O"])
+    return write_dataset(tmp_path / "toy", train, dev, test)
+
+
+# --- read_split validation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        ("Aspirin\tB\nreduces\tO\tX\n", "line 2: expected 2 tab-separated columns"),
+        ("Aspirin B\n", "line 1: expected 2 tab-separated columns"),
+        ("Aspirin\tB\n\n\tO\n", "line 3: empty token"),
+        ("Aspirin\tB\r\nfever\tO\r\n", "line 1: CRLF line ending"),
+        ("Aspirin\tB\nfever\tX\n", "line 2: invalid tag 'X'"),
+        ("Aspirin\tB-\n", "line 1: invalid tag 'B-'"),
+        ("Aspirin\tb\n", "line 1: invalid tag 'b'"),
+        ("", "empty file"),
+        ("\n\n", "empty file"),
+    ],
+)
+def test_read_split_rejects_bad_files_naming_file_and_line(tmp_path, content, problem):
+    path = tmp_path / "train.tsv"
+    path.write_text(content, encoding="utf-8", newline="")
+    with pytest.raises(InputError) as caught:
+        ner.read_split(path)
+    message = str(caught.value)
+    assert problem in message and str(path) in message and "\n" not in message
+
+
+def test_read_split_accepts_typed_tags_extra_blank_lines_and_no_final_newline(tmp_path):
+    path = tmp_path / "x.tsv"
+    path.write_text("Aspirin\tB-Chemical\n\n\n\nbreast\tB-Disease\ncancer\tI-Disease\n.\tO", encoding="utf-8")
+    assert ner.read_split(path) == [
+        (["Aspirin"], ["B-Chemical"]),
+        (["breast", "cancer", "."], ["B-Disease", "I-Disease", "O"]),
+    ]
+
+
+# --- load_dataset_dir ----------------------------------------------------------------------------------
+
+TRAIN = [(["Aspirin", "helps"], ["B", "O"]), (["breast", "cancer"], ["B", "I"])]
+DEV = [(["Cisplatin", "hurts"], ["B", "O"])]
+TEST = [(["heart", "failure"], ["B", "I"])]
+
+
+def test_dev_split_is_tail_of_train_dev_and_labels_come_from_train(tmp_path):
+    folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST, devel=False)
+    data = ner.load_dataset_dir(folder)
+    assert data["dev"] == DEV and data["train"] == TRAIN and data["test"] == TEST
+    assert data["labels"] == ["B", "I", "O"]
+
+
+def test_dev_split_falls_back_to_devel_tsv(tmp_path):
+    folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST, train_dev=False)
+    assert ner.load_dataset_dir(folder)["dev"] == DEV
+
+
+def test_missing_split_file_is_an_input_error(tmp_path):
+    folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST)
+    (folder / "test.tsv").unlink()
+    with pytest.raises(InputError, match="test.tsv: missing split file"):
+        ner.load_dataset_dir(folder)
+
+
+def test_tag_unseen_in_train_is_an_input_error_naming_tag_and_file(tmp_path):
+    train = [(["Aspirin", "helps"], ["B", "O"])]
+    folder = write_dataset(tmp_path / "d", train, DEV, TEST)  # TEST has I, train has not
+    with pytest.raises(InputError, match=r"test.tsv: sentence 1: tag 'I' does not occur in train.tsv"):
+        ner.load_dataset_dir(folder)
+    write_split(folder / "train_dev.tsv", train + TEST)  # numbered within train_dev.tsv
+    with pytest.raises(InputError, match=r"train_dev.tsv: sentence 2: tag 'I' does not occur"):
+        ner.load_dataset_dir(folder)
+
+
+def test_train_dev_that_does_not_start_with_train_is_an_input_error(tmp_path):
+    folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST)
+    write_split(folder / "train_dev.tsv", DEV + TRAIN)
+    with pytest.raises(InputError, match="train_dev.tsv: does not start with"):
+        ner.load_dataset_dir(folder)
+
+
+# --- alignment -----------------------------------------------------------------------------------------
+
+# [CLS] Cis ##pla ##tin <word 1 has no pieces> fever [SEP]; word tags B O I (an I without B).
+WORD_IDS = [None, 0, 0, 0, 2, None]
+WORD_TAGS = ["B", "O", "I"]
+
+
+def test_align_labels_paper_mode_repeats_the_word_tag_on_every_piece():
+    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "paper")
+    assert labels.tolist() == [-100, TAG_IDS["B"], TAG_IDS["B"], TAG_IDS["B"], TAG_IDS["I"], -100]
+
+
+def test_align_labels_word_mode_labels_only_first_pieces():
+    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "word")
+    assert labels.tolist() == [-100, TAG_IDS["B"], -100, -100, TAG_IDS["I"], -100]
+
+
+def test_align_labels_rejects_unknown_mode():
+    with pytest.raises(ValueError):
+        ner.align_labels(WORD_IDS, [0, 1, 2], "first")
+
+
+def test_word_without_pieces_does_not_shift_labels_with_the_real_tokenizer(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    words, tags = ["Aspirin", "\u200b", "reduces", "fever"], ["B", "I", "O", "I"]
+    word_ids = tokenizer(words, is_split_into_words=True).word_ids()
+    assert 1 not in word_ids and 3 in word_ids  # the zero-width space vanished
+    labels = ner.align_labels(word_ids, [TAG_IDS[t] for t in tags], "paper")
+    fever = [i for i, w in enumerate(word_ids) if w == 3]
+    assert all(labels[i] == TAG_IDS["I"] for i in fever)  # fever keeps its own tag, not "O" of reduces
+
+
+def test_words_from_pieces_round_trip_and_pieceless_word_becomes_O():
+    piece_tags = [None, "B", "I", "I", "I", None]  # as predicted per sub-token (specials ignored)
+    words = ner.words_from_pieces(ner.word_id_array(WORD_IDS), piece_tags, n_words=3)
+    assert words == ["B", "O", "I"]
+    # first-piece labels -> words gives back the word tags, except the word with no pieces
+    word_mode = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in ["I", "B", "B"]], "word")
+    names = {v: k for k, v in TAG_IDS.items()}
+    recovered = ner.words_from_pieces(ner.word_id_array(WORD_IDS), [names.get(x) for x in word_mode], 3)
+    assert recovered == ["I", "O", "B"]
+
+
+# --- scoring -------------------------------------------------------------------------------------------
+
+
+def test_entity_scores_on_a_hand_computed_case():
+    # gold chunks: B@0, B@1, I@3 (an I after O starts a chunk) = 3; predicted: B-I@0-1, I@3 = 2; correct: I@3.
+    scores = ner.score_words([["B", "B", "O", "I"]], [["B", "I", "O", "I"]])
+    assert scores == pytest.approx({"precision": 1 / 2, "recall": 1 / 3, "f1": 0.4})
+
+
+def test_paper_scoring_counts_every_piece_of_a_B_word_as_an_entity():
+    # "Cisplatin" (B) = 3 pieces, predicted B on its first piece only.
+    gold_pieces, pred_pieces = [["B", "B", "B", "O"]], [["B", "O", "O", "O"]]
+    assert ner.score_paper(gold_pieces, pred_pieces) == pytest.approx({"precision": 1.0, "recall": 1 / 3, "f1": 0.5})
+    word_ids = np.array([0, 0, 0, 1])
+    assert ner.words_from_pieces(word_ids, pred_pieces[0], 2) == ["B", "O"]
+    assert ner.score_words([["B", "O"]], [["B", "O"]])["f1"] == 1.0
+
+
+def test_scoring_with_no_entities_predicted_is_zero_not_an_error():
+    assert ner.score_words([["B", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+
+
+def test_scoring_rejects_misaligned_sequences():
+    with pytest.raises(ValueError):
+        ner.score_words([["B", "O"]], [["O"]])
+
+
+# --- windows -------------------------------------------------------------------------------------------
+
+
+def test_window_word_ranges_packs_greedily_and_keeps_pieceless_words():
+    assert ner.window_word_ranges([3, 3, 3], 5) == [(0, 1), (1, 2), (2, 3)]
+    assert ner.window_word_ranges([2, 0, 2, 2], 4) == [(0, 3), (3, 4)]
+    with pytest.raises(ValueError):
+        ner.window_word_ranges([1, 6], 5)
+
+
+def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    long = (["Cisplatinxyz", "\u200b", "reduces", "fever", "in", "patients"] * 3, ["B", "O", "O", "I", "O", "O"] * 3)
+    sentences = [(["Aspirin", "."], ["B", "O"]), long]
+    whole = ner.encode_split(tokenizer, sentences, TAG_IDS, 512, "paper", "x.tsv")
+    windows = ner.encode_split(tokenizer, sentences, TAG_IDS, 8, "paper", "x.tsv")
+    assert whole.split_sentences == 0 and windows.split_sentences == 1
+    assert all(len(ids) <= 8 for ids in windows.input_ids)
+    assert windows.window_sentence[0] == 0 and (windows.window_sentence[1:] == 1).all()
+    for (ids_a, labels_a), (ids_b, labels_b) in zip(ner.sentence_pieces(whole, whole.labels),
+                                                    ner.sentence_pieces(windows, windows.labels)):
+        assert ids_a.tolist() == ids_b.tolist() and labels_a.tolist() == labels_b.tolist()
+    with pytest.raises(InputError, match=r"x.tsv: sentence 2 of the split: word 0 alone has"):
+        ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "paper", "x.tsv")
+
+
+def test_length_grouped_batches_cover_every_window_once_with_similar_lengths():
+    lengths = np.array([random.Random(i).randint(3, 60) for i in range(200)])
+    batches = ner.length_grouped_batches(lengths, 16, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(200))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 10  # random batches of 16 would spread over ~50
+
+
+# --- fine-tuning ---------------------------------------------------------------------------------------
+
+QUICK = dict(learning_rate=5e-3, epochs=4, batch_size=8, max_length=16, threads=1)
+
+
+def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tmp_path):
+    out = tmp_path / "run"
+    metrics = ner.finetune(tiny_bert_dir, toy_data_dir, out, seed=3, hparams=QUICK)
+    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.tsv"]
+    assert read_json(out / "metrics.json") == metrics
+    assert set(metrics) == {"seed", "epochs", "model_dir", "data_dir", "label_mode_train", "train_sentences",
+                            "split_sentences", "wall_seconds", "train_samples_per_second", "dev", "test"}
+    assert metrics["seed"] == 3 and metrics["epochs"] == 4 and metrics["train_sentences"] == 64
+    assert metrics["split_sentences"]["test"] >= 1  # the 4x sentence does not fit 16 sub-tokens
+    for split in ("dev", "test"):
+        for mode in ("paper", "word"):
+            assert set(metrics[split][mode]) == {"precision", "recall", "f1"}
+            assert 0.0 <= metrics[split][mode]["f1"] <= 1.0
+    assert metrics["test"]["word"]["f1"] > 0.5  # the toy task is learnable
+
+    test = ner.read_split(toy_data_dir / "test.tsv")
+    blocks = (out / "predictions.tsv").read_text(encoding="utf-8").rstrip("\n").split("\n\n")
+    assert len(blocks) == len(test)
+    rows = [[line.split("\t") for line in block.split("\n")] for block in blocks]
+    assert [[r[0] for r in rows_] for rows_ in rows] == [tokens for tokens, _ in test]
+    assert [[r[1] for r in rows_] for rows_ in rows] == [tags for _, tags in test]
+    assert rows[0][1] == ["\u200b", "O", "O"]  # the pieceless word is predicted O
+    assert rows[2] == [["\u200b", "O", "O"]] * 2
+
+
+def test_finetune_is_deterministic_per_seed_and_word_mode_runs(tiny_bert_dir, toy_data_dir, tmp_path):
+    hp = {**QUICK, "epochs": 1, "label_mode_train": "word", "max_train_sentences": 20, "max_eval_sentences": 5}
+    first = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "a", seed=7, hparams=hp)
+    second = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "b", seed=7, hparams=hp)
+    assert first["label_mode_train"] == "word" and first["train_sentences"] == 20
+    assert first["test"] == second["test"] and first["dev"] == second["dev"]
+    assert (tmp_path / "a" / "predictions.tsv").read_bytes() == (tmp_path / "b" / "predictions.tsv").read_bytes()
+
+
+def test_finetune_rejects_unknown_hparams_and_leaves_no_output(tiny_bert_dir, toy_data_dir, tmp_path):
+    with pytest.raises(ValueError, match="learning_rat"):
+        ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams={"learning_rat": 1e-3})
+    (toy_data_dir / "train.tsv").write_text("", encoding="utf-8")
+    with pytest.raises(InputError, match="train.tsv: empty file"):
+        ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=QUICK)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_finetune_on_real_bc5cdr_chem_reaches_nontrivial_f1(tmp_path):
+    """A 2-layer random BERT with a WordPiece vocabulary trained on the training text learns real NER."""
+    from compact_biomed.checkpoints import random_init
+
+    data_dir = shared_path("ner", "BC5CDR-chem")
+    train = ner.read_split(data_dir / "train.tsv")[:1500]
+    model_dir = tmp_path / "model"
+    random_init([" ".join(tokens) for tokens, _ in train], model_dir, "bert", lowercase=False, vocab_size=4000,
+                seed=0, config=dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4,
+                                    intermediate_size=256, max_position_embeddings=128))
+    started = time.perf_counter()
+    metrics = ner.finetune(model_dir, data_dir, tmp_path / "run", seed=1, hparams=dict(
+        learning_rate=1e-3, epochs=4, warmup_ratio=0.1, max_length=128, max_train_sentences=1500,
+        max_eval_sentences=300, threads=1))
+    print(f"\nBC5CDR-chem subset: {time.perf_counter() - started:.1f} s, test {metrics['test']}")
+    assert metrics["train_sentences"] == 1500
+    assert metrics["test"]["word"]["f1"] > 0.3
+    assert metrics["test"]["paper"]["f1"] > 0.2
