@@ -20,13 +20,8 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import http.client
 import re
 import shutil
-import sys
-import time
-import urllib.error
-import urllib.request
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,12 +31,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
 
+from .download import ChecksumMismatch, download_bytes, download_to, one_line, with_retries
 from .io import InputError, atomic_path, write_json
 
 PUBMED_ROOTS = {"PubmedArticleSet", "MedlineCitationSet"}
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 20
-PROGRESS_EVERY_BYTES = 8 << 20
 
 CORPUS_SCHEMA = pa.schema(
     [
@@ -67,7 +62,7 @@ def parse_md5_sidecar(path) -> str:
     try:
         line = Path(path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as err:
-        raise InputError(path, f"cannot read md5 sidecar ({_one_line(err)})") from None
+        raise InputError(path, f"cannot read md5 sidecar ({one_line(err)})") from None
     return _parse_md5_line(path, line)
 
 
@@ -128,15 +123,15 @@ def _copy_verified(source: Path, final: Path, sidecar_final: Path) -> None:
 
 
 def _download_verified(url: str, final: Path, sidecar_final: Path, retries: int, backoff: float) -> None:
-    sidecar_bytes = _with_retries(url + ".md5", lambda: _download_bytes(url + ".md5"), retries, backoff)
+    sidecar_bytes = with_retries(url + ".md5", lambda: download_bytes(url + ".md5"), retries, backoff)
     expected = _parse_sidecar_bytes(url + ".md5", sidecar_bytes)
     with atomic_path(final) as tmp:
 
         def attempt():
-            actual = _download_to(url, tmp)
+            actual = download_to(url, tmp)
             _check_md5(url, expected, actual)
 
-        _with_retries(url, attempt, retries, backoff)
+        with_retries(url, attempt, retries, backoff)
         _write_bytes_atomically(sidecar_final, sidecar_bytes)
 
 
@@ -148,65 +143,9 @@ def _parse_sidecar_bytes(url: str, data: bytes) -> str:
     return _parse_md5_line(url, line)
 
 
-class _ChecksumMismatch(InputError):
-    """Raised inside a download attempt so that a corrupted transfer is retried."""
-
-
 def _check_md5(source, expected: str, actual: str) -> None:
     if actual != expected:
-        raise _ChecksumMismatch(source, f"md5 mismatch: sidecar says {expected}, data has {actual}")
-
-
-# Network trouble worth another attempt; HTTP 4xx other than 408/429 is not (the file does not exist).
-_TRANSIENT = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError)
-
-
-def _with_retries(url: str, action, retries: int, backoff: float):
-    attempts = 1 + max(0, retries)
-    for attempt in range(attempts):
-        try:
-            return action()
-        except urllib.error.HTTPError as err:
-            if err.code not in (408, 429) and err.code < 500:
-                raise InputError(url, f"HTTP {err.code} {err.reason}") from None
-            failure = err
-        except _ChecksumMismatch as err:
-            failure = err
-        except _TRANSIENT as err:
-            failure = err
-        if attempt + 1 < attempts:
-            delay = backoff * 2**attempt
-            print(f"{url}: attempt {attempt + 1}/{attempts} failed ({_one_line(failure)}); retrying in {delay:g}s",
-                  file=sys.stderr)
-            time.sleep(delay)
-    if isinstance(failure, _ChecksumMismatch):
-        raise InputError(failure.path, f"{failure.problem} (after {attempts} attempts)") from None
-    raise InputError(url, f"download failed after {attempts} attempts: {_one_line(failure)}") from None
-
-
-def _download_bytes(url: str, timeout: float = 60) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return response.read()
-
-
-def _download_to(url: str, target: Path, timeout: float = 60) -> str:
-    """Stream `url` into `target` (overwritten), reporting progress on stderr; return the data's md5."""
-    digest = hashlib.md5()
-    received = 0
-    next_report = PROGRESS_EVERY_BYTES
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
-        expected_length = response.headers.get("Content-Length")
-        for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-            out.write(chunk)
-            digest.update(chunk)
-            received += len(chunk)
-            if received >= next_report:
-                print(f"{url}: {received / 2**20:.0f} MB", file=sys.stderr)
-                next_report += PROGRESS_EVERY_BYTES
-    if expected_length is not None and received != int(expected_length):
-        raise ConnectionError(f"connection closed after {received} of {expected_length} bytes")
-    print(f"{url}: done, {received / 2**20:.1f} MB", file=sys.stderr)
-    return digest.hexdigest()
+        raise ChecksumMismatch(source, f"md5 mismatch: sidecar says {expected}, data has {actual}")
 
 
 def _write_bytes_atomically(final: Path, data: bytes) -> None:
@@ -236,9 +175,9 @@ def iter_citations(path) -> Iterator[dict]:
     except etree.XMLSyntaxError as err:
         raise InputError(path, _describe_syntax_error(err)) from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
-        raise InputError(path, f"corrupt or truncated gzip ({_one_line(err)})") from None
+        raise InputError(path, f"corrupt or truncated gzip ({one_line(err)})") from None
     except OSError as err:
-        raise InputError(path, f"cannot read ({_one_line(err)})") from None
+        raise InputError(path, f"cannot read ({one_line(err)})") from None
 
 
 def _open_maybe_gzip(path):
@@ -271,7 +210,7 @@ def _iter_stream(path, stream) -> Iterator[dict]:
                 for pmid in elem.iter("PMID"):
                     yield {"pmid": int(pmid.text), "deleted": True}
         except (AttributeError, TypeError, ValueError) as err:  # a missing or non-numeric PMID, Version...
-            raise InputError(path, f"bad <{elem.tag}> at line {elem.sourceline}: {_one_line(err)}") from None
+            raise InputError(path, f"bad <{elem.tag}> at line {elem.sourceline}: {one_line(err)}") from None
         if at_top_level:
             _release(elem)
     if not root_checked:
@@ -336,16 +275,12 @@ def _publication_year(article) -> int | None:
 
 
 def _describe_syntax_error(err: etree.XMLSyntaxError) -> str:
-    message = _one_line(err.msg or err)
+    message = one_line(err.msg or err)
     if "Document is empty" in message or "Start tag expected" in message:
         return f"not XML ({message})"
     if "Premature end of data" in message or "no element found" in message:
         return f"truncated XML ({message})"
     return f"malformed XML ({message})"
-
-
-def _one_line(err) -> str:
-    return " ".join(str(err).split())
 
 
 # -------------------------------------------------------------------------------------------------- corpus

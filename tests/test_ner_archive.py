@@ -1,0 +1,43 @@
+"""BioBERT's datasets archive: the configured sets are extracted into the data folder, bad archives rejected."""
+
+import io
+import tarfile
+
+import pytest
+
+from compact_biomed import ner_archive
+from compact_biomed.io import InputError
+from conftest import shared_path
+
+
+def make_archive(path, names, source_dir):
+    with tarfile.open(path, "w:gz") as tar:
+        for name in names:
+            for split in ner_archive.SPLITS:
+                tar.add(source_dir / f"{split}.tsv", arcname=f"datasets/NER/{name}/{split}.tsv")
+        tar.addfile(tarfile.TarInfo("datasets/RE/GAD/1/train.tsv"), io.BytesIO(b""))
+
+
+def test_extracts_configured_sets_from_a_real_layout(tmp_path):
+    real = shared_path("ner", "BC5CDR-chem")
+    archive = tmp_path / "datasets.tar.gz"
+    make_archive(archive, ["BC5CDR-chem", "NCBI-disease"], real)
+    ner_archive.fetch(str(archive), tmp_path / "NER", ["BC5CDR-chem"])
+    out = tmp_path / "NER" / "BC5CDR-chem"
+    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.tsv" for s in ner_archive.SPLITS)
+    assert (out / "test.tsv").read_bytes() == (real / "test.tsv").read_bytes()
+    assert not (tmp_path / "NER" / "NCBI-disease").exists()  # only what the config asks for
+
+
+def test_missing_set_and_corrupt_archive_are_one_line_errors(tmp_path):
+    real = shared_path("ner", "BC5CDR-chem")
+    archive = tmp_path / "datasets.tar.gz"
+    make_archive(archive, ["BC5CDR-chem"], real)
+    with pytest.raises(InputError, match=r"datasets.tar.gz: has no datasets/NER/JNLPBA/train.tsv"):
+        ner_archive.extract(archive, tmp_path / "NER", ["JNLPBA"])
+    assert not (tmp_path / "NER" / "JNLPBA").exists()
+
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(archive.read_bytes()[:200])
+    with pytest.raises(InputError, match="broken.tar.gz: not a readable tar.gz archive"):
+        ner_archive.extract(broken, tmp_path / "NER", ["BC5CDR-chem"])
