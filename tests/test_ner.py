@@ -327,3 +327,22 @@ def test_finetune_on_real_bc5cdr_chem_reaches_nontrivial_f1(tmp_path):
     assert metrics["train_sentences"] == 1500
     assert metrics["test"]["word"]["f1"] > 0.3
     assert metrics["test"]["paper"]["f1"] > 0.2
+
+
+def test_entity_scores_equal_seqeval_on_real_tags_with_noise():
+    """The built-in scorer gives seqeval's numbers (default mode, micro) on real gold tags and noisy predictions."""
+    import random
+
+    from seqeval.metrics import f1_score, precision_score, recall_score
+
+    from compact_biomed.ner import entity_scores, read_split
+
+    gold = [tags for _, tags in read_split(shared_path("ner", "BC5CDR-disease") / "test.tsv")][:800]
+    rng = random.Random(0)
+    labels = ["O", "B", "I", "B-Chemical", "I-Chemical", "I-Disease"]
+    pred = [[rng.choice(labels) if rng.random() < 0.15 else t for t in tags] for tags in gold]
+    ours = entity_scores(gold, pred)
+    assert ours["precision"] == pytest.approx(precision_score(gold, pred))
+    assert ours["recall"] == pytest.approx(recall_score(gold, pred))
+    assert ours["f1"] == pytest.approx(f1_score(gold, pred))
+    assert 0.3 < ours["f1"] < 0.95  # the noise matters: this is not a trivial all-equal case

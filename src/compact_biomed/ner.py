@@ -95,15 +95,45 @@ def words_from_pieces(word_ids, piece_tags, n_words: int, fill: str = "O") -> li
 # Scoring
 
 
-def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
-    """seqeval default (conlleval-style) mode, micro-averaged over entity chunks, as fractions."""
-    # Imported here: seqeval pulls in scikit-learn (~2 s), only needed once a model has been trained.
-    from seqeval.metrics.sequence_labeling import precision_recall_fscore_support
+def entity_chunks(sentences: list[list[str]]) -> set[tuple[str, int, int]]:
+    """Entity chunks (type, first, last) over all sentences, exactly as seqeval's default (conlleval) mode
+    finds them: `I` without `B` opens a chunk, a type change closes one; sentences are joined with an `O`."""
+    tags = [tag for sentence in sentences for tag in [*sentence, "O"]]
+    chunks, begin, prev_tag, prev_type = set(), 0, "O", ""
+    for i, label in enumerate([*tags, "O"]):
+        tag, kind = label[0], label[1:].split("-", maxsplit=1)[-1] or "_"
+        if chunk_ends(prev_tag, tag, prev_type, kind):
+            chunks.add((prev_type, begin, i - 1))
+        if chunk_starts(prev_tag, tag, prev_type, kind):
+            begin = i
+        prev_tag, prev_type = tag, kind
+    return chunks
 
+
+def chunk_ends(prev_tag: str, tag: str, prev_type: str, kind: str) -> bool:
+    return (prev_tag in "ES" or (prev_tag in "BI" and tag in "BSO")
+            or (prev_tag not in "O." and prev_type != kind))
+
+
+def chunk_starts(prev_tag: str, tag: str, prev_type: str, kind: str) -> bool:
+    return (tag in "BS" or (prev_tag in "ESO" and tag in "EI")
+            or (tag not in "O." and prev_type != kind))
+
+
+def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """seqeval's default-mode micro precision/recall/F1 over entity chunks, as fractions.
+
+    The same numbers as `seqeval.metrics` (tests check it on real data) without importing seqeval, which pulls
+    in scikit-learn: ~2 s of start-up in each of the workflow's many fine-tuning jobs.
+    """
     if [len(s) for s in gold] != [len(s) for s in pred]:
         raise ValueError("gold and predicted sequences differ in length")
-    precision, recall, f1, _ = precision_recall_fscore_support(gold, pred, average="micro", zero_division=0)
-    return {"precision": float(precision), "recall": float(recall), "f1": float(f1)}
+    true, predicted = entity_chunks(gold), entity_chunks(pred)
+    hits = len(true & predicted)
+    precision = hits / len(predicted) if predicted else 0.0
+    recall = hits / len(true) if true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
 
 
 def score_paper(gold_subtoken_tags: list[list[str]], pred_subtoken_tags: list[list[str]]) -> dict:
