@@ -31,7 +31,7 @@ def shared_path(*parts) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory):
-    """A 2-layer, 32-hidden random BertForMaskedLM with a cased WordPiece tokenizer, as a HF directory."""
+    """A 4-layer, 32-hidden random BertForMaskedLM with a cased WordPiece tokenizer, as a HF directory."""
     from compact_biomed.checkpoints import random_init
 
     out = tmp_path_factory.mktemp("models") / "tiny-bert"

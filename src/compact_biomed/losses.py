@@ -6,7 +6,7 @@ Conventions shared by every function:
 - `attention_mask` is the usual (batch, seq) 1 = token / 0 = padding mask;
 - a batch with nothing to average over (no masked position, no token) gives 0, still attached to the autograd graph
   so that every parameter receives a (zero) gradient, which DDP needs. Never NaN;
-- everything is computed in float32, whatever the autocast dtype of the forward pass.
+- everything is computed in at least float32, whatever the autocast dtype of the forward pass.
 
 Reductions follow the official scripts exactly (paper spec §1.2-§1.4); the quirky ones say so where they happen.
 """
@@ -19,9 +19,14 @@ import torch.nn.functional as F
 ATTENTION_EPS = 1e-12  # spec §1.3: the official attention KL adds 1e-12 to both distributions
 
 
-def _zero_like_graph(*tensors: torch.Tensor) -> torch.Tensor:
-    """A float32 zero that depends on `tensors`, for reductions over an empty selection."""
-    return sum(t.float().sum() for t in tensors) * 0.0
+def _upcast(tensor: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 activations (autocast) -> float32; float32/float64 unchanged."""
+    return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def _zero_like_graph(tensor: torch.Tensor) -> torch.Tensor:
+    """A zero that depends on `tensor`, for reductions over an empty selection."""
+    return _upcast(tensor).sum() * 0.0
 
 
 def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -31,7 +36,7 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """
     if logits.shape[0] == 0:
         return _zero_like_graph(logits)
-    return F.cross_entropy(logits.float(), targets)
+    return F.cross_entropy(_upcast(logits), targets)
 
 
 def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -39,8 +44,8 @@ def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     averaged over masked rows (spec §1.2; CompactBioBERT's L_out is the same with T = 1, spec §1.3)."""
     if student_logits.shape[0] == 0:
         return _zero_like_graph(student_logits)
-    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    p_teacher = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    log_p_student = F.log_softmax(_upcast(student_logits) / temperature, dim=-1)
+    p_teacher = F.softmax(_upcast(teacher_logits) / temperature, dim=-1)
     kl = F.kl_div(log_p_student, p_teacher, reduction="batchmean")
     return kl * temperature**2
 
@@ -51,8 +56,8 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     without the T^2 factor (spec §1.4)."""
     if student_logits.shape[0] == 0:
         return _zero_like_graph(student_logits)
-    log_p_student = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    p_teacher = F.softmax(teacher_logits.float() / temperature, dim=-1)
+    log_p_student = F.log_softmax(_upcast(student_logits) / temperature, dim=-1)
+    p_teacher = F.softmax(_upcast(teacher_logits) / temperature, dim=-1)
     return -(p_teacher * log_p_student).sum(dim=-1).mean()
 
 
@@ -61,8 +66,8 @@ def hidden_cosine(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, at
     """Mean over non-padding tokens of 1 - cos(h_s, h_t): `CosineEmbeddingLoss` with target +1 on the tokens
     whose attention_mask is 1 (spec §1.2 L_cos, §1.3 L_hid). Hidden: (batch, seq, dim), same dim for both."""
     keep = attention_mask.bool()
-    student_rows = student_hidden[keep].float()
-    teacher_rows = teacher_hidden[keep].float()
+    student_rows = _upcast(student_hidden[keep])
+    teacher_rows = _upcast(teacher_hidden[keep])
     if student_rows.shape[0] == 0:
         return _zero_like_graph(student_hidden)
     target = student_rows.new_ones(student_rows.shape[0])
@@ -79,8 +84,8 @@ def attention_kl(student_attention: torch.Tensor, teacher_attention: torch.Tenso
     """
     keep = attention_mask.bool()
     # (batch, query, heads, key) so that the boolean mask selects query rows
-    student_rows = student_attention.transpose(1, 2)[keep].float()
-    teacher_rows = teacher_attention.transpose(1, 2)[keep].float()
+    student_rows = _upcast(student_attention.transpose(1, 2)[keep])
+    teacher_rows = _upcast(teacher_attention.transpose(1, 2)[keep])
     if student_rows.numel() == 0:
         return _zero_like_graph(student_attention)
     log_student = torch.log(student_rows + eps)
@@ -91,10 +96,10 @@ def attention_kl(student_attention: torch.Tensor, teacher_attention: torch.Tenso
 def attention_mse(student_attention: torch.Tensor, teacher_attention: torch.Tensor) -> torch.Tensor:
     """TinyBioBERT's attention loss for one layer pair: MSE on attention probabilities over every element,
     padding included (spec §1.4; original TinyBERT used raw scores instead)."""
-    return F.mse_loss(student_attention.float(), teacher_attention.float())
+    return F.mse_loss(_upcast(student_attention), _upcast(teacher_attention))
 
 
 def hidden_mse(projected_student_hidden: torch.Tensor, teacher_hidden: torch.Tensor) -> torch.Tensor:
     """TinyBioBERT's representation loss for one layer pair: MSE between fit_dense(h_s) and h_t over every element,
     padding included (spec §1.4)."""
-    return F.mse_loss(projected_student_hidden.float(), teacher_hidden.float())
+    return F.mse_loss(_upcast(projected_student_hidden), _upcast(teacher_hidden))

@@ -1,0 +1,423 @@
+"""How a compact model is trained: data, Hugging Face Trainer, resumable checkpoints and the exported student.
+
+`run()` is the single entry point of the Snakemake rule. Everything the library already does well (bf16, torchrun
+multi-GPU, gradient accumulation, optimizer, schedule, clipping, checkpoint files) is left to `Trainer`; this module
+adds only what the recipes need:
+- a collator whose MLM masks depend on (seed, example indices) only, so an interrupted-and-resumed run sees exactly
+  the masks of an uninterrupted one (the stock collator draws from the global RNG, and Trainer's dataloader
+  prefetches one batch ahead of the RNG state it checkpoints);
+- checkpoints holding the student (+ fit_dense) but never the frozen teacher; resume from the newest COMPLETE one;
+- per-term losses in the Trainer log, written to train_log.jsonl with the exported model and its model card.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+import yaml
+from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+
+from . import recipes
+from .io import InputError, atomic_path
+
+FIT_DENSE_FILE = "fit_dense.safetensors"
+RUN_FINGERPRINT_FILE = "run.json"
+SHARD_COLUMNS = ("input_ids", "special_tokens_mask")
+CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
+
+TRAIN_DEFAULTS = {
+    "max_steps": 1000, "global_batch_size": 192, "per_device_batch_size": 24, "learning_rate": 5e-4,
+    "warmup_steps": 0, "weight_decay": 0.0, "lr_scheduler": "linear", "mlm_probability": 0.15,
+    "save_steps": 2500, "save_total_limit": 2, "logging_steps": 250, "teacher_dropout": True,
+    "max_grad_norm": 1.0, "precision": "auto", "dataloader_workers": 0,
+}
+# Settings that change what is learned: a checkpoint_dir written with other values must not be resumed.
+FINGERPRINT_TRAIN_KEYS = ("max_steps", "global_batch_size", "learning_rate", "warmup_steps", "weight_decay",
+                          "lr_scheduler", "mlm_probability", "teacher_dropout", "max_grad_norm")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------
+
+def load_shards(shard_dirs: list[str]):
+    """Concatenate tokenised shards saved with `Dataset.save_to_disk` (columns input_ids, special_tokens_mask)."""
+    import datasets
+
+    if not shard_dirs:
+        raise InputError("shard_dirs", "no tokenised shard given")
+    parts = []
+    for shard_dir in shard_dirs:
+        part = datasets.load_from_disk(str(shard_dir))
+        missing = [c for c in SHARD_COLUMNS if c not in part.column_names]
+        if missing:
+            raise InputError(shard_dir, f"shard lacks column(s) {', '.join(missing)}")
+        parts.append(part.select_columns(list(SHARD_COLUMNS)))
+    return datasets.concatenate_datasets(parts)
+
+
+class IndexedExamples(torch.utils.data.Dataset):
+    """The shards' rows, each tagged with its index so that the collator can derive the masking seed from it."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices):  # one Arrow read per batch instead of one per example
+        columns = self.rows[list(indices)]
+        return [{"input_ids": ids, "special_tokens_mask": special, "example_index": int(index)}
+                for ids, special, index in zip(columns["input_ids"], columns["special_tokens_mask"], indices)]
+
+
+class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
+    """HF's MLM collator (15%, 80/10/10, dynamic padding) seeded per batch from (seed, example indices).
+
+    Masks therefore do not depend on when or in which process the batch is collated (prefetching, dataloader
+    workers, resume), and the global RNG, which drives dropout and which Trainer checkpoints, is left untouched.
+    An example meets new masks in every epoch because it meets a different batch.
+    """
+
+    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int):
+        super().__init__(tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability)
+        self.mask_seed = mask_seed
+
+    def torch_call(self, examples):
+        indices = [example.pop("example_index") for example in examples]
+        entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
+        self.generator = torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
+        batch = super().torch_call(examples)
+        # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
+        return {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trainer: per-term logging, student-only checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+
+class PretrainTrainer(Trainer):
+    # the objective returns per-micro-batch means, so Trainer divides by the accumulation steps as usual
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._term_names: list[str] | None = None
+        self._term_sums: torch.Tensor | None = None  # on device: no host sync per step
+        self._term_steps = 0.0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            self._accumulate_terms(outputs["terms"])
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def _accumulate_terms(self, terms: dict[str, torch.Tensor]) -> None:
+        accumulation = self.current_gradient_accumulation_steps
+        values = torch.stack([value.detach().float() for value in terms.values()]) / accumulation
+        if self._term_sums is None:
+            self._term_names, self._term_sums = list(terms), torch.zeros_like(values)
+        self._term_sums += values
+        self._term_steps += 1.0 / accumulation
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._term_sums is not None and self._term_steps > 0:
+            means = self.accelerator.reduce(self._term_sums, reduction="mean") / self._term_steps
+            logs.update({f"loss_{name}": value for name, value in zip(self._term_names, means.tolist())})
+            self._term_sums.zero_()
+            self._term_steps = 0.0
+        super().log(logs, start_time)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """A checkpoint is a loadable HF directory of the student (+ fit_dense); the frozen teacher is not saved."""
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        objective = self.accelerator.unwrap_model(self.model)
+        objective.student.save_pretrained(output_dir)
+        if objective.fit_dense is not None:
+            safetensors.torch.save_file(objective.fit_dense.state_dict(), os.path.join(output_dir, FIT_DENSE_FILE))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        objective = self.accelerator.unwrap_model(model or self.model)
+        saved = type(objective.student).from_pretrained(resume_from_checkpoint)
+        objective.student.load_state_dict(saved.state_dict())
+        if objective.fit_dense is not None:
+            objective.fit_dense.load_state_dict(
+                safetensors.torch.load_file(os.path.join(resume_from_checkpoint, FIT_DENSE_FILE)))
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """Trainer writes trainer_state.json last; also require the weights, optimizer, scheduler and RNG states."""
+    required = ("config.json", "optimizer.pt", "scheduler.pt")
+    if not all((path / name).is_file() for name in required):
+        return False
+    if not any(path.glob("model*.safetensors")) or not any(path.glob("rng_state*.pth")):
+        return False
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def checkpoint_dirs(checkpoint_dir: str | Path) -> list[Path]:
+    """checkpoint-N directories, oldest first."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and CHECKPOINT_RE.fullmatch(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.fullmatch(p.name).group(1)))
+
+
+def latest_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
+    complete = [p for p in checkpoint_dirs(checkpoint_dir) if is_complete_checkpoint(p)]
+    return str(complete[-1]) if complete else None
+
+
+def remove_incomplete_checkpoints(checkpoint_dir: str | Path) -> None:
+    """A job killed while saving leaves a partial checkpoint-N; Trainer would later write into it or rotate it."""
+    for path in checkpoint_dirs(checkpoint_dir):
+        if not is_complete_checkpoint(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def check_run_fingerprint(checkpoint_dir: str | Path, fingerprint: dict) -> None:
+    """Refuse to resume checkpoints written by a differently configured run (same dir, changed config)."""
+    path = Path(checkpoint_dir) / RUN_FINGERPRINT_FILE
+    if path.is_file() and latest_complete_checkpoint(checkpoint_dir):
+        previous = json.loads(path.read_text())
+        if previous != fingerprint:
+            changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+            raise InputError(checkpoint_dir, f"holds checkpoints of a run configured differently "
+                                             f"({', '.join(changed)}); delete it to start afresh")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training arguments
+# ---------------------------------------------------------------------------------------------------------------
+
+def gradient_accumulation_steps(global_batch_size: int, per_device_batch_size: int, world_size: int) -> int:
+    per_step = per_device_batch_size * world_size
+    if global_batch_size % per_step:
+        raise ValueError(f"global_batch_size {global_batch_size} is not a multiple of per_device_batch_size "
+                         f"{per_device_batch_size} x {world_size} process(es)")
+    return global_batch_size // per_step
+
+
+def precision_flags(precision: str) -> dict:
+    """"auto" = bf16 on a CUDA device that supports it, else fp32 (the official scripts trained in fp32, spec §3)."""
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}; use auto, bf16, fp16 or fp32")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingArguments:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    accumulation = gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"], world_size)
+    save_steps = train["save_steps"] or 0  # 0 / None: no intermediate checkpoint, hence no resume
+    checkpointing = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "no"}
+    return TrainingArguments(
+        output_dir=checkpoint_dir,
+        max_steps=train["max_steps"],
+        per_device_train_batch_size=train["per_device_batch_size"],
+        gradient_accumulation_steps=accumulation,
+        learning_rate=train["learning_rate"],
+        lr_scheduler_type=train["lr_scheduler"],
+        warmup_steps=train["warmup_steps"],
+        weight_decay=train["weight_decay"],
+        max_grad_norm=train["max_grad_norm"],
+        logging_strategy="steps",
+        logging_steps=train["logging_steps"],
+        save_total_limit=train["save_total_limit"],
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=train["dataloader_workers"],
+        dataloader_pin_memory=torch.cuda.is_available(),
+        remove_unused_columns=False,  # the collator gets input_ids + special_tokens_mask (spec §2 pitfall)
+        ddp_find_unused_parameters=False,  # every student parameter is used at every step
+        report_to="none",
+        disable_tqdm=True,
+        **checkpointing,
+        **precision_flags(train["precision"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------------------------
+
+def log_rows(log_history: list[dict], term_names: list[str]) -> list[dict]:
+    """One row per logging step: step, lr, total loss, each loss term (unweighted), grad norm, epoch."""
+    rows = []
+    for entry in log_history:
+        if "loss" not in entry:
+            continue
+        row = {"step": entry["step"], "lr": entry.get("learning_rate"), "loss": entry["loss"]}
+        row.update({f"loss_{name}": entry[f"loss_{name}"] for name in term_names if f"loss_{name}" in entry})
+        row.update({k: entry[k] for k in ("grad_norm", "epoch") if k in entry})
+        rows.append(row)
+    return rows
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # tied tensors count once
+
+
+def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[str], steps: int, train: dict,
+               parameters: int, final: dict, student_config) -> str:
+    weights = recipe.loss_weights
+    formula = " + ".join(f"{w:g}*{name}" for name, w in weights.items())
+    distilled = recipe.kind == "distillation"
+    front = {
+        "base_model": source,
+        "library_name": "transformers",
+        "pipeline_tag": "fill-mask",
+        "tags": ["compact-biomed", "biomedical", "fill-mask", recipe.name,
+                 "knowledge-distillation" if distilled else "continual-pretraining"],
+        "recipe": recipe.name,
+        ("teacher" if distilled else "start_checkpoint"): source,
+        "steps": steps,
+        "global_batch_size": train["global_batch_size"],
+        "learning_rate": train["learning_rate"],
+        "data": [str(d) for d in data],
+        "losses": dict(weights),
+        "temperature": recipe.temperature if distilled else None,
+        "teacher_dropout": bool(train["teacher_dropout"]) if distilled else None,
+        "parameters": parameters,
+    }
+    front = {k: v for k, v in front.items() if v is not None}
+    shape = (f"{student_config.model_type}, {student_config.num_hidden_layers} layers, hidden "
+             f"{getattr(student_config, 'hidden_size', getattr(student_config, 'dim', '?'))}, "
+             f"vocabulary {student_config.vocab_size}")
+    final_text = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float)) or "not logged"
+    facts = [
+        f"Recipe `{recipe.name}`: {recipe.summary}",
+        f"{'Teacher' if distilled else 'Start checkpoint'}: `{source}`",
+        f"Student: {shape}; {parameters:,} parameters",
+        f"Loss: {formula}",
+        (f"{steps} optimizer steps, global batch {train['global_batch_size']}, peak learning rate "
+         f"{train['learning_rate']}, {train['lr_scheduler']} schedule, warmup {train['warmup_steps']}, weight decay "
+         f"{train['weight_decay']}, MLM probability {train['mlm_probability']}"),
+    ]
+    if distilled:
+        mode = "on (as the official scripts)" if train["teacher_dropout"] else "off (teacher in eval mode)"
+        facts.append(f"Teacher dropout during distillation: {mode}")
+    facts.append(f"Final logged losses: {final_text}")
+    return (
+        "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n"
+        f"# {model_name or recipe.name}\n\n"
+        "Trained by compact-biomed, reproducing Rohanian et al. 2022, \"On the Effectiveness of Compact Biomedical "
+        "Transformers\" (arXiv 2209.03182).\n\n"
+        + "".join(f"- {fact}\n" for fact in facts)
+        + "\n`train_log.jsonl` holds one line per logging step (unweighted loss terms).\n"
+    )
+
+
+def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, card: str, rows: list[dict]) -> None:
+    """Write the student alone (no teacher, no fit_dense), its tokenizer, model card and log; all or nothing."""
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        objective.student.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card)
+        (tmp / "train_log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------------------------
+
+def build_objective(recipe: recipes.Recipe, teacher_dir: str | None, start_dir: str | None, student: dict | None,
+                    teacher_dropout: bool, seed: int):
+    """The objective module and the tokenizer of its vocabulary. Seeds first: fresh weights are random."""
+    set_seed(seed)
+    if recipe.kind == "distillation":
+        if not teacher_dir:
+            raise ValueError(f"recipe {recipe.name!r} needs teacher_dir")
+        teacher = recipes.load_teacher(teacher_dir, recipe)
+        model = recipes.build_student(recipe, teacher, student)
+        return recipes.PretrainingObjective(recipe, model, teacher, teacher_dropout), \
+            AutoTokenizer.from_pretrained(teacher_dir)
+    if not start_dir:
+        raise ValueError(f"recipe {recipe.name!r} needs start_dir")
+    if student:
+        raise ValueError(f"recipe {recipe.name!r} trains the start checkpoint as is; student overrides {student} "
+                         f"do not apply")
+    model = recipes.load_start_model(start_dir, recipe)
+    return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(start_dir)
+
+
+def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, train: dict,
+                     teacher_dir: str | None = None, start_dir: str | None = None, student: dict | None = None,
+                     seed: int = 42, model_name: str = "", callbacks: list | None = None) -> dict:
+    """`run` with extra Trainer callbacks (tests use one to simulate a job killed after a checkpoint)."""
+    spec = recipes.get_recipe(recipe)
+    unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown train setting(s): {', '.join(unknown)}")
+    train = {**TRAIN_DEFAULTS, **train}
+    args = training_arguments(train, checkpoint_dir, seed)
+    rows = load_shards(shard_dirs)
+    objective, tokenizer = build_objective(spec, teacher_dir, start_dir, student, train["teacher_dropout"], seed)
+    if len(tokenizer) > objective.student.config.vocab_size:
+        raise InputError(teacher_dir or start_dir, f"tokenizer has {len(tokenizer)} tokens but the model only "
+                                                   f"{objective.student.config.vocab_size}")
+
+    fingerprint = {"recipe": recipe, "seed": seed, "teacher_dir": teacher_dir, "start_dir": start_dir,
+                   "student": student or {}, "shard_dirs": [str(d) for d in shard_dirs],
+                   **{k: train[k] for k in FINGERPRINT_TRAIN_KEYS}}
+    if args.should_save:
+        remove_incomplete_checkpoints(checkpoint_dir)
+        check_run_fingerprint(checkpoint_dir, fingerprint)
+    resume_from = latest_complete_checkpoint(checkpoint_dir)
+
+    trainer = PretrainTrainer(
+        model=objective, args=args, train_dataset=IndexedExamples(rows), processing_class=tokenizer,
+        data_collator=ReproducibleMaskingCollator(tokenizer, train["mlm_probability"], seed), callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume_from)
+
+    history = log_rows(trainer.state.log_history, list(spec.loss_weights))
+    final = {k: v for k, v in (history[-1] if history else {}).items() if k == "loss" or k.startswith("loss_")}
+    summary = {
+        "recipe": recipe, "model_name": model_name, "steps": trainer.state.global_step,
+        "global_batch_size": train["global_batch_size"],
+        "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
+        "final_losses": final, "parameters": count_parameters(objective.student),
+        "resumed_from": resume_from, "out_dir": str(out_dir),
+    }
+    if trainer.is_world_process_zero():
+        card = model_card(spec, model_name, str(teacher_dir or start_dir), shard_dirs, trainer.state.global_step,
+                          train, summary["parameters"], final, objective.student.config)
+        export(objective, tokenizer, out_dir, card, history)
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+def run(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, train: dict,
+        teacher_dir: str | None = None, start_dir: str | None = None, student: dict | None = None,
+        seed: int = 42, model_name: str = "") -> dict:
+    """Pre-train one compact model with `recipe` and export it to `out_dir`; returns a summary.
+
+    Distillation recipes (distilbiobert, compactbiobert, tinybiobert) need `teacher_dir`, `continual_mlm` needs
+    `start_dir`. `train` holds the keys of TRAIN_DEFAULTS; `student` overrides the student's architecture.
+    Checkpoints go to `checkpoint_dir`; the run resumes from the newest complete one found there.
+    """
+    return train_and_export(recipe, shard_dirs, out_dir, checkpoint_dir, train, teacher_dir=teacher_dir,
+                            start_dir=start_dir, student=student, seed=seed, model_name=model_name)

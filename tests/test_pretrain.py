@@ -1,0 +1,237 @@
+"""End-to-end pre-training runs with tiny models: export, model card, per-term log, resume equality, errors."""
+
+import json
+import os
+
+import datasets
+import pytest
+import torch
+import yaml
+from conftest import TINY_TEXTS
+from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
+
+from compact_biomed import pretrain, recipes
+from compact_biomed.checkpoints import random_init
+from compact_biomed.io import InputError
+
+torch.set_num_threads(1)
+
+TRAIN = {"max_steps": 3, "global_batch_size": 8, "per_device_batch_size": 4, "learning_rate": 1e-3,
+         "warmup_steps": 1, "logging_steps": 1, "save_steps": 0}
+TINY_STUDENT = {"num_hidden_layers": 2, "hidden_size": 24, "num_attention_heads": 4, "intermediate_size": 48}
+
+
+def save_shard(tokenizer_dir, out_dir):
+    """A tokenised shard as the pipeline writes it: input_ids + special_tokens_mask, saved with save_to_disk."""
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    enc = tokenizer(TINY_TEXTS, truncation=True, max_length=32, return_special_tokens_mask=True)
+    datasets.Dataset.from_dict({"input_ids": enc["input_ids"], "special_tokens_mask": enc["special_tokens_mask"]}
+                               ).save_to_disk(str(out_dir))
+    return str(out_dir)
+
+
+@pytest.fixture(scope="module")
+def start_models(tmp_path_factory, tiny_bert_dir):
+    """Continual-MLM start points (bert, distilbert, mobilebert), each with its own tokenizer and shard."""
+    root = tmp_path_factory.mktemp("starts")
+    configs = {
+        "distilbert": {"n_layers": 2, "dim": 32, "n_heads": 4, "hidden_dim": 64, "max_position_embeddings": 128},
+        "mobilebert": {"num_hidden_layers": 2, "hidden_size": 32, "embedding_size": 16, "true_hidden_size": 16,
+                       "intra_bottleneck_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
+                       "num_feedforward_networks": 2, "max_position_embeddings": 128},
+    }
+    starts = {"bert": (str(tiny_bert_dir), save_shard(tiny_bert_dir, root / "bert-shard"))}
+    for model_type, config in configs.items():
+        model_dir = root / model_type
+        random_init(TINY_TEXTS, model_dir, model_type, lowercase=True, vocab_size=300, seed=0, config=config)
+        starts[model_type] = (str(model_dir), save_shard(model_dir, root / f"{model_type}-shard"))
+    return starts
+
+
+@pytest.fixture(scope="module")
+def teacher_shard(start_models):
+    return start_models["bert"][1]
+
+
+def front_matter(readme: str) -> dict:
+    assert readme.startswith("---\n")
+    return yaml.safe_load(readme.split("---\n")[1])
+
+
+def check_export(out_dir, summary, recipe_name, steps):
+    recipe = recipes.get_recipe(recipe_name)
+    model = AutoModelForMaskedLM.from_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(out_dir)
+    saved = load_file(out_dir / "model.safetensors")
+    assert not [k for k in saved if k.startswith(("teacher", "fit_dense", "student."))]
+    assert summary["parameters"] == sum(p.numel() for p in model.parameters())
+    card = front_matter((out_dir / "README.md").read_text())
+    assert card["recipe"] == recipe_name and card["steps"] == steps and card["losses"] == recipe.loss_weights
+    assert "fill-mask" in card["tags"] and card["base_model"]
+    rows = [json.loads(line) for line in (out_dir / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, steps + 1))
+    for row in rows:
+        terms = {name: row[f"loss_{name}"] for name in recipe.loss_weights}
+        assert row["lr"] is not None
+        assert row["loss"] == pytest.approx(sum(recipe.loss_weights[k] * v for k, v in terms.items()), rel=1e-5)
+    assert summary["final_losses"]["loss"] == rows[-1]["loss"]
+    return model
+
+
+@pytest.mark.parametrize("recipe_name,student,train_extra", [
+    ("distilbiobert", None, {}),
+    ("compactbiobert", None, {"teacher_dropout": False}),
+    ("tinybiobert", TINY_STUDENT, {}),
+])
+def test_distillation_run_exports_student_only(tmp_path, tiny_bert_dir, teacher_shard, recipe_name, student,
+                                               train_extra):
+    out = tmp_path / "out"
+    summary = pretrain.run(recipe_name, [teacher_shard], str(out), str(tmp_path / "ckpt"), {**TRAIN, **train_extra},
+                           teacher_dir=str(tiny_bert_dir), student=student, model_name=f"tiny-{recipe_name}")
+    assert summary["steps"] == 3 and summary["gradient_accumulation_steps"] == 2
+    model = check_export(out, summary, recipe_name, 3)
+    teacher = AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
+    assert model.config.num_hidden_layers == 2 < teacher.config.num_hidden_layers
+    assert model.config.vocab_size == teacher.config.vocab_size
+    assert sorted(os.listdir(tmp_path / "ckpt")) == ["run.json"]  # save_steps 0: no checkpoint
+
+
+@pytest.mark.parametrize("start", ["bert", "distilbert", "mobilebert"])
+def test_continual_mlm_run_from_each_architecture(tmp_path, start_models, start):
+    start_dir, shard = start_models[start]
+    out = tmp_path / "out"
+    summary = pretrain.run("continual_mlm", [shard, shard], str(out), str(tmp_path / "ckpt"), TRAIN,
+                           start_dir=start_dir, model_name=f"bio-{start}")
+    model = check_export(out, summary, "continual_mlm", 3)
+    assert model.config.model_type == start
+    before = AutoModelForMaskedLM.from_pretrained(start_dir).state_dict()
+    after = model.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # it trained
+
+
+class SimulatedKill(Exception):
+    pass
+
+
+class KillAfterCheckpoint(TrainerCallback):
+    """Dies right after the checkpoint of `step` is complete, like a job whose time limit hit there."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise SimulatedKill
+
+
+@pytest.mark.parametrize("recipe_name,student", [("distilbiobert", None), ("tinybiobert", TINY_STUDENT)])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_bert_dir, teacher_shard, recipe_name,
+                                                          student):
+    train = {**TRAIN, "max_steps": 6, "save_steps": 3, "warmup_steps": 2}
+    common = {"teacher_dir": str(tiny_bert_dir), "student": student}
+    pretrain.run(recipe_name, [teacher_shard], str(tmp_path / "a"), str(tmp_path / "ck-a"), train, **common)
+
+    with pytest.raises(SimulatedKill):
+        pretrain.train_and_export(recipe_name, [teacher_shard], str(tmp_path / "b"), str(tmp_path / "ck-b"), train,
+                                  callbacks=[KillAfterCheckpoint(3)], **common)
+    assert not (tmp_path / "b").exists()  # nothing exported by the killed job
+    partial = tmp_path / "ck-b" / "checkpoint-5"  # a later save killed half-way: no trainer_state.json
+    partial.mkdir()
+    (partial / "config.json").write_text("{}")
+    summary = pretrain.run(recipe_name, [teacher_shard], str(tmp_path / "b"), str(tmp_path / "ck-b"), train, **common)
+
+    assert summary["resumed_from"] == str(tmp_path / "ck-b" / "checkpoint-3")
+    assert summary["steps"] == 6
+    a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert (tmp_path / "a" / "train_log.jsonl").read_text() == (tmp_path / "b" / "train_log.jsonl").read_text()
+    assert not partial.exists()
+    if recipe_name == "tinybiobert":  # the projection is checkpointed (to resume) but never exported
+        assert (tmp_path / "ck-b" / "checkpoint-3" / pretrain.FIT_DENSE_FILE).is_file()
+
+
+def test_resume_refuses_checkpoints_of_a_different_configuration(tmp_path, tiny_bert_dir, teacher_shard):
+    train = {**TRAIN, "max_steps": 2, "save_steps": 2}
+    args = (["continual_mlm", [teacher_shard], str(tmp_path / "out"), str(tmp_path / "ckpt")])
+    pretrain.run(*args, train, start_dir=str(tiny_bert_dir))
+    with pytest.raises(InputError, match="learning_rate"):
+        pretrain.run(*args, {**train, "learning_rate": 5e-4}, start_dir=str(tiny_bert_dir))
+    summary = pretrain.run(*args, {**train, "logging_steps": 2}, start_dir=str(tiny_bert_dir))  # harmless change
+    assert summary["resumed_from"].endswith("checkpoint-2")
+
+
+# --- pieces -------------------------------------------------------------------------------------------------------
+
+def test_latest_complete_checkpoint_skips_incomplete_ones(tmp_path):
+    def make(step, state='{"global_step": 1}', files=("config.json", "optimizer.pt", "scheduler.pt",
+                                                        "model.safetensors", "rng_state.pth")):
+        path = tmp_path / f"checkpoint-{step}"
+        path.mkdir()
+        for name in files:
+            (path / name).write_text("x")
+        if state is not None:
+            (path / "trainer_state.json").write_text(state)
+
+    make(2)
+    make(10, state=None)  # numerically newest, but killed before trainer_state.json
+    make(9, state='{"global_st')  # truncated state
+    make(7, files=("config.json", "model.safetensors"))  # no optimizer
+    (tmp_path / "checkpoint-x").mkdir()
+    assert pretrain.latest_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    pretrain.remove_incomplete_checkpoints(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-x"]
+    assert pretrain.latest_complete_checkpoint(tmp_path / "missing") is None
+
+
+def test_masking_depends_only_on_seed_and_example_indices(tiny_bert_dir, teacher_shard):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    examples = pretrain.IndexedExamples(pretrain.load_shards([teacher_shard]))
+    collator = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=42)
+
+    torch.manual_seed(0)
+    first = collator(examples.__getitems__([3, 8, 1]))
+    state = torch.random.get_rng_state()
+    torch.manual_seed(123)  # a different global RNG state must not matter
+    again = collator(examples.__getitems__([3, 8, 1]))
+    other = collator(examples.__getitems__([3, 8, 2]))
+    assert set(first) == {"input_ids", "attention_mask", "labels"}
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["labels"][:2], other["labels"][:2])
+    torch.manual_seed(0)
+    collator(examples.__getitems__([3, 8, 1]))
+    assert torch.equal(torch.random.get_rng_state(), state)  # collation leaves the global RNG alone
+    special = torch.tensor(examples[3]["special_tokens_mask"]).bool()
+    assert (first["labels"][0, : len(special)][special] == -100).all()  # [CLS]/[SEP] never masked
+
+
+def test_gradient_accumulation_and_precision():
+    assert pretrain.gradient_accumulation_steps(192, 24, 8) == 1
+    assert pretrain.gradient_accumulation_steps(192, 24, 1) == 8
+    with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple of per_device_batch_size 4"):
+        pretrain.gradient_accumulation_steps(10, 4, 1)
+    if not torch.cuda.is_available():
+        assert pretrain.precision_flags("auto") == {"bf16": False, "fp16": False}
+    assert pretrain.precision_flags("bf16") == {"bf16": True, "fp16": False}
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        pretrain.precision_flags("fp8")
+
+
+def test_input_errors(tmp_path, tiny_bert_dir, teacher_shard):
+    kwargs = {"teacher_dir": str(tiny_bert_dir)}
+    out, ck = str(tmp_path / "out"), str(tmp_path / "ck")
+    with pytest.raises(ValueError, match="unknown pre-training recipe 'distil'"):
+        pretrain.run("distil", [teacher_shard], out, ck, TRAIN, **kwargs)
+    with pytest.raises(ValueError, match="not a multiple"):
+        pretrain.run("distilbiobert", [teacher_shard], out, ck, {**TRAIN, "global_batch_size": 10}, **kwargs)
+    with pytest.raises(ValueError, match="unknown train setting.*epochs"):
+        pretrain.run("distilbiobert", [teacher_shard], out, ck, {**TRAIN, "epochs": 1}, **kwargs)
+    with pytest.raises(ValueError, match="'distilbiobert' needs teacher_dir"):
+        pretrain.run("distilbiobert", [teacher_shard], out, ck, TRAIN)
+    bad = tmp_path / "bad-shard"
+    datasets.Dataset.from_dict({"input_ids": [[1, 2]]}).save_to_disk(str(bad))
+    with pytest.raises(InputError, match="special_tokens_mask"):
+        pretrain.run("distilbiobert", [str(bad)], out, ck, TRAIN, **kwargs)
+    assert not os.path.exists(out)
