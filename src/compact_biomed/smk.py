@@ -35,8 +35,8 @@ def run(snakemake, step: Callable[[object], object]) -> None:
 
 
 def limit_threads(threads: int) -> None:
-    os.environ["OMP_NUM_THREADS"] = str(threads)
+    """Cap torch's threads; light jobs that never import torch do not pay its 2-3 s import for this."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is imported later
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import torch
-
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
