@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import sys
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
 from .config import ConfigError
 from .io import InputError
 
 CLEAN_ERRORS = (InputError, ConfigError, FileNotFoundError, ValueError)
+# "<rule>:<marker file>": that rule crashes as out of memory while the marker does not exist, and creates it.
+# The fault tests use it to check that a failed job is retried and that its error stays in the log.
+INJECT_FAULT = "COMPACT_BIOMED_INJECT_FAULT"
 
 
 def run(snakemake, step: Callable[[object], object]) -> None:
@@ -19,19 +26,60 @@ def run(snakemake, step: Callable[[object], object]) -> None:
     instead of a traceback.
     """
     console = os.fdopen(os.dup(2), "w")
-    if snakemake.log:
-        log = open(snakemake.log[0], "w", buffering=1)
-        os.dup2(log.fileno(), 1)  # file-descriptor level, so C extensions and warnings land in the log too
-        os.dup2(log.fileno(), 2)
-        sys.stdout = sys.stderr = log
+    log = snakemake.log[0] if snakemake.log else None
+    if log:
+        redirect_output(log)
     limit_threads(snakemake.threads)
+    print(job_environment(snakemake), flush=True)
     try:
+        inject_fault(snakemake.rule)
         step(snakemake)
     except CLEAN_ERRORS as error:
         message = f"error: {error}"
         print(message, file=sys.stderr, flush=True)
         print(f"[{snakemake.rule}] {message}", file=console, flush=True)
+        keep_failed_log(log)
         sys.exit(1)
+    except BaseException:
+        traceback.print_exc()
+        keep_failed_log(log)
+        raise
+
+
+def redirect_output(log: str) -> None:
+    """Send stdout and stderr to the rule's log; a failed earlier attempt's log comes first.
+
+    Snakemake deletes a job's log before each attempt, so a failure is kept beside it (`.failed`) and put back
+    at the top of the retry's log: the error that caused the retry stays visible.
+    """
+    failed = Path(f"{log}.failed")
+    handle = open(log, "w", buffering=1)
+    if failed.exists():
+        handle.write(f"--- an earlier attempt failed; its log: ---\n{failed.read_text()}--- retry ---\n")
+        failed.unlink()
+    os.dup2(handle.fileno(), 1)  # file-descriptor level, so C extensions and warnings land in the log too
+    os.dup2(handle.fileno(), 2)
+    sys.stdout = sys.stderr = handle
+
+
+def keep_failed_log(log: str | None) -> None:
+    if log and Path(log).exists():
+        sys.stdout.flush()
+        shutil.copyfile(log, f"{log}.failed")
+
+
+def inject_fault(rule: str) -> None:
+    target, _, marker = os.environ.get(INJECT_FAULT, "").partition(":")
+    if target == rule and marker and not Path(marker).exists():
+        Path(marker).touch()
+        raise MemoryError(f"simulated out of memory in {rule} ({INJECT_FAULT})")
+
+
+def job_environment(snakemake) -> str:
+    """Where the job ran and what it was given: the first line of every log (a cluster job's GPUs show here)."""
+    keys = ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")
+    seen = " ".join(f"{key}={os.environ[key]}" for key in keys if key in os.environ)
+    return f"[{snakemake.rule}] host={socket.gethostname()} threads={snakemake.threads} {seen}".rstrip()
 
 
 def limit_threads(threads: int) -> None:
