@@ -1,12 +1,17 @@
-"""Snakemake adapter: pre-train one compact model (distillation or continual MLM) and export it."""
-from compact_biomed import pretrain
+"""Snakemake adapter: pre-train one compact model (distillation or continual MLM) and export it.
+
+With several GPUs in the job (`resources: gpu`), training runs under torchrun, one process per GPU.
+"""
+from compact_biomed.launch import run_pretraining
 from compact_biomed.smk import run
 
 
 def step(smk):
-    pretrain.run(smk.params.recipe, list(smk.input.shards), smk.output[0], smk.params.checkpoint_dir,
-                 train=smk.params.train, teacher_dir=smk.input.get("teacher"), start_dir=smk.input.get("start"),
-                 student=smk.params.student, seed=smk.params.seed, model_name=smk.wildcards.student)
+    kwargs = dict(recipe=smk.params.recipe, shard_dirs=list(smk.input.shards), out_dir=smk.output[0],
+                  checkpoint_dir=smk.params.checkpoint_dir, train=smk.params.train,
+                  teacher_dir=smk.input.get("teacher"), start_dir=smk.input.get("start"),
+                  student=smk.params.student, seed=smk.params.seed, model_name=smk.wildcards.student)
+    run_pretraining(kwargs, gpus_requested=int(smk.resources.get("gpu", 0) or 0))
 
 
 run(snakemake, step)
