@@ -39,3 +39,14 @@ def test_ner_dataset_layout_and_unseen_test_entities(tmp_path):
     entities = lambda split: {w.lower() for s in split for w, t in s if t == "B"}
     unseen = entities(test) - entities(train)
     assert len(unseen) > 10  # the test set measures generalisation, not memorised names
+
+
+def test_checkpoint_source_names_hub_id_or_path(tmp_path):
+    from compact_biomed.checkpoints import SOURCE_FILE, source_name
+    from compact_biomed.io import write_json
+
+    assert source_name(tmp_path) == str(tmp_path)  # a user's own folder
+    write_json(tmp_path / SOURCE_FILE, {"hub_id": "dmis-lab/biobert-base-cased-v1.2", "revision": None})
+    assert source_name(tmp_path) == "dmis-lab/biobert-base-cased-v1.2"
+    write_json(tmp_path / SOURCE_FILE, {"random": "bert", "seed": 0})
+    assert source_name(tmp_path) == str(tmp_path)

@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
-from .io import atomic_path
+from .io import atomic_path, read_json, write_json
+
+SOURCE_FILE = "source.json"  # where a local checkpoint came from, for the model cards of what is trained on it
 from .tokenizer import build_wordpiece
 
 
@@ -26,6 +28,7 @@ def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, toke
         AutoTokenizer.from_pretrained(tokenizer_id or hub_id, revision=None if tokenizer_id else revision
                                       ).save_pretrained(tmp)
         AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
+        write_json(tmp / SOURCE_FILE, {"hub_id": hub_id, "revision": revision, "tokenizer_hub_id": tokenizer_id})
 
 
 def corpus_texts(corpus_parquet: str | Path) -> list[str]:
@@ -53,3 +56,10 @@ def random_init(
         )
         torch.manual_seed(seed)
         AutoModelForMaskedLM.from_config(model_config).save_pretrained(tmp)
+        write_json(tmp / SOURCE_FILE, {"random": model_type, "seed": seed})
+
+
+def source_name(model_dir: str | Path) -> str:
+    """The hub id a local checkpoint was downloaded from, else its path (random demo models, user folders)."""
+    source = Path(model_dir) / SOURCE_FILE
+    return read_json(source).get("hub_id") or str(model_dir) if source.exists() else str(model_dir)

@@ -25,6 +25,7 @@ import yaml
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
 
 from . import recipes
+from .checkpoints import source_name
 from .io import InputError, atomic_path
 
 FIT_DENSE_FILE = "fit_dense.safetensors"
@@ -387,6 +388,7 @@ def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoin
         remove_incomplete_checkpoints(checkpoint_dir)
         check_run_fingerprint(checkpoint_dir, fingerprint)
     resume_from = latest_complete_checkpoint(checkpoint_dir)
+    print(f"resuming from {resume_from}" if resume_from else "no complete checkpoint: starting at step 0", flush=True)
 
     trainer = PretrainTrainer(
         model=objective, args=args, train_dataset=IndexedExamples(rows), processing_class=tokenizer,
@@ -403,7 +405,8 @@ def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoin
         "resumed_from": resume_from, "out_dir": str(out_dir),
     }
     if trainer.is_world_process_zero():
-        card = model_card(spec, model_name, str(teacher_dir or start_dir), shard_dirs, trainer.state.global_step,
+        source = source_name(teacher_dir or start_dir)
+        card = model_card(spec, model_name, source, shard_dirs, trainer.state.global_step,
                           train, summary["parameters"], final, objective.student.config)
         export(objective, tokenizer, out_dir, card, history)
     trainer.accelerator.wait_for_everyone()
