@@ -1,5 +1,6 @@
 # Shared set-up: config validation, the lists every stage expands over, wildcard constraints, input functions.
 import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ SEEDS = config["ner"]["seeds"]
 PUBMED_FILES = cfg.pubmed_names(config)
 NUM_SHARDS = config["tokenize"]["num_shards"]
 SPLITS = ["train", "devel", "test", "train_dev"]
+# Training jobs hold one GPU where there is one; the profile caps how many run at once (profiles/default: one).
+# A CPU-only machine requests none, so its training jobs run side by side on the cores.
+GPU_PER_JOB = 1 if shutil.which("nvidia-smi") else 0
 
 
 wildcard_constraints:

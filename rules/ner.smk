@@ -34,7 +34,7 @@ rule finetune_ner:
         hparams=config["ner"]["hparams"],
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     log:
         "logs/finetune_ner/{model}/{dataset}/seed{seed}.log",
     conda:

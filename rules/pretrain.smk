@@ -16,7 +16,7 @@ rule pretrain:
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.student}",
     threads: config["threads"]
     resources:
-        gpu=1,
+        gpu=GPU_PER_JOB,
     log:
         "logs/pretrain/{student}.log",
     conda:
