@@ -1,6 +1,10 @@
-"""Shared fixtures: tiny real models and tokenizers built offline, and the optional ../shared data."""
+"""Shared fixtures: tiny real models and tokenizers built offline, the optional ../shared data, and the demo run
+once per test session for every test that inspects its results."""
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +43,29 @@ def tiny_bert_dir(tmp_path_factory):
                 config=dict(num_hidden_layers=4, hidden_size=32, num_attention_heads=4,
                             intermediate_size=64, max_position_embeddings=128))
     return out
+
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"]
+
+
+def run_snakemake(*args, cwd=REPO, timeout=600):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([*SNAKEMAKE, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def copy_workflow(dest: Path) -> Path:
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def demo_workdir(tmp_path_factory):
+    """A copy of the workflow after `snakemake --cores 2`: the demo runs once however many tests read it."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
+    result = run_snakemake("--cores", "2", cwd=workdir, timeout=1500)  # minutes on a busy 2-core machine
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return workdir

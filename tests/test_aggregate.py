@@ -1,7 +1,6 @@
 """Aggregation over seeds: mean and sample sd, missing runs, tidy CSV."""
 
 import json
-import math
 import statistics
 
 import pandas as pd
