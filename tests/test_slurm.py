@@ -53,7 +53,7 @@ def test_demo_dag_runs_through_the_slurm_profile(tmp_path, cluster):
     workdir = copy_workflow(tmp_path)
     user_profile(workdir, cluster)
     (workdir / "small.yaml").write_text(yaml.safe_dump(small_config()))
-    result = snakemake("--profile", "profiles/slurm", "--configfile", "small.yaml", "--slurm-no-account",
+    result = snakemake("--workflow-profile", "profiles/slurm", "--configfile", "small.yaml", "--slurm-no-account",
                        "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
                        "--seconds-between-status-checks", "2", "--jobs", "4", cwd=workdir, timeout=1200)
     output = result.stdout + result.stderr
