@@ -6,7 +6,7 @@ CORES ?= 2
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup demo test lint dry-run-paper clean
+.PHONY: setup demo test browser lint dry-run-paper clean
 
 setup: $(VENV)/.installed
 
@@ -20,8 +20,16 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -ra
+
+# The report test renders it in headless Chromium: install Debian's when missing and we may (root with apt-get);
+# otherwise that test skips.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium for the report's browser test"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 lint: setup
 	$(BIN)/snakemake --lint

@@ -1,7 +1,7 @@
 # compact-biomed: "On the Effectiveness of Compact Biomedical Transformers" (Rohanian et al.), end to end.
 # PubMed -> tokenisation shards -> teacher and start checkpoints -> six compact models -> NER x seeds -> tables.
 # `snakemake --cores 2` runs the embedded offline demo (config/config.yaml); the full reproduction is
-# `snakemake --configfile config/paper.yaml --profile profiles/slurm` (see README.md).
+# `snakemake --configfile config/paper.yaml --workflow-profile profiles/slurm` (see README.md).
 
 
 # The demo config is the default; a --configfile replaces it whole (Snakemake would otherwise deep-merge the
@@ -19,9 +19,20 @@ include: "rules/checkpoints.smk"
 include: "rules/pretrain.smk"
 include: "rules/ner.smk"
 include: "rules/aggregate.smk"
+include: "rules/report.smk"
+
+
+# `snakemake --report report.html`: this description, then every output marked report() with its caption.
+report: "workflow/report/workflow.rst"
 
 
 rule all:
     input:
         "results/tables/ner_f1.md",
         "results/tables/ner_f1.csv",
+        "results/tables/ner_f1.html",
+        "results/figures/ner_f1.png",
+        "results/figures/pretrain_loss.png",
+        "results/tables/model_stats.md",
+        "results/tables/model_stats.html",
+        "results/tables/data_stats.html",

@@ -16,8 +16,19 @@ rule aggregate:
         paper_results=config["ner"]["paper_results"] or [],
     output:
         markdown="results/tables/ner_f1.md",
-        csv="results/tables/ner_f1.csv",
+        csv=report(
+            "results/tables/ner_f1.csv",
+            caption="../workflow/report/ner_f1_csv.rst",
+            category="NER results",
+            labels={"result": "F1 statistics (tidy CSV)"},
+        ),
         latex="results/tables/ner_f1.tex",
+        html=report(
+            "results/tables/ner_f1.html",
+            caption="../workflow/report/ner_f1.rst",
+            category="NER results",
+            labels={"result": "F1 table"},
+        ),
     params:
         models=cfg.table_models(config),
         datasets=DATASETS,

@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, copy_workflow  # noqa: F401  (copy_workflow, snakemake: used by other test modules)
+from conftest import REPO
 from conftest import run_snakemake as snakemake
 
 

@@ -1,10 +1,14 @@
-"""Results tables: test F1 mean and standard deviation over seeds, models as rows and datasets as columns."""
+"""Results tables: test F1 mean and standard deviation over seeds, models as rows and datasets as columns;
+the model size/speed table; the corpus and shard statistics. Markdown, CSV, LaTeX and HTML (for the report)."""
 
 from __future__ import annotations
 
+import html
 import math
+import re
 import statistics
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -84,19 +88,76 @@ def markdown_row(cells: list[str]) -> str:
     return f"| {' | '.join(cells)} |\n"
 
 
-def markdown_tables(stats, models, datasets, mode, paper) -> str:
+class Table(NamedTuple):
+    """One rendered-agnostic table: the Markdown and HTML outputs show exactly the same cells."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    note: str
+
+
+def f1_tables(stats, models, datasets, mode, paper) -> list[Table]:
+    """The F1 table and, when the paper reports any of the datasets, the comparison with its values."""
     lookup = stat_lookup(stats, mode)
-    header = markdown_row(["Model", *datasets]) + markdown_row(["---"] * (len(datasets) + 1))
-    main = header + "".join(markdown_row([m, *(fmt_cell(lookup.get((m, d))) for d in datasets)]) for m in models)
+    header = ["Model", *datasets]
     scoring = "sub-token level, as the official code" if mode == "paper" else "word level (first sub-token)"
-    text = (f"## Test F1 (%)\n\n{main}\nMean ± sample standard deviation over seeds (number of seeds that "
-            f"finished); scoring mode `{mode}` ({scoring}).\n")
+    tables = [Table("Test F1 (%)", header,
+                    [[m, *(fmt_cell(lookup.get((m, d))) for d in datasets)] for m in models],
+                    f"Mean ± sample standard deviation over seeds (number of seeds that finished); scoring mode "
+                    f"`{mode}` ({scoring}).")]
     if any(key[1] in datasets for key in paper):
-        rows = "".join(markdown_row([m, *(fmt_comparison(lookup.get((m, d)), paper.get((m, d))) for d in datasets)])
-                       for m in models)
-        text += (f"\n## Against the paper's reported F1\n\n{header}{rows}\nOurs (mean) vs the paper's reported value "
-                 f"(difference); — where the paper lists no value or no run finished.\n")
-    return text
+        tables.append(Table("Against the paper's reported F1", header,
+                            [[m, *(fmt_comparison(lookup.get((m, d)), paper.get((m, d))) for d in datasets)]
+                             for m in models],
+                            "Ours (mean) vs the paper's reported value (difference); — where the paper lists no "
+                            "value or no run finished."))
+    return tables
+
+
+def markdown_table(table: Table) -> str:
+    lines = markdown_row(table.header) + markdown_row(["---"] * len(table.header))
+    lines += "".join(markdown_row(row) for row in table.rows)
+    return f"## {table.title}\n\n{lines}\n{table.note}\n"
+
+
+def markdown_tables(stats, models, datasets, mode, paper) -> str:
+    return "\n".join(markdown_table(t) for t in f1_tables(stats, models, datasets, mode, paper))
+
+
+# Plain HTML for the Snakemake report, which shows .html results in a frame (Markdown and CSV only as downloads).
+HTML_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 0.5em 0; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #eee; }
+p.note { color: #555; max-width: 60em; }
+"""
+
+
+def html_inline(text: str) -> str:
+    """Escape text for HTML; `code` spans (the Markdown notes use them) become <code> elements."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
+
+
+def html_table(table: Table) -> str:
+    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in row)
+    body = "".join(f"<tr>{cells(row, 'td')}</tr>\n" for row in table.rows)
+    return (f"<h2>{html.escape(table.title)}</h2>\n<table>\n<thead><tr>{cells(table.header, 'th')}</tr></thead>\n"
+            f"<tbody>\n{body}</tbody>\n</table>\n<p class=\"note\">{html_inline(table.note)}</p>\n")
+
+
+def html_page(title: str, tables: list[Table]) -> str:
+    """A standalone page (no external resources: the report embeds it as a data URI)."""
+    return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>\n"
+            f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
+            + "".join(html_table(t) for t in tables) + "</body>\n</html>\n")
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def latex_table(stats, models, datasets, mode) -> str:
@@ -133,16 +194,116 @@ def tidy_with_paper(stats: pd.DataFrame, paper: dict[tuple[str, str], float]) ->
 
 
 def write_tables(metrics_paths, markdown_path, csv_path, models: list[str], datasets: list[str],
-                 mode: str = "paper", latex_path=None, paper_results=None) -> pd.DataFrame:
+                 mode: str = "paper", latex_path=None, paper_results=None, html_path=None) -> pd.DataFrame:
     """Write the Markdown tables (one scoring mode, with the paper comparison), the tidy CSV (both modes, paper
-    values and differences) and optionally LaTeX; return the tidy statistics."""
+    values and differences) and optionally LaTeX and HTML (the report's view); return the tidy statistics."""
     stats = summarise(collect(metrics_paths))
     paper = read_paper_results(paper_results)
-    with atomic_path(markdown_path) as tmp:
-        tmp.write_text(f"# NER results\n\n{markdown_tables(stats, models, datasets, mode, paper)}")
+    write_text(markdown_path, f"# NER results\n\n{markdown_tables(stats, models, datasets, mode, paper)}")
     with atomic_path(csv_path) as tmp:
         tidy_with_paper(stats, paper).to_csv(tmp, index=False, float_format="%.4f")
     if latex_path:
-        with atomic_path(latex_path) as tmp:
-            tmp.write_text(latex_table(stats, models, datasets, mode))
+        write_text(latex_path, latex_table(stats, models, datasets, mode))
+    if html_path:
+        write_text(html_path, html_page("NER results", f1_tables(stats, models, datasets, mode, paper)))
     return stats
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model size and speed (one results/model_stats/{model}.json per model)
+
+
+def fmt_count(n: float) -> str:
+    """Parameter counts as the paper writes them (65M); thousands for the demo's tiny models."""
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
+
+
+def model_stats_frame(stats_paths, models: list[str]) -> pd.DataFrame:
+    """One row per model (in `models` order, named by each file's stem), with per-dataset speeds as columns."""
+    by_model = {Path(p).stem: read_json(p) for p in stats_paths}
+    unknown = sorted(set(by_model) - set(models))
+    if unknown:
+        raise InputError(stats_paths[0], f"stats for models not in the table: {unknown}")
+    rows = []
+    for model in (m for m in models if m in by_model):
+        s = by_model[model]
+        rows.append({"model": model, **{k: s[k] for k in ("parameters", "parameters_without_embeddings",
+                                                         "embedding_parameters", "disk_bytes", "weight_bytes",
+                                                         "sentences_per_second", "device", "threads", "batch_size")},
+                     **{f"sentences_per_second_{d}": v["sentences_per_second"] for d, v in s["speed"].items()}})
+    return pd.DataFrame(rows)
+
+
+def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
+    """Sizes in parameters and MB, speed in sentences/s and relative to `reference` (the teacher)."""
+    base = frame.set_index("model")["sentences_per_second"].get(reference) if reference else None
+    header = ["Model", "Parameters", "Without embeddings", "Disk (MB)", "Speed (sentences/s)"]
+    if base:
+        header.append(f"Speed vs {reference}")
+    rows = []
+    for r in frame.itertuples():
+        row = [r.model, fmt_count(r.parameters), fmt_count(r.parameters_without_embeddings),
+               f"{r.disk_bytes / 1e6:.1f}", f"{r.sentences_per_second:,.0f}"]
+        rows.append(row + [f"{r.sentences_per_second / base:.2f}×"] if base else row)
+    devices = ", ".join(sorted(set(frame["device"])))
+    note = (f"Encoder parameters (the NER head excluded); \"without embeddings\" leaves out the embedding tables. "
+            f"Disk: the whole Hugging Face directory. Speed: NER test sentences per second, token-classification "
+            f"forward only (tokenisation excluded), batch {frame['batch_size'].iloc[0]}, on {devices} with "
+            f"{frame['threads'].iloc[0]} thread(s); per-dataset speeds are in the CSV.")
+    return Table("Model size and inference speed", header, rows, note)
+
+
+def write_model_stats(stats_paths, markdown_path, csv_path, html_path, models: list[str],
+                      reference: str | None = None) -> pd.DataFrame:
+    """The size/speed table as Markdown, HTML (the report's view) and a CSV with the raw numbers."""
+    frame = model_stats_frame(list(stats_paths), models)
+    table = model_stats_table(frame, reference)
+    write_text(markdown_path, f"# Models\n\n{markdown_table(table)}")
+    write_text(html_path, html_page("Models", [table]))
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Corpus and tokenisation shards
+
+
+def corpus_tables(corpus: dict) -> list[Table]:
+    """The corpus build in numbers, and the citations and deletions of each baseline file."""
+    facts = [("Baseline files", corpus["files"]), ("Citations parsed", corpus["citations_parsed"]),
+             ("Deletions listed", corpus["deletions_listed"]), ("Citations deleted", corpus["deleted"]),
+             ("Older versions replaced", corpus["duplicates_replaced"]), ("Records kept", corpus["records"]),
+             ("… with an abstract", corpus["with_abstract"]), ("… title only", corpus["title_only"]),
+             ("Empty text (dropped)", corpus["empty_text"]), ("Characters", corpus["characters"])]
+    summary = Table("PubMed corpus", ["Statistic", "Value"], [[k, f"{v:,}"] for k, v in facts],
+                    f"Text recipe `{corpus['recipe']}`; a record is the newest version of a citation not deleted by "
+                    f"a later file.")
+    files = Table("Baseline files", ["File", "Citations", "Deletions"],
+                  [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}"] for f in corpus["per_file"]],
+                  "Per file, in processing order.")
+    return [summary, files]
+
+
+def shard_table(manifests: dict[str, dict]) -> Table:
+    """One row per tokenizer: its shards' rows, tokens and what truncation cut."""
+    rows = []
+    for owner, manifest in manifests.items():
+        totals, first = manifest["totals"], manifest["shards"][0]
+        rows.append([owner, f"{totals['shards']}", f"{totals['rows']:,}", f"{totals['tokens']:,}",
+                     f"{totals['tokens'] / max(totals['rows'], 1):.1f}", f"{totals['truncated_tokens']:,}",
+                     f"{first['mode']} / {first['max_length']}"])
+    return Table("Tokenisation shards", ["Tokenizer", "Shards", "Rows", "Tokens", "Tokens per row",
+                                         "Truncated tokens", "Mode / max length"], rows,
+                 "One set of shards per tokenizer in use: the teacher's (distillation students) and each "
+                 "continual model's own; truncated tokens are those cut beyond the maximum length.")
+
+
+def write_data_stats(corpus_stats, manifest_paths, markdown_path, html_path, teacher: str | None = None) -> None:
+    """Corpus and shard statistics as Markdown and HTML; a manifest's tokenizer is its folder's name (the
+    teacher's folder is `teacher`, shown with the teacher's name when given)."""
+    owner = lambda path: f"{teacher} (teacher)" if teacher and path.parent.name == "teacher" else path.parent.name
+    manifests = {owner(Path(p)): read_json(p) for p in manifest_paths}
+    tables = [*corpus_tables(read_json(corpus_stats)), shard_table(manifests)]
+    write_text(markdown_path, "# Data\n\n" + "\n".join(markdown_table(t) for t in tables))
+    write_text(html_path, html_page("Data", tables))

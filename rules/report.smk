@@ -1,0 +1,124 @@
+# The report's results beyond the F1 table: model size and speed, corpus and shard statistics, figures.
+# Everything marked report() lands in `snakemake --report report.html`, with its caption from workflow/report/.
+ALL_MODELS = [TEACHER, *MODELS]
+
+
+localrules:
+    model_stats_table,
+    data_stats,
+    plot_ner_f1,
+    plot_pretrain_loss,
+
+
+rule model_stats:
+    # A gpu job like fine-tuning: speed is measured on the device the NER runs use.
+    input:
+        model=model_dir,
+        test_sets=expand(f"{DATA_DIR}/{{dataset}}/test.tsv", dataset=DATASETS),
+    output:
+        "results/model_stats/{model}.json",
+    params:
+        datasets=DATASETS,
+        batch_size=config["model_stats"]["batch_size"],
+        min_seconds=config["model_stats"]["min_seconds"],
+        max_length=config["ner"]["hparams"].get("max_length", 512),
+    threads: config["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
+    log:
+        "logs/model_stats/{model}.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/model_stats.py"
+
+
+rule model_stats_table:
+    input:
+        expand("results/model_stats/{model}.json", model=ALL_MODELS),
+    output:
+        markdown="results/tables/model_stats.md",
+        csv=report(
+            "results/tables/model_stats.csv",
+            caption="../workflow/report/model_stats_csv.rst",
+            category="Models",
+            labels={"result": "size and speed (CSV, raw numbers)"},
+        ),
+        html=report(
+            "results/tables/model_stats.html",
+            caption="../workflow/report/model_stats.rst",
+            category="Models",
+            labels={"result": "size and speed"},
+        ),
+    params:
+        models=ALL_MODELS,
+        reference=TEACHER,
+    log:
+        "logs/model_stats_table.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/model_stats_table.py"
+
+
+rule data_stats:
+    input:
+        corpus="results/pubmed/corpus_stats.json",
+        manifests=expand("results/shards/{owner}/manifest.json", owner=TOKENIZER_OWNERS),
+    output:
+        markdown="results/tables/data_stats.md",
+        html=report(
+            "results/tables/data_stats.html",
+            caption="../workflow/report/data_stats.rst",
+            category="Data",
+            labels={"result": "corpus and shards"},
+        ),
+    params:
+        teacher=TEACHER,
+    log:
+        "logs/data_stats.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/data_stats.py"
+
+
+rule plot_ner_f1:
+    input:
+        "results/tables/ner_f1.csv",
+    output:
+        report(
+            "results/figures/ner_f1.png",
+            caption="../workflow/report/ner_f1_plot.rst",
+            category="NER results",
+            labels={"result": "F1 figure"},
+        ),
+    params:
+        models=cfg.table_models(config),
+        datasets=DATASETS,
+    log:
+        "logs/plot_ner_f1.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/plot_ner_f1.py"
+
+
+rule plot_pretrain_loss:
+    input:
+        expand("results/models/{student}", student=MODELS),
+    output:
+        report(
+            "results/figures/pretrain_loss.png",
+            caption="../workflow/report/pretrain_loss.rst",
+            category="Pre-training",
+            labels={"result": "loss curves"},
+        ),
+    params:
+        models=MODELS,
+    log:
+        "logs/plot_pretrain_loss.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/plot_pretrain_loss.py"

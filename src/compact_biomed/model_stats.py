@@ -1,0 +1,133 @@
+"""Size and speed of one model: parameters (total and without embedding tables), disk size, inference speed.
+
+Speed is measured the way the NER jobs predict: the model's own tokenizer turns each NER test set into the
+same windows `ner.encode_split` builds, a freshly headed token-classification model runs forward over
+length-sorted batches under `torch.inference_mode`, and only the forward passes are timed (tokenisation and
+loading are excluded). Passes repeat until `min_seconds` have elapsed, so tiny models still give a stable
+sentences-per-second figure. The device (cuda when available, as in fine-tuning) is recorded with the numbers.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import ner
+from .io import write_json
+from .ner_data import read_split
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, int]:
+    """{"parameters", "embedding_parameters", "parameters_without_embeddings"} of a module.
+
+    Embedding parameters are the lookup tables (every nn.Embedding: word, position, token type), the usual
+    "non-embedding" convention; tied tensors count once, as `model.parameters()` yields them once.
+    """
+    total = sum(p.numel() for p in model.parameters())
+    tables = {id(p): p.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+    embedding = sum(tables.values())
+    return {"parameters": total, "embedding_parameters": embedding, "parameters_without_embeddings": total - embedding}
+
+
+def disk_bytes(directory: str | Path) -> dict[str, int]:
+    """{"disk_bytes": every file under the directory, "weight_bytes": the weight files alone}."""
+    files = [p for p in Path(directory).rglob("*") if p.is_file()]
+    return {"disk_bytes": sum(p.stat().st_size for p in files),
+            "weight_bytes": sum(p.stat().st_size for p in files if p.name.endswith(WEIGHT_SUFFIXES))}
+
+
+def labels_in(sentences: list[ner.Sentence]) -> dict[int, str]:
+    """id2label over the tags of the test set: the head's size barely matters for speed, its presence does."""
+    tags = sorted({tag for _, sentence_tags in sentences for tag in sentence_tags})
+    return dict(enumerate(tags))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # CUDA runs asynchronously: wait before reading the clock
+
+
+def forward_pass(model, split: ner.EncodedSplit, batch_size: int, device, pad_id: int) -> None:
+    """One inference pass over every window of the split, in length-sorted batches (as ner.predict)."""
+    order = np.argsort([len(ids) for ids in split.input_ids], kind="stable")
+    for start in range(0, len(order), batch_size):
+        batch = ner.collate(split, order[start:start + batch_size], pad_id, device)
+        with ner.autocast(device):
+            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
+
+@torch.inference_mode()
+def time_passes(model, split: ner.EncodedSplit, batch_size: int, device, pad_id: int,
+                min_seconds: float) -> tuple[int, float]:
+    """(passes, seconds): one untimed warm-up pass, then whole passes until min_seconds have elapsed."""
+    model.eval()
+    forward_pass(model, split, batch_size, device, pad_id)  # first-call allocations and kernel selection
+    synchronize(device)
+    passes, start = 0, time.perf_counter()
+    while passes == 0 or time.perf_counter() - start < min_seconds:
+        forward_pass(model, split, batch_size, device, pad_id)
+        synchronize(device)
+        passes += 1
+    return passes, time.perf_counter() - start
+
+
+def dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size: int, max_length: int,
+                  min_seconds: float) -> tuple[dict, dict[str, int]]:
+    """Speed on one test set, and the parameter counts of the token-classification model built for it."""
+    sentences = read_split(test_tsv)
+    id2label = labels_in(sentences)
+    model = ner.load_token_classifier(model_dir, id2label).to(device)
+    window = ner.window_length(model, max_length)
+    split = ner.encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "paper", test_tsv)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    passes, seconds = time_passes(model, split, batch_size, device, pad_id, min_seconds)
+    speed = {"sentences": len(sentences), "windows": len(split.input_ids), "passes": passes,
+             "seconds": round(seconds, 4), "sentences_per_second": round(passes * len(sentences) / seconds, 2)}
+    return speed, count_parameters(model.base_model)
+
+
+def measure(model_dir, test_sets: dict[str, str | Path], batch_size: int = 64, max_length: int = 512,
+            min_seconds: float = 1.0, threads: int | None = None) -> dict:
+    """Parameters, disk size and per-dataset inference speed of the HF directory `model_dir`.
+
+    Parameters are those of the encoder (`base_model`): the same for every dataset, independent of the
+    NER head. `sentences_per_second` over all datasets is total sentences / total forward time.
+    """
+    from transformers import AutoTokenizer
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    speeds, parameters = {}, {}
+    for dataset, test_tsv in test_sets.items():
+        speeds[dataset], parameters = dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size,
+                                                    max_length, min_seconds)
+    processed = sum(s["passes"] * s["sentences"] for s in speeds.values())
+    seconds = sum(s["seconds"] for s in speeds.values())
+    return {
+        "model_dir": str(model_dir),
+        **parameters,
+        **disk_bytes(model_dir),
+        "sentences_per_second": round(processed / seconds, 2) if seconds > 0 else None,
+        "speed": speeds,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
+        "device_type": device.type,
+        "precision": "bf16" if device.type == "cuda" else "fp32",  # ner.autocast, as in fine-tuning
+        "threads": torch.get_num_threads(),
+        "batch_size": batch_size,
+        "torch": torch.__version__,
+    }
+
+
+def write(model_dir, test_sets: dict[str, str | Path], out_json, **settings) -> dict:
+    """`measure` and write the result as JSON (all or nothing)."""
+    stats = measure(model_dir, test_sets, **settings)
+    write_json(out_json, stats)
+    return stats

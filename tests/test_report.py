@@ -1,0 +1,314 @@
+"""The report's pieces: HTML tables, the F1 and loss figures, model size/speed, corpus and shard tables, and the
+Snakemake report of the demo rendered in headless Chromium."""
+
+import base64
+import json
+import math
+import re
+import statistics
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import run_snakemake
+from matplotlib.container import BarContainer
+from test_aggregate import write_run
+
+from compact_biomed import aggregate, model_stats, plots
+from compact_biomed.io import InputError
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+CHROMIUM = "/usr/bin/chromium"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# F1 table (HTML) and figure
+
+
+@pytest.fixture
+def tidy(tmp_path):
+    """Model A: three seeds on d1; B: one seed on d1; C: no runs; nobody ran d2. Word F1 is half the paper F1."""
+    paths = [write_run(tmp_path, "A", "d1", s, f, f / 2) for s, f in [(1, 0.80), (2, 0.84), (3, 0.90)]]
+    paths.append(write_run(tmp_path, "B", "d1", 1, 0.5, 0.4))
+    csv = tmp_path / "t.csv"
+    aggregate.write_tables(paths, tmp_path / "t.md", csv, ["A", "B", "C"], ["d1", "d2"],
+                           html_path=tmp_path / "t.html")
+    return pd.read_csv(csv)
+
+
+def test_html_table_shows_the_markdown_cells(tmp_path, tidy):
+    markdown, page = (tmp_path / "t.md").read_text(), (tmp_path / "t.html").read_text()
+    assert page.startswith("<!doctype html>") and "<table>" in page
+    for row in re.findall(r"^\| (A|B|C) \| (.*) \|$", markdown, re.MULTILINE):
+        cells = [row[0], *row[1].split(" | ")]
+        assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in page
+    assert "<code>paper</code>" in page  # the note's Markdown code span, as HTML
+
+
+@pytest.mark.parametrize("mode,scale", [("paper", 1.0), ("word", 0.5)])
+def test_errorbars_are_mean_and_sample_sd_over_seeds(tidy, mode, scale):
+    bars = plots.f1_errorbars(tidy, ["A", "B", "C"], ["d1", "d2"], mode).set_index(["model", "dataset"])
+    f1 = [scale * v for v in (80, 84, 90)]
+    assert bars.loc[("A", "d1"), "mean"] == pytest.approx(statistics.fmean(f1), abs=1e-3)
+    assert bars.loc[("A", "d1"), "sd"] == pytest.approx(statistics.stdev(f1), abs=1e-3)
+    assert bars.loc[("A", "d1"), "n"] == 3
+    assert bars.loc[("B", "d1"), "n"] == 1 and math.isnan(bars.loc[("B", "d1"), "sd"])  # one seed: no spread
+    for missing in [("C", "d1"), ("A", "d2")]:
+        assert bars.loc[missing, "n"] == 0 and math.isnan(bars.loc[missing, "mean"])
+    assert list(bars.index) == [(m, d) for m in "ABC" for d in ("d1", "d2")]  # table order, every pair
+
+
+def test_f1_figure_draws_both_modes_with_errorbars_and_marks_missing(tidy):
+    figure = plots.f1_figure(tidy, ["A", "B", "C"], ["d1", "d2"])
+    panels = figure.axes
+    assert [ax.get_title() for ax in panels] == [plots.MODE_LABELS["paper"], plots.MODE_LABELS["word"]]
+    for ax, scale in zip(panels, (1.0, 0.5)):
+        assert ax.get_ylabel() == "Test F1 (%)"
+        a_bars = next(c for c in ax.containers if isinstance(c, BarContainer))  # model A: d1, d2
+        assert a_bars[0].get_height() == pytest.approx(scale * statistics.fmean([80, 84, 90]), abs=1e-3)
+        (segment, *_), = [lines.get_segments() for lines in a_bars.errorbar.lines[2]]
+        assert segment[1][1] - segment[0][1] == pytest.approx(2 * scale * statistics.stdev([80, 84, 90]), abs=1e-3)
+        assert math.isnan(a_bars[1].get_height())  # d2 never ran: no bar, not a zero
+        assert sum(text.get_text() == "n/a" for text in ax.texts) == 4  # A-d2, B-d2, C-d1, C-d2
+    legend = figure.legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["A", "B", "C"]
+
+
+def test_plot_f1_writes_a_png(tmp_path, tidy):
+    tidy.to_csv(tmp_path / "tidy.csv", index=False)
+    plots.plot_f1(tmp_path / "tidy.csv", tmp_path / "f1.png", ["A", "B", "C"], ["d1", "d2"])
+    data = (tmp_path / "f1.png").read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 10_000
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pre-training loss curves
+
+
+def write_log(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_loss_figure_one_panel_per_model_one_line_per_term(tmp_path):
+    distilled = write_log(tmp_path / "d/train_log.jsonl", [
+        {"step": s, "lr": 1e-4, "loss": 30 - s, "loss_mlm": 20 - s, "loss_kl": 2.0 / s, "loss_cosine": 0.3}
+        for s in (10, 5, 15)])  # out of order on purpose
+    continual = write_log(tmp_path / "c/train_log.jsonl", [
+        {"step": s, "lr": 1e-4, "loss": 7.0 - s / 10, "loss_mlm": 7.0 - s / 10} for s in (5, 10)])
+    figure = plots.loss_figure({"Distil": plots.read_train_log(distilled), "Bio": plots.read_train_log(continual)})
+    distil_ax, bio_ax = [ax for ax in figure.axes if ax.get_visible()]
+    assert [line.get_label() for line in distil_ax.lines] == ["total (weighted)", "cosine", "kl", "mlm"]
+    assert list(distil_ax.lines[0].get_xdata()) == [5, 10, 15]  # sorted by step
+    assert distil_ax.get_yscale() == "log" and distil_ax.get_xlabel() == "optimizer step"
+    assert [line.get_label() for line in bio_ax.lines] == ["mlm (= total)"]  # drawn once, not twice
+    plots.save(figure, tmp_path / "loss.png")
+    assert (tmp_path / "loss.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_loss_panel_is_linear_when_a_term_is_not_positive(tmp_path):
+    log = plots.read_train_log(write_log(tmp_path / "l.jsonl", [{"step": 1, "loss": 1.0, "loss_a": 0.0,
+                                                                   "loss_b": 1.0}]))
+    figure = plots.loss_figure({"M": log}, columns=1)
+    assert figure.axes[0].get_yscale() == "linear"
+
+
+def test_empty_train_log_is_one_line_error(tmp_path):
+    with pytest.raises(InputError, match="train_log.jsonl: no logging steps"):
+        plots.read_train_log(write_log(tmp_path / "train_log.jsonl", []))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model size and speed
+
+
+def write_ner_test_set(tmp_path):
+    path = tmp_path / "ner/test.tsv"
+    path.parent.mkdir()
+    sentences = [["Aspirin", "reduces", "fever", "."], ["The", "BRCA1", "gene", "is", "associated", "."]] * 10
+    tags = [["B", "O", "O", "O"], ["O", "B", "I", "O", "O", "O"]] * 10
+    path.write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in zip(s, g)) for s, g in zip(sentences, tags)))
+    return path, len(sentences)
+
+
+def bert_encoder_parameters(vocab, hidden, layers, intermediate, positions, type_vocab=2):
+    """BertModel without pooler, counted from the architecture: (embedding tables, everything else)."""
+    tables = (vocab + positions + type_vocab) * hidden
+    embedding_norm = 2 * hidden
+    attention = 4 * (hidden * hidden + hidden) + 2 * hidden  # Q, K, V, output + LayerNorm
+    feed_forward = (hidden * intermediate + intermediate) + (intermediate * hidden + hidden) + 2 * hidden
+    return tables, embedding_norm + layers * (attention + feed_forward)
+
+
+def test_model_stats_on_a_tiny_bert(tmp_path, tiny_bert_dir):
+    test_tsv, n_sentences = write_ner_test_set(tmp_path)
+    out = tmp_path / "stats/tiny.json"
+    stats = model_stats.write(tiny_bert_dir, {"toy": test_tsv, "toy2": test_tsv}, out, batch_size=8,
+                              max_length=64, min_seconds=0.05, threads=1)
+    assert json.loads(out.read_text()) == stats
+
+    vocab = json.loads((tiny_bert_dir / "config.json").read_text())["vocab_size"]  # what the tokenizer reached
+    tables, rest = bert_encoder_parameters(vocab=vocab, hidden=32, layers=4, intermediate=64, positions=128)
+    assert stats["embedding_parameters"] == tables
+    assert stats["parameters_without_embeddings"] == rest
+    assert stats["parameters"] == tables + rest
+
+    files = [p for p in tiny_bert_dir.rglob("*") if p.is_file()]
+    assert stats["disk_bytes"] == sum(p.stat().st_size for p in files) > 0
+    assert 0 < stats["weight_bytes"] < stats["disk_bytes"]
+
+    for speed in stats["speed"].values():
+        assert speed["sentences"] == n_sentences and speed["passes"] >= 1 and speed["seconds"] >= 0.05
+        assert speed["sentences_per_second"] > 0
+    assert stats["sentences_per_second"] > 0
+    assert stats["device_type"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert stats["threads"] == 1
+
+
+def test_tied_embedding_counts_once():
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = torch.nn.Embedding(10, 4)
+            self.decoder = torch.nn.Linear(4, 10, bias=False)
+            self.decoder.weight = self.embed.weight
+
+    counts = model_stats.count_parameters(Tied())
+    assert counts == {"parameters": 40, "embedding_parameters": 40, "parameters_without_embeddings": 0}
+
+
+def fake_stats(path, parameters, speed, datasets=("d1", "d2")):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "parameters": parameters, "embedding_parameters": parameters // 4,
+        "parameters_without_embeddings": parameters - parameters // 4, "disk_bytes": parameters * 4 + 1000,
+        "weight_bytes": parameters * 4, "sentences_per_second": speed, "device": "cpu (x86_64)", "threads": 1,
+        "batch_size": 64, "speed": {d: {"sentences_per_second": speed * (i + 1)} for i, d in enumerate(datasets)}}))
+    return path
+
+
+def test_model_stats_table_order_units_and_speedup(tmp_path):
+    paths = [fake_stats(tmp_path / "TinyBioBERT.json", 15_000_000, 400.0),
+             fake_stats(tmp_path / "BioBERT.json", 108_000_000, 100.0)]
+    md, csv, page = tmp_path / "m.md", tmp_path / "m.csv", tmp_path / "m.html"
+    aggregate.write_model_stats(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], reference="BioBERT")
+    text = md.read_text()
+    assert "| Model | Parameters | Without embeddings | Disk (MB) | Speed (sentences/s) | Speed vs BioBERT |" in text
+    assert "| BioBERT | 108.0M | 81.0M | 432.0 | 100 | 1.00× |" in text
+    assert "| TinyBioBERT | 15.0M | 11.2M | 60.0 | 400 | 4.00× |" in text
+    assert text.index("| BioBERT |") < text.index("| TinyBioBERT |")  # config order, not file order
+    frame = pd.read_csv(csv)
+    assert frame["model"].tolist() == ["BioBERT", "TinyBioBERT"]
+    assert frame["sentences_per_second_d2"].tolist() == [200.0, 800.0]
+    assert "<td>TinyBioBERT</td>" in page.read_text()
+
+
+def test_model_stats_of_an_unknown_model_is_an_error(tmp_path):
+    with pytest.raises(InputError, match="not in the table"):
+        aggregate.write_model_stats([fake_stats(tmp_path / "X.json", 10, 1.0)], tmp_path / "m.md",
+                                    tmp_path / "m.csv", tmp_path / "m.html", models=["A"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Corpus and shard statistics
+
+
+def test_data_stats_tables(tmp_path):
+    corpus = tmp_path / "corpus_stats.json"
+    corpus.write_text(json.dumps({
+        "characters": 144437, "citations_parsed": 500, "deleted": 1, "deletions_listed": 1,
+        "duplicates_replaced": 0, "empty_text": 0, "files": 2, "recipe": "paper", "records": 499,
+        "title_only": 73, "with_abstract": 426,
+        "per_file": [{"citations": 250, "deletions": 0, "file": "a.xml.gz"},
+                     {"citations": 250, "deletions": 1, "file": "b.xml.gz"}]}))
+    manifests = []
+    for owner, tokens in (("teacher", 20000), ("BioTinyBERT", 23506)):
+        path = tmp_path / "shards" / owner / "manifest.json"
+        path.parent.mkdir(parents=True)
+        shard = {"max_length": 64, "mode": "paper", "num_shards": 2, "rows": 250, "shard": 0}
+        path.write_text(json.dumps({"shards": [shard], "totals": {"shards": 2, "rows": 499, "tokens": tokens,
+                                                                    "truncated_tokens": 1736, "sha256": "x"}}))
+        manifests.append(path)
+    aggregate.write_data_stats(corpus, manifests, tmp_path / "d.md", tmp_path / "d.html", teacher="BioBERT")
+    text = (tmp_path / "d.md").read_text()
+    assert "| Records kept | 499 |" in text and "| Characters | 144,437 |" in text
+    assert "| b.xml.gz | 250 | 1 |" in text
+    assert "| BioTinyBERT | 2 | 499 | 23,506 | 47.1 | 1,736 | paper / 64 |" in text
+    assert text.index("| BioBERT (teacher) |") < text.index("| BioTinyBERT |")  # the order given
+    assert "<td>23,506</td>" in (tmp_path / "d.html").read_text()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Snakemake report of the demo, rendered in a real browser
+
+
+def embedded_results(report_html: str) -> dict[str, dict]:
+    """{file name: {"content", "caption"}} of every result the report embeds (its `results` object holds base64
+    data URIs and the captions rendered to HTML)."""
+    results = json.loads(re.search(r"var results = (\{.*?\});\s*</script>", report_html, re.DOTALL)[1])
+    return {entry["name"]: {"content": base64.b64decode(entry["data_uri"].split("base64,", 1)[1]),
+                            "caption": entry["caption"]} for entry in results.values()}
+
+
+def chromium(*args, profile):
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+               *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def demo_report(demo_workdir):
+    result = run_snakemake("--report", "report.html", cwd=demo_workdir, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return demo_workdir / "report.html"
+
+
+@pytest.mark.slow
+def test_report_embeds_every_result_with_its_caption(demo_report):
+    page = demo_report.read_text()
+    embedded = embedded_results(page)
+    expected = {"ner_f1.html", "ner_f1.csv", "ner_f1.png", "pretrain_loss.png", "data_stats.html",
+                "model_stats.html", "model_stats.csv"}
+    assert expected <= set(embedded)
+    table = embedded["ner_f1.html"]["content"].decode()
+    for model in ("BioBERT", "DistilBioBERT", "CompactBioBERT", "TinyBioBERT", "BioDistilBERT", "BioTinyBERT",
+                  "BioMobileBERT"):
+        assert re.search(rf"<td>{model}</td><td>[\d.]+ ± [\d.]+ \(5\)</td>", table), model
+        assert f"<td>{model}</td>" in embedded["model_stats.html"]["content"].decode()
+    for figure in ("ner_f1.png", "pretrain_loss.png"):
+        assert embedded[figure]["content"].startswith(PNG_MAGIC) and len(embedded[figure]["content"]) > 20_000
+    for name in expected:
+        assert len(embedded[name]["caption"]) > 100, name  # every result explained
+    assert "seeds 1, 2, 3, 4, 5" in embedded["ner_f1.html"]["caption"]  # captions filled in from the config
+
+
+@pytest.mark.slow
+def test_report_renders_in_headless_chromium(demo_report, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} not installed (make test installs Debian's chromium when run as root)")
+    url = demo_report.resolve().as_uri()
+    dom = chromium("--virtual-time-budget=10000", "--dump-dom", url, profile=tmp_path / "profile-dom")
+    assert dom.returncode == 0, dom.stderr[-3000:]
+    rendered = dom.stdout
+    assert 'id="app"' in rendered and "compact-biomed" in rendered  # the workflow description, rendered
+    for category in ("NER results", "Pre-training", "Data", "Models"):
+        assert category in rendered
+    assert "This is the offline demo" in rendered
+
+    screenshot = tmp_path / "report.png"
+    shot = chromium("--virtual-time-budget=10000", f"--screenshot={screenshot}", "--window-size=1400,2000", url,
+                    profile=tmp_path / "profile-shot")
+    assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-3000:]
+    from PIL import Image
+
+    with Image.open(screenshot) as image:
+        assert image.size == (1400, 2000)
+        pixels = np.asarray(image.convert("RGB"))
+    colours = np.unique(pixels.reshape(-1, 3), axis=0)
+    assert len(colours) > 50  # text, the rule graph and the menu; a blank or error page has a handful
+    assert (pixels.min(axis=2) < 128).mean() > 0.005  # enough dark pixels: text is drawn
