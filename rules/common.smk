@@ -42,9 +42,13 @@ wildcard_constraints:
     split="|".join(SPLITS),
 
 
+def model_path(model):
+    """The Hugging Face directory of a model in the table: the teacher (baseline) or a compact model."""
+    return "results/teacher" if model == TEACHER else f"results/models/{model}"
+
+
 def model_dir(wildcards):
-    """The Hugging Face directory a fine-tuning run starts from: the teacher (baseline) or a compact model."""
-    return "results/teacher" if wildcards.model == TEACHER else f"results/models/{wildcards.model}"
+    return model_path(wildcards.model)
 
 
 def tokenizer_dir(wildcards):

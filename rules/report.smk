@@ -11,12 +11,13 @@ localrules:
 
 
 rule model_stats:
-    # A gpu job like fine-tuning: speed is measured on the device the NER runs use.
+    # One job measures every model: the same process and device make the speeds comparable, and torch and
+    # transformers are imported once instead of once per model. On a GPU, the device the NER runs use.
     input:
-        model=model_dir,
+        models=[model_path(m) for m in ALL_MODELS],
         test_sets=expand(f"{DATA_DIR}/{{dataset}}/test.tsv", dataset=DATASETS),
     output:
-        "results/model_stats/{model}.json",
+        expand("results/model_stats/{model}.json", model=ALL_MODELS),
     params:
         datasets=DATASETS,
         batch_size=config["model_stats"]["batch_size"],
@@ -26,7 +27,7 @@ rule model_stats:
     resources:
         gpu=GPU_PER_JOB,
     log:
-        "logs/model_stats/{model}.log",
+        "logs/model_stats.log",
     conda:
         "../environment.yml"
     script:
