@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
-from .io import InputError, atomic_path, read_json
+from .io import InputError, atomic_path, read_json, write_text
 
 MODES = ("paper", "word")
 
@@ -153,11 +153,6 @@ def html_page(title: str, tables: list[Table]) -> str:
     return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
             + "".join(html_table(t) for t in tables) + "</body>\n</html>\n")
-
-
-def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
 
 
 def latex_table(stats, models, datasets, mode) -> str:

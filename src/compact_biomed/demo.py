@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from .io import atomic_path
+from .io import atomic_path, write_text
 
 # Word pieces from which entity names are built: a stem and a class suffix, as real drug/disease names are.
 STEMS = ["amlo", "bena", "cefo", "dexa", "etho", "fluo", "gaba", "hydro", "ibu", "keto", "lami", "meto",
@@ -84,8 +84,7 @@ def ner_sentence(kind: str, names: list[str], rng: random.Random) -> list[tuple[
 
 def write_conll(path: Path, sentences: list[list[tuple[str, str]]]) -> None:
     """BioBERT's layout: token<TAB>tag per line, a blank line after each sentence."""
-    with atomic_path(path) as tmp:
-        tmp.write_text("".join("".join(f"{w}\t{t}\n" for w, t in s) + "\n" for s in sentences))
+    write_text(path, "".join("".join(f"{w}\t{t}\n" for w, t in s) + "\n" for s in sentences))
 
 
 def write_ner_dataset(out_dir: str | Path, kind: str, seed: int, n_train: int, n_dev: int, n_test: int) -> None:
@@ -150,5 +149,4 @@ def write_pubmed_file(path: str | Path, first_pmid: int, count: int, seed: int, 
     path = Path(path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
-    with atomic_path(f"{path}.md5") as tmp:
-        tmp.write_text(f"MD5({path.name})= {hashlib.md5(data).hexdigest()}\n")
+    write_text(f"{path}.md5", f"MD5({path.name})= {hashlib.md5(data).hexdigest()}\n")

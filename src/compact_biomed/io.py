@@ -38,10 +38,15 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write a text file atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write JSON atomically (indented, keys sorted so reruns give identical bytes)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: str | os.PathLike):
