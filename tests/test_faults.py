@@ -76,6 +76,13 @@ def marked_incomplete(workdir) -> set[str]:
     return {base64.urlsafe_b64decode(r.name).decode() for r in records if not r.name.startswith("migration")}
 
 
+def finished_metrics(workdir) -> list[str]:
+    """NER metrics files whose jobs Snakemake has recorded as finished (a file can exist a moment before that)."""
+    written = sorted(str(p.relative_to(workdir)) for p in (workdir / "results/ner").glob("*/*/seed*/metrics.json"))
+    incomplete = marked_incomplete(workdir)
+    return [p for p in written if p not in incomplete]
+
+
 def mtimes(workdir, paths):
     return {p: (workdir / p).stat().st_mtime_ns for p in paths}
 
@@ -109,14 +116,12 @@ def test_killed_pretraining_resumes_and_gives_the_same_table(tmp_path):
 
 def test_snakemake_killed_mid_dag_finishes_without_redoing_work(tmp_path):
     workdir = prepare(tmp_path, "dag")
-    ner = workdir / "results/ner"
     # SIGKILL Snakemake and all its jobs at once (a lost login session, an OOM killer...).
     workflow = start_workflow(workdir)
-    wait_for(workflow, lambda: len(list(ner.glob("*/*/seed*/metrics.json"))) >= 2)
+    wait_for(workflow, lambda: finished_metrics(workdir))  # written *and* recorded as finished by Snakemake
     os.killpg(workflow.pid, signal.SIGKILL)
     workflow.wait()
-    done = [p for p in sorted(str(p.relative_to(workdir)) for p in ner.glob("*/*/seed*/metrics.json"))
-            if p not in marked_incomplete(workdir)]
+    done = finished_metrics(workdir)
     assert done
     before = mtimes(workdir, done)
 
