@@ -65,6 +65,13 @@ def pubmed_source(suffix):
     return (lambda wc: f"{local}/{wc.name}{suffix}") if local else []
 
 
+def parsed_pubmed_files():
+    """The parsed sources the corpus merges, in order: every baseline file, or the Hugging Face dataset."""
+    if config["pubmed"]["source"] == "huggingface":
+        return ["results/pubmed/parsed/huggingface.parquet"]
+    return expand("results/pubmed/parsed/{name}.parquet", name=PUBMED_FILES)
+
+
 def corpus_if_random(source):
     """Random demo checkpoints train their tokenizer on the corpus; hub checkpoints need no input."""
     return ["results/pubmed/corpus.parquet"] if "random" in source else []

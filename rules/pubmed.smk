@@ -1,8 +1,10 @@
-# PubMed baseline: fetch each file (md5-verified), then parse all of them into one corpus table.
+# PubMed: fetch each baseline file (md5-verified), parse each to Parquet, then merge them into one corpus table.
+# With `pubmed.source: huggingface` the Hugging Face dataset replaces the first two steps.
 
 
 localrules:
     fetch_pubmed,
+    fetch_huggingface_pubmed,
 
 
 rule fetch_pubmed:
@@ -25,9 +27,39 @@ rule fetch_pubmed:
         "../workflow/scripts/fetch_pubmed.py"
 
 
-rule build_corpus:
+rule parse_pubmed:
+    # One job per file: the 1,200+ baseline files parse in parallel, each in constant memory.
     input:
-        expand("results/pubmed/raw/{name}.xml.gz", name=PUBMED_FILES),
+        "results/pubmed/raw/{name}.xml.gz",
+    output:
+        "results/pubmed/parsed/{name}.parquet",
+    log:
+        "logs/parse_pubmed/{name}.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/parse_pubmed.py"
+
+
+rule fetch_huggingface_pubmed:
+    # The paper's source (spec §2), streamed from the hub (a local rule: it needs internet) or a local folder.
+    output:
+        "results/pubmed/parsed/huggingface.parquet",
+    params:
+        dataset=config["pubmed"].get("huggingface"),
+    log:
+        "logs/fetch_huggingface_pubmed.log",
+    retries: 2
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/fetch_huggingface_pubmed.py"
+
+
+rule build_corpus:
+    # Holds only the key columns of every record in memory (about 17 bytes each), never the text.
+    input:
+        parsed_pubmed_files(),
     output:
         corpus="results/pubmed/corpus.parquet",
         stats="results/pubmed/corpus_stats.json",

@@ -30,6 +30,8 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["pubmed"].update(files=["pubmed.xml"]), "pubmed.files.0"),
         (lambda c: c["train_defaults"].update(max_step=3), "train_defaults"),
         (lambda c: c["teacher"].update(name="DistilBioBERT"), "teacher.name"),
+        (lambda c: c["pubmed"].update(source="huggingface"), "pubmed"),  # without its `huggingface` block
+        (lambda c: c["pubmed"].update(source="hf", huggingface={"path": "x"}), "pubmed.source"),
     ],
 )
 def test_invalid_value_names_the_key(mutate, key):

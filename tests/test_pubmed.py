@@ -9,10 +9,9 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 
+from compact_biomed.corpus import build_corpus, build_text, parse_to_parquet
 from compact_biomed.io import InputError, read_json
 from compact_biomed.pubmed import (
-    build_corpus,
-    build_text,
     fetch,
     file_md5,
     iter_citations,
@@ -21,6 +20,14 @@ from compact_biomed.pubmed import (
 from conftest import shared_path
 
 SAMPLE_NAME = "pubmed25n1274"
+
+
+def corpus_from_xml(xml_paths, out, stats):
+    """What the workflow does: parse each file to Parquet on its own (parse_pubmed), then merge (build_corpus)."""
+    parsed = [out.parent / f"parsed-{i}.parquet" for i in range(len(xml_paths))]
+    for xml_path, parsed_path in zip(xml_paths, parsed):
+        parse_to_parquet(xml_path, parsed_path)
+    return build_corpus(parsed, out, stats)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +83,7 @@ def test_sample_fields(sample_records):
 
 
 def test_sample_builds_a_corpus(sample, tmp_path):
-    stats = build_corpus([sample], tmp_path / "corpus.parquet", tmp_path / "stats.json")
+    stats = corpus_from_xml([sample], tmp_path / "corpus.parquet", tmp_path / "stats.json")
     table = pq.read_table(tmp_path / "corpus.parquet")
     assert stats == read_json(tmp_path / "stats.json")
     assert stats["records"] == table.num_rows == 30
@@ -84,8 +91,7 @@ def test_sample_builds_a_corpus(sample, tmp_path):
     assert str(table.schema.field("pmid").type) == "int64"
     assert str(table.schema.field("version").type) == "int32"
     assert str(table.schema.field("year").type) == "int32"
-    pmids = table.column("pmid").to_pylist()
-    assert pmids == sorted(pmids)
+    assert table.column("pmid").to_pylist() == [r["pmid"] for r in iter_citations(sample)]  # the file's order
 
 
 # --------------------------------------------------------------------------------------------- checksums
@@ -284,9 +290,10 @@ def test_book_articles_are_skipped(two_files):
 
 
 def test_corpus_merges_versions_files_and_deletions(two_files, tmp_path):
-    stats = build_corpus(list(two_files), tmp_path / "c.parquet", tmp_path / "s.json")
-    rows = {row["pmid"]: row for row in pq.read_table(tmp_path / "c.parquet").to_pylist()}
-    assert sorted(rows) == [100, 200, 400]
+    stats = corpus_from_xml(list(two_files), tmp_path / "c.parquet", tmp_path / "s.json")
+    table = pq.read_table(tmp_path / "c.parquet")
+    assert table.column("pmid").to_pylist() == [200, 100, 400]  # each winner where it occurred, files in order
+    rows = {row["pmid"]: row for row in table.to_pylist()}
     assert rows[100]["title"] == "Updated."  # later file wins
     assert (rows[200]["version"], rows[200]["abstract"]) == (2, "Two.")  # higher version beats a later v1
     assert rows[400]["text"] == "Title only."
@@ -296,7 +303,7 @@ def test_corpus_merges_versions_files_and_deletions(two_files, tmp_path):
 
 def test_corpus_file_order_matters_and_readding_after_delete(two_files, tmp_path):
     current, legacy = two_files
-    build_corpus([legacy, current], tmp_path / "c.parquet", tmp_path / "s.json")
+    corpus_from_xml([legacy, current], tmp_path / "c.parquet", tmp_path / "s.json")
     rows = {row["pmid"]: row for row in pq.read_table(tmp_path / "c.parquet").to_pylist()}
     assert rows[100]["text"] == "Old title. Old abstract."  # brackets removed by the paper recipe
     assert 300 in rows  # the deletion came before this file re-added it
@@ -315,7 +322,7 @@ def test_corpus_without_citations_is_an_error(tmp_path):
     path = tmp_path / "only_deletions.xml"
     path.write_text('<PubmedArticleSet><DeleteCitation><PMID Version="1">1</PMID></DeleteCitation></PubmedArticleSet>')
     with pytest.raises(InputError, match="empty"):
-        build_corpus([path], tmp_path / "c.parquet", tmp_path / "s.json")
+        corpus_from_xml([path], tmp_path / "c.parquet", tmp_path / "s.json")
     assert not (tmp_path / "c.parquet").exists()
 
 

@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, copy_workflow
 from conftest import run_snakemake as snakemake
 
 
@@ -29,10 +29,31 @@ def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
     assert counts["finetune_ner"] == 7 * 5 * 5
     assert counts["pretrain"] == 6
     assert counts["teacher"] == 1 and counts["start_checkpoint"] == 3 and counts["fetch_ner"] == 1
-    assert counts["fetch_pubmed"] == paper["pubmed"]["files"]["last"]
+    assert counts["fetch_pubmed"] == counts["parse_pubmed"] == paper["pubmed"]["files"]["last"]
     assert counts["tokenize_shard"] == 4 * paper["tokenize"]["num_shards"]  # teacher + 3 own tokenizers
     assert counts["aggregate"] == 1 and counts["build_corpus"] == 1
     assert "demo_pubmed" not in counts
+
+
+def test_corpus_from_a_huggingface_dataset(tmp_path):
+    # The paper's source: a dataset in the layout of the HF `pubmed` dataset (here a local folder).
+    dataset = tmp_path / "pubmed"
+    (dataset / "data").mkdir(parents=True)
+    citations = [{"MedlineCitation": {"PMID": pmid, "Article": {"ArticleTitle": f"[Title {pmid}.]",
+                                                                "Abstract": {"AbstractText": "Text."}}}}
+                 for pmid in (3, 1, 2)]
+    pd.DataFrame(citations).to_parquet(dataset / "data" / "train.parquet")
+    (tmp_path / "run").mkdir()
+    workdir = copy_workflow(tmp_path / "run")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["pubmed"] = {"source": "huggingface", "huggingface": {"path": str(dataset)}}
+    (workdir / "hf.yaml").write_text(yaml.safe_dump(config))
+
+    result = snakemake("results/pubmed/corpus.parquet", "--cores", "1", "--configfile", "hf.yaml", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    corpus = pd.read_parquet(workdir / "results/pubmed/corpus.parquet")
+    assert corpus["text"].tolist() == ["Title 3. Text.", "Title 1. Text.", "Title 2. Text."]
+    assert not (workdir / "results/pubmed/raw").exists()  # no baseline file was fetched
 
 
 def test_invalid_config_value_stops_with_the_key(tmp_path):

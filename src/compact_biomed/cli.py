@@ -37,10 +37,24 @@ def cmd_fetch_pubmed(args):
         pubmed.fetch(name, args.out_dir, base_url=args.base_url, local_dir=args.local_dir)
 
 
-def cmd_build_corpus(args):
-    from . import pubmed
+def cmd_parse_pubmed(args):
+    from . import corpus
 
-    print(pubmed.build_corpus(args.xml, args.out, args.stats, recipe=args.recipe))
+    for xml in args.xml:
+        out = Path(args.out_dir) / (Path(xml).name.removesuffix(".gz").removesuffix(".xml") + ".parquet")
+        print(corpus.parse_to_parquet(xml, out))
+
+
+def cmd_fetch_huggingface_pubmed(args):
+    from . import corpus
+
+    print(corpus.huggingface_to_parquet(args.path, args.out, name=args.name, split=args.split, revision=args.revision))
+
+
+def cmd_build_corpus(args):
+    from . import corpus
+
+    print(corpus.build_corpus(args.parsed, args.out, args.stats, recipe=args.recipe))
 
 
 def cmd_tokenize_shard(args):
@@ -118,8 +132,20 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--local-dir", help="take the files from this folder instead of downloading")
     sub.add_argument("--base-url", default="https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/")
 
-    sub = step("build-corpus", cmd_build_corpus, "parse baseline XML files into the corpus Parquet table")
+    sub = step("parse-pubmed", cmd_parse_pubmed, "parse PubMed XML files, each into <out-dir>/<name>.parquet")
     sub.add_argument("xml", nargs="+")
+    sub.add_argument("--out-dir", required=True)
+
+    sub = step("fetch-huggingface-pubmed", cmd_fetch_huggingface_pubmed,
+               "stream the Hugging Face pubmed dataset (or a local copy) into the parsed Parquet layout")
+    sub.add_argument("path", help="hub id or local folder")
+    sub.add_argument("--out", required=True)
+    sub.add_argument("--name")
+    sub.add_argument("--split", default="train")
+    sub.add_argument("--revision")
+
+    sub = step("build-corpus", cmd_build_corpus, "merge parsed files (in order) into the corpus Parquet table")
+    sub.add_argument("parsed", nargs="+", help="Parquet files from parse-pubmed or fetch-huggingface-pubmed")
     sub.add_argument("--out", required=True)
     sub.add_argument("--stats", required=True)
     sub.add_argument("--recipe", default="paper")

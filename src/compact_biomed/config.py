@@ -33,13 +33,16 @@ def check_consistency(config: dict) -> None:
     teacher = config["teacher"]["name"]
     if teacher in config["models"]:
         raise ConfigError(f"invalid config value at 'teacher.name': '{teacher}' is also a model name")
-    files = config["pubmed"]["files"]
+    files = config["pubmed"].get("files")
     if isinstance(files, dict) and files["first"] > files["last"]:
         raise ConfigError("invalid config value at 'pubmed.files': first is after last")
 
 
 def pubmed_names(config: dict) -> list[str]:
-    """Baseline file names, from an explicit list or a {prefix, first, last} range (pubmed25n0001...)."""
+    """Baseline file names, from an explicit list or a {prefix, first, last} range (pubmed25n0001...); none
+    when the corpus comes from the Hugging Face dataset."""
+    if config["pubmed"].get("source") == "huggingface":
+        return []
     files = config["pubmed"]["files"]
     if isinstance(files, list):
         return list(files)

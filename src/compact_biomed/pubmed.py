@@ -1,7 +1,4 @@
-"""PubMed baseline files: md5-verified fetching, streaming XML parsing, and the pre-training text corpus.
-
-Text recipe (paper_spec.md §2): `ArticleTitle` with "[" and "]" removed, a space, the abstract, stripped.
-Records without an abstract are kept (title only); nothing is filtered or de-duplicated by content.
+"""PubMed baseline files: md5-verified fetching and streaming XML parsing.
 
 Abstract text, a documented decision: the abstract is every `Article/Abstract/AbstractText` in document order,
 flattened with itertext() (inline <i>, <sup>, MathML... keep their text, lose their tags) and joined with one
@@ -11,9 +8,7 @@ script produced: its dict conversion silently kept only the FIRST AbstractText o
 and, for sections with inline markup, the raw inner XML (tags included). `OtherAbstract` (e.g. the German
 abstract of a German paper) is ignored, as it was there.
 
-Corpus merge: files are read in the given order; for one PMID the highest `Version` wins, ties going to the
-later occurrence (so update files override the baseline); a `DeleteCitation` removes every occurrence seen
-before it. The HF script did none of this (it read baseline files only, where these cases are rare).
+The corpus (merge, text recipe) is built from the parsed files in corpus.py.
 """
 
 from __future__ import annotations
@@ -26,30 +21,14 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from lxml import etree
 
 from .download import ChecksumMismatch, download_bytes, download_to, one_line, with_retries
-from .io import InputError, atomic_path, write_json
+from .io import InputError, atomic_path
 
 PUBMED_ROOTS = {"PubmedArticleSet", "MedlineCitationSet"}
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 20
-
-CORPUS_SCHEMA = pa.schema(
-    [
-        ("pmid", pa.int64()),
-        ("version", pa.int32()),
-        ("title", pa.string()),
-        ("abstract", pa.string()),
-        ("language", pa.string()),
-        ("year", pa.int32()),
-        ("text", pa.string()),
-    ]
-)
-
 
 # ----------------------------------------------------------------------------------------------- checksums
 
@@ -281,117 +260,3 @@ def _describe_syntax_error(err: etree.XMLSyntaxError) -> str:
     if "Premature end of data" in message or "no element found" in message:
         return f"truncated XML ({message})"
     return f"malformed XML ({message})"
-
-
-# -------------------------------------------------------------------------------------------------- corpus
-
-
-def build_text(title: str, abstract: str, recipe: str = "paper") -> str:
-    """The pre-training text of one citation. `paper`: title without '[' ']' (MEDLINE's mark for translated
-    titles), a space, the abstract, stripped; a citation without abstract gives its title alone."""
-    if recipe != "paper":
-        raise ValueError(f"unknown text recipe {recipe!r}; known: 'paper'")
-    return (title.replace("[", "").replace("]", "") + " " + abstract).strip()
-
-
-_COLUMNS = ("pmid", "version", "title", "abstract", "language", "year")
-
-
-def build_corpus(xml_paths: list, out_parquet, stats_json, recipe: str = "paper") -> dict:
-    """Parse `xml_paths` in order into one Parquet table (one row per PMID, sorted by PMID) and a stats JSON.
-
-    Merge rules are in the module docstring. Memory grows with the corpus (records are held as Arrow
-    columns until the merge); for the whole baseline run it on batches of files.
-    """
-    build_text("", "", recipe)  # fail on an unknown recipe before any parsing
-    parts, deletions, per_file = [], [], []
-    seq_start = 0
-    for path in xml_paths:
-        columns, deleted_pmids, deleted_seqs = _read_file_columns(path, seq_start)
-        parts.append(columns)
-        deletions.append((np.asarray(deleted_pmids, np.int64), np.asarray(deleted_seqs, np.int64)))
-        per_file.append({"file": Path(path).name, "citations": len(columns["pmid"]), "deletions": len(deleted_pmids)})
-        seq_start += len(columns["pmid"]) + len(deleted_pmids)
-
-    table = _records_table(parts, recipe)
-    seqs = np.concatenate([np.asarray(p["seq"], np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
-    del_pmids = np.concatenate([d[0] for d in deletions]) if deletions else np.zeros(0, np.int64)
-    del_seqs = np.concatenate([d[1] for d in deletions]) if deletions else np.zeros(0, np.int64)
-    pmids = table.column("pmid").to_numpy()
-    versions = table.column("version").to_numpy()
-
-    removed = _removed_by_deletion(pmids, seqs, del_pmids, del_seqs)
-    winners = _latest_per_pmid(pmids, versions, seqs, ~removed)
-    corpus = table.take(pa.array(winners, pa.int64()))
-    if corpus.num_rows == 0:
-        raise InputError(out_parquet, f"corpus is empty after reading {len(xml_paths)} file(s)")
-
-    with atomic_path(out_parquet) as tmp:
-        pq.write_table(corpus, tmp)
-    stats = _corpus_stats(corpus, per_file, table.num_rows, int(removed.sum()), len(del_pmids), recipe)
-    write_json(stats_json, stats)
-    return stats
-
-
-def _read_file_columns(path, seq_start: int):
-    columns = {name: [] for name in (*_COLUMNS, "seq")}
-    deleted_pmids, deleted_seqs = [], []
-    seq = seq_start
-    for record in iter_citations(path):
-        if record.get("deleted"):
-            deleted_pmids.append(record["pmid"])
-            deleted_seqs.append(seq)
-        else:
-            for name in _COLUMNS:
-                columns[name].append(record[name])
-            columns["seq"].append(seq)
-        seq += 1
-    return columns, deleted_pmids, deleted_seqs
-
-
-def _records_table(parts: list[dict], recipe: str) -> pa.Table:
-    merged = {name: [value for part in parts for value in part[name]] for name in _COLUMNS}
-    merged["text"] = [build_text(t, a, recipe) for t, a in zip(merged["title"], merged["abstract"])]
-    return pa.table({field.name: pa.array(merged[field.name], field.type) for field in CORPUS_SCHEMA},
-                    schema=CORPUS_SCHEMA)
-
-
-def _removed_by_deletion(pmids, seqs, del_pmids, del_seqs) -> np.ndarray:
-    """True for records that a DeleteCitation later in the stream removes."""
-    if len(del_pmids) == 0:
-        return np.zeros(len(pmids), bool)
-    order = np.lexsort((del_seqs, del_pmids))
-    sorted_pmids, sorted_seqs = del_pmids[order], del_seqs[order]
-    last_of_group = np.append(sorted_pmids[1:] != sorted_pmids[:-1], True)
-    unique_pmids, last_deletion = sorted_pmids[last_of_group], sorted_seqs[last_of_group]
-    where = np.clip(np.searchsorted(unique_pmids, pmids), 0, len(unique_pmids) - 1)
-    return (unique_pmids[where] == pmids) & (seqs < last_deletion[where])
-
-
-def _latest_per_pmid(pmids, versions, seqs, keep) -> np.ndarray:
-    """Row indices of the winner per PMID (highest version, then latest), in ascending PMID order."""
-    candidates = np.flatnonzero(keep)
-    order = candidates[np.lexsort((seqs[candidates], versions[candidates], pmids[candidates]))]
-    sorted_pmids = pmids[order]
-    last_of_group = np.append(sorted_pmids[1:] != sorted_pmids[:-1], True) if len(order) else np.zeros(0, bool)
-    return order[last_of_group]
-
-
-def _corpus_stats(corpus: pa.Table, per_file, parsed: int, deleted: int, deletions_listed: int, recipe) -> dict:
-    abstracts = corpus.column("abstract").to_pylist()
-    texts = corpus.column("text").to_pylist()
-    with_abstract = sum(1 for a in abstracts if a)
-    return {
-        "recipe": recipe,
-        "files": len(per_file),
-        "per_file": per_file,
-        "citations_parsed": parsed,
-        "deletions_listed": deletions_listed,
-        "deleted": deleted,
-        "duplicates_replaced": parsed - deleted - corpus.num_rows,
-        "records": corpus.num_rows,
-        "with_abstract": with_abstract,
-        "title_only": corpus.num_rows - with_abstract,
-        "empty_text": sum(1 for t in texts if not t),
-        "characters": sum(len(t) for t in texts),
-    }

@@ -1,6 +1,6 @@
-"""Snakemake adapter: parse the baseline files into the corpus table (Parquet) and its statistics."""
-from compact_biomed import pubmed
+"""Snakemake adapter: the parsed files merged into the corpus table (Parquet) and its statistics."""
+from compact_biomed import corpus
 from compact_biomed.smk import run
 
-run(snakemake, lambda smk: pubmed.build_corpus(list(smk.input), smk.output.corpus, smk.output.stats,
+run(snakemake, lambda smk: corpus.build_corpus(list(smk.input), smk.output.corpus, smk.output.stats,
                                                 recipe=smk.params.recipe))
