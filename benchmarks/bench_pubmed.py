@@ -2,10 +2,12 @@
 
 (a) parse throughput of `iter_citations` vs a bare lxml iterparse loop extracting the same fields;
 (b) `tokenize_shard` (paper mode) vs one raw batched call of the same fast tokenizer on the same texts;
-(c) peak RSS of parsing a file, measured in a fresh process for two file sizes (constant memory = equal peaks).
+(c) the corpus tokenised by 1 shard job vs by 2 shard jobs side by side, as Snakemake runs them;
+(d) peak RSS of parsing a file, measured in a fresh process for two file sizes (constant memory = equal peaks);
+(e) peak RSS of the merge for two corpus sizes: it grows with the record count, by a fixed number of bytes each.
 
 The real sample (30 citations) is replicated `--copies` times into one file so times are measurable.
-Usage: python benchmarks/bench_pubmed.py [--sample PATH] [--copies 100] [--repeats 3]
+Usage: python benchmarks/bench_pubmed.py [--sample PATH] [--copies 100] [--repeats 3] [--parallel-rows 60000]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ DEFAULT_SAMPLE = REPO.parent / "shared" / "data" / "pubmed" / "pubmed25n1274.xml
 def replicate(sample: Path, copies: int, out: Path) -> Path:
     """A valid PubmedArticleSet holding the sample's articles `copies` times."""
     xml = gzip.decompress(sample.read_bytes())
-    body = re.search(rb"<PubmedArticleSet>(.*)</PubmedArticleSet>", xml, re.S).group(1)
+    body = re.search(rb"<PubmedArticleSet>(.*)</PubmedArticleSet>", xml, re.DOTALL).group(1)
     header = xml[: xml.index(b"<PubmedArticleSet>")]
     out.write_bytes(gzip.compress(header + b"<PubmedArticleSet>" + body * copies + b"</PubmedArticleSet>\n", 6))
     return out
@@ -85,13 +87,13 @@ def bench_parse(path: Path, repeats: int) -> None:
     print(f"    ratio iter_citations / baseline time: {ours_s / base_s:.2f}")
 
 
-def bench_tokenize(path: Path, work: Path, repeats: int) -> None:
+def bench_tokenize(path: Path, work: Path, repeats: int) -> tuple[Path, Path]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
     from transformers import AutoTokenizer
 
-    import pyarrow as pa
-
-    from compact_biomed.pubmed import build_text, iter_citations
+    from compact_biomed.corpus import build_text
+    from compact_biomed.pubmed import iter_citations
     from compact_biomed.shards import BATCH_ROWS, tokenize_shard
     from compact_biomed.tokenizer import build_wordpiece
 
@@ -118,7 +120,57 @@ def bench_tokenize(path: Path, work: Path, repeats: int) -> None:
           f"{stats['truncated_tokens']} truncated)")
     print(f"    tokenize_shard   {ours_s:7.3f} s  {len(texts) / ours_s:9.0f} texts/s  (+ parquet read, save_to_disk)")
     print(f"    raw batched call {raw_s:7.3f} s  {len(texts) / raw_s:9.0f} texts/s")
-    print(f"    ratio tokenize_shard / raw time: {ours_s / raw_s:.2f}")
+    print(f"    throughput ratio tokenize_shard / raw: {raw_s / ours_s:.2f}  (target >= 0.85)")
+    return corpus, work / "tokenizer"
+
+
+# One Snakemake tokenize_shard job: a fresh 1-thread process (the rule's threads: 1) timing its own work.
+_SHARD_JOB = """
+import sys, time
+start = time.perf_counter()
+from compact_biomed.shards import tokenize_shard
+imported = time.perf_counter()
+corpus, tokenizer, out, shard, num_shards = sys.argv[1:]
+tokenize_shard(corpus, tokenizer, out, int(shard), int(num_shards), 256)
+print(imported - start, time.perf_counter() - imported)
+"""
+
+
+def run_shard_jobs(corpus: Path, tokenizer: Path, work: Path, num_shards: int) -> tuple[float, float]:
+    """All shards of `corpus` as simultaneous job processes: (wall seconds, slowest job's tokenising seconds)."""
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
+    start = time.perf_counter()
+    jobs = [subprocess.Popen([sys.executable, "-c", _SHARD_JOB, str(corpus), str(tokenizer),
+                              str(work / f"par-{num_shards}-{i}"), str(i), str(num_shards)],
+                             stdout=subprocess.PIPE, text=True, env=env) for i in range(num_shards)]
+    outputs = [job.communicate()[0].split() for job in jobs]
+    wall = time.perf_counter() - start
+    assert all(job.returncode == 0 for job in jobs)
+    return wall, max(float(work_s) for _, work_s in outputs)
+
+
+def bench_parallel_shards(corpus: Path, tokenizer: Path, work: Path, rows: int, repeats: int) -> None:
+    import pyarrow.parquet as pq
+
+    texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()
+    big = work / "big_corpus.parquet"
+    pq.write_table(pa_table((texts * (rows // len(texts) + 1))[:rows]), big)
+    best = {1: (float("inf"),) * 2, 2: (float("inf"),) * 2}
+    for _ in range(repeats):  # interleaved, so load from elsewhere hits both alike
+        for jobs in (1, 2):
+            best[jobs] = tuple(map(min, best[jobs], run_shard_jobs(big, tokenizer, work, jobs)))
+    print(f"(c) {rows} texts as 1 shard job vs 2 shard jobs side by side (1 thread each, as Snakemake runs them; "
+          f"{os.cpu_count()} CPUs)")
+    for jobs in (1, 2):
+        print(f"    {jobs} job(s): {best[jobs][0]:7.3f} s wall, slowest job tokenising {best[jobs][1]:7.3f} s")
+    print(f"    speed-up with 2 parallel jobs: {best[1][0] / best[2][0]:.2f} wall incl. process start, "
+          f"{best[1][1] / best[2][1]:.2f} tokenising  (target >= 1.7)")
+
+
+def pa_table(texts):
+    import pyarrow as pa
+
+    return pa.table({"text": texts})
 
 
 # VmHWM (peak RSS of this process image) rather than ru_maxrss, which survives exec from the parent.
@@ -134,7 +186,7 @@ print(n, before, peak_kb())
 
 
 def bench_memory(sample: Path, copies: int, work: Path) -> None:
-    print("(c) peak RSS while parsing, fresh process per file (VmHWM, KB; Linux):")
+    print("(d) peak RSS while parsing, fresh process per file (VmHWM, KB; Linux):")
     for factor in (1, 4):
         path = replicate(sample, copies * factor, work / f"mem{factor}.xml.gz")
         out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path)], check=True, capture_output=True,
@@ -144,18 +196,71 @@ def bench_memory(sample: Path, copies: int, work: Path) -> None:
               f"(after imports {before} KB, parsing added {after - before} KB)")
 
 
+_MERGE_SCRIPT = """
+import re, sys
+from compact_biomed.corpus import build_corpus
+def peak_kb():
+    return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+before = peak_kb()
+stats = build_corpus(sys.argv[3:], sys.argv[1], sys.argv[2])
+print(stats["records"], before, peak_kb())
+"""
+
+
+def synthetic_parsed_files(work: Path, files: int, rows_per_file: int) -> list[Path]:
+    """Parsed files with distinct PMIDs and short texts: the merge's memory depends on the record count."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from compact_biomed.corpus import PARSED_SCHEMA
+
+    paths = []
+    for index in range(files):
+        pmids = np.arange(index * rows_per_file, (index + 1) * rows_per_file, dtype=np.int64)
+        columns = {name: pa.nulls(rows_per_file, field.type) for name, field in zip(PARSED_SCHEMA.names, PARSED_SCHEMA)}
+        columns.update(pmid=pa.array(pmids), version=pa.array(np.ones(rows_per_file, np.int32)),
+                       deleted=pa.array(np.zeros(rows_per_file, bool)),
+                       title=pa.array(np.char.add("Title ", pmids.astype(str)).tolist()))
+        paths.append(work / f"synthetic-{index}.parquet")
+        pq.write_table(pa.table(columns, schema=PARSED_SCHEMA), paths[-1], row_group_size=10_000)
+    return paths
+
+
+def bench_merge_memory(work: Path, files: int, rows_per_file: int = 30_000) -> None:
+    """Baseline-sized files (about 30k records each), 1x and 4x as many: the growth is the per-record cost."""
+    print("(e) peak RSS of build_corpus (the merge), fresh process (VmHWM, KB; Linux):")
+    peaks = {}
+    for count in (files, 4 * files):
+        parsed = synthetic_parsed_files(work, count, rows_per_file)
+        out = subprocess.run([sys.executable, "-c", _MERGE_SCRIPT, str(work / "merged.parquet"),
+                              str(work / "merged.json"), *map(str, parsed)],
+                             check=True, capture_output=True, text=True).stdout.split()
+        records, before, after = map(int, out)
+        peaks[records] = after
+        print(f"    {count:3d} files, {records:9d} records: peak {after} KB (after imports {before} KB)")
+    (small, small_peak), (large, large_peak) = sorted(peaks.items())
+    per_record = (large_peak - small_peak) * 1024 / (large - small)
+    print(f"    growth: {per_record:.0f} bytes per record, so about {per_record * 36e6 / 2**30:.1f} GB more for "
+          f"36M records (the whole baseline)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument("--copies", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--merge-files", type=int, default=8, help="parsed files in the smaller merge run")
+    parser.add_argument("--parallel-rows", type=int, default=60_000, help="corpus size for the 2-job speed-up")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         path = replicate(args.sample, args.copies, work / "replicated.xml.gz")
-        bench_memory(args.sample, args.copies, work)
         bench_parse(path, args.repeats)
-        bench_tokenize(path, work, args.repeats)
+        corpus, tokenizer = bench_tokenize(path, work, args.repeats)
+        bench_parallel_shards(corpus, tokenizer, work, args.parallel_rows, max(2, args.repeats - 1))
+        bench_memory(args.sample, args.copies, work)
+        bench_merge_memory(work, args.merge_files)
 
 
 if __name__ == "__main__":

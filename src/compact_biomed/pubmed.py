@@ -166,34 +166,51 @@ def _open_maybe_gzip(path):
     return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
 
 
+# The records directly under each root. Subscribing to these alone (not also to the MedlineCitation inside each
+# PubmedArticle) halves the events Python handles per citation.
+RECORD_TAGS = {
+    "PubmedArticleSet": ("PubmedArticle", "PubmedBookArticle", "DeleteCitation"),
+    "MedlineCitationSet": ("MedlineCitation", "DeleteCitation"),
+}
+_PROLOG = re.compile(rb"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re.DOTALL)
+_FIRST_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+
+
+def _peek_root(stream) -> str | None:
+    """The root element's name from the first 64 KB (after the XML declaration, comments and DOCTYPE)."""
+    head = stream.read(1 << 16)
+    stream.seek(0)
+    found = _FIRST_TAG.search(_PROLOG.sub(b"", head))
+    return found.group(1).decode("ascii", "replace") if found else None
+
+
 def _iter_stream(path, stream) -> Iterator[dict]:
+    root = _peek_root(stream)
+    if root is not None:
+        _check_root(path, root)
     events = etree.iterparse(
         stream,
         events=("end",),
-        tag=("MedlineCitation", "PubmedArticle", "PubmedBookArticle", "DeleteCitation"),
+        tag=RECORD_TAGS.get(root, RECORD_TAGS["PubmedArticleSet"]),  # no root seen: lxml reports the syntax error
         resolve_entities=False,
         no_network=True,
         huge_tree=True,
     )
-    root_checked = False
     for _, elem in events:
-        if not root_checked:
-            _check_root(path, elem.getroottree().getroot().tag)
-            root_checked = True
-        parent = elem.getparent()
-        at_top_level = parent is not None and parent.getparent() is None
+        record = elem.find("MedlineCitation") if elem.tag == "PubmedArticle" else elem
         try:
-            if elem.tag == "MedlineCitation":
-                yield _citation(elem)
-            elif elem.tag == "DeleteCitation":
-                for pmid in elem.iter("PMID"):
+            if record is None:
+                raise ValueError("no <MedlineCitation>")
+            if record.tag == "MedlineCitation":
+                yield _citation(record)
+            elif record.tag == "DeleteCitation":
+                for pmid in record.iter("PMID"):
                     yield {"pmid": int(pmid.text), "deleted": True}
         except (AttributeError, TypeError, ValueError) as err:  # a missing or non-numeric PMID, Version...
-            raise InputError(path, f"bad <{elem.tag}> at line {elem.sourceline}: {one_line(err)}") from None
-        if at_top_level:
-            _release(elem)
-    if not root_checked:
-        _check_root(path, events.root.tag)
+            bad = elem if record is None else record
+            raise InputError(path, f"bad <{bad.tag}> at line {bad.sourceline}: {one_line(err)}") from None
+        _release(elem)
+    _check_root(path, events.root.tag)
 
 
 def _check_root(path, tag: str) -> None:
@@ -249,7 +266,10 @@ def _publication_year(article) -> int | None:
     pub_date = article.find("Journal/JournalIssue/PubDate")
     if pub_date is None:
         return None
-    found = _YEAR.search(pub_date.findtext("Year") or pub_date.findtext("MedlineDate") or "")
+    year = pub_date.findtext("Year")
+    if year is not None and year.isdigit():
+        return int(year)
+    found = _YEAR.search(year or pub_date.findtext("MedlineDate") or "")
     return int(found.group(1)) if found else None
 
 

@@ -83,8 +83,10 @@ def job_environment(snakemake) -> str:
 
 
 def limit_threads(threads: int) -> None:
-    """Cap torch's threads; light jobs that never import torch do not pay its 2-3 s import for this."""
+    """Cap torch's and the tokenizers' threads to the job's; light jobs that never import torch do not pay its
+    2-3 s import for this."""
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is imported later
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ["RAYON_NUM_THREADS"] = str(threads)  # the fast tokenizers' Rust thread pool
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true" if threads > 1 else "false")
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
