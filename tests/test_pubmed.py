@@ -309,6 +309,26 @@ def test_corpus_file_order_matters_and_readding_after_delete(two_files, tmp_path
     assert 300 in rows  # the deletion came before this file re-added it
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 97, 4096])
+def test_records_do_not_depend_on_where_chunks_are_cut(sample, sample_records, monkeypatch, chunk_bytes):
+    # Unused elements (PubmedData, AuthorList) are cut out of each chunk before parsing: a chunk boundary inside
+    # one must neither lose a record nor let the parser see half an element.
+    from compact_biomed import pubmed
+
+    monkeypatch.setattr(pubmed, "CHUNK_BYTES", chunk_bytes)
+    assert list(iter_citations(sample)) == list(sample_records.values())
+
+
+def test_error_line_numbers_count_the_lines_of_skipped_elements(tmp_path):
+    path = tmp_path / "bad_after_authors.xml"
+    path.write_text("<PubmedArticleSet>\n" + _article(1, "T.", "A.").replace(
+        "<Article>", "<Article><AuthorList>\n<Author>\n</Author>\n</AuthorList>") + "\n"
+        + "<PubmedArticle><PubmedData>\n\n</PubmedData>\n<MedlineCitation><PMID>x</PMID></MedlineCitation>"
+        + "</PubmedArticle></PubmedArticleSet>")
+    with pytest.raises(InputError, match=r"bad <MedlineCitation> at line 9"):
+        list(iter_citations(path))
+
+
 def test_medline_date_year(tmp_path):
     path = tmp_path / "medline_date.xml"
     path.write_text(

@@ -5,9 +5,9 @@ only keys in memory, not text:
 1. `parse_to_parquet` (one job per baseline file) writes every citation of a file as a row, `DeleteCitation`
    entries as rows with `deleted = true`. `huggingface_to_parquet` writes the Hugging Face `pubmed` dataset,
    the paper's source, in the same layout.
-2. `build_corpus` reads the key columns of all parsed files (about 25 bytes per record at peak, under 1 GB
-   for the whole baseline: benchmarks/bench_pubmed.py), decides which row wins for each PMID, then streams
-   file by file into the corpus, adding the training text.
+2. `build_corpus` reads the key columns of all parsed files (peak memory grows by about 65 bytes per record,
+   some 2.3 GB for the whole baseline: benchmarks/bench_pubmed.py), decides which row wins for each PMID,
+   then streams file by file into the corpus, adding the training text.
 
 Merge rules: files are read in the given order; for one PMID the highest `Version` wins, ties going to the
 later occurrence (so update files override the baseline); a `DeleteCitation` removes every occurrence seen
@@ -20,6 +20,7 @@ Records without an abstract are kept (title only); nothing is filtered or de-dup
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -106,19 +107,15 @@ def huggingface_to_parquet(path: str, out_parquet, name: str | None = None, spli
     rows = 0
     with atomic_path(out_parquet) as tmp, pq.ParquetWriter(tmp, PARSED_SCHEMA) as writer:
         try:
-            for batch in _chain(first, batches):
+            for number, batch in enumerate(itertools.chain([first], batches)):
                 records = [_huggingface_record(path, citation) for citation in batch["MedlineCitation"]]
                 writer.write_table(_parsed_table(records))
                 rows += len(records)
-                print(f"{path}: {rows} citations", file=sys.stderr)
+                if number % 100 == 0:  # progress about every million citations
+                    print(f"{path}: {rows} citations", file=sys.stderr)
         except OSError as err:  # the connection dropped mid-stream: nothing is kept, the job's retry starts over
             raise InputError(path, f"reading failed after {rows} citations ({one_line(err)[:300]})") from None
     return {"file": str(path), "citations": rows, "deletions": 0}
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _huggingface_record(source, citation: dict) -> dict:

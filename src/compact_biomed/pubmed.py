@@ -188,29 +188,64 @@ def _iter_stream(path, stream) -> Iterator[dict]:
     root = _peek_root(stream)
     if root is not None:
         _check_root(path, root)
-    events = etree.iterparse(
-        stream,
+    parser = etree.XMLPullParser(
         events=("end",),
         tag=RECORD_TAGS.get(root, RECORD_TAGS["PubmedArticleSet"]),  # no root seen: lxml reports the syntax error
         resolve_entities=False,
         no_network=True,
         huge_tree=True,
     )
-    for _, elem in events:
-        record = elem.find("MedlineCitation") if elem.tag == "PubmedArticle" else elem
-        try:
-            if record is None:
-                raise ValueError("no <MedlineCitation>")
-            if record.tag == "MedlineCitation":
-                yield _citation(record)
-            elif record.tag == "DeleteCitation":
-                for pmid in record.iter("PMID"):
-                    yield {"pmid": int(pmid.text), "deleted": True}
-        except (AttributeError, TypeError, ValueError) as err:  # a missing or non-numeric PMID, Version...
-            bad = elem if record is None else record
-            raise InputError(path, f"bad <{bad.tag}> at line {bad.sourceline}: {one_line(err)}") from None
-        _release(elem)
-    _check_root(path, events.root.tag)
+    for chunk in _chunks_without_unused_elements(stream):
+        parser.feed(chunk)
+        for _, elem in parser.read_events():
+            yield from _records(path, elem)
+            _release(elem)
+    _check_root(path, parser.close().tag)
+
+
+def _records(path, elem) -> Iterator[dict]:
+    record = elem.find("MedlineCitation") if elem.tag == "PubmedArticle" else elem
+    try:
+        if record is None:
+            raise ValueError("no <MedlineCitation>")
+        if record.tag == "MedlineCitation":
+            yield _citation(record)
+        elif record.tag == "DeleteCitation":
+            for pmid in record.iter("PMID"):
+                yield {"pmid": int(pmid.text), "deleted": True}
+    except (AttributeError, TypeError, ValueError) as err:  # a missing or non-numeric PMID, Version...
+        bad = elem if record is None else record
+        raise InputError(path, f"bad <{bad.tag}> at line {bad.sourceline}: {one_line(err)}") from None
+
+
+# Elements no field is read from and that make up about two thirds of a baseline file's bytes (reference lists,
+# article ids, history; author lists). Cutting them out before lxml builds them nearly halves the parse time.
+UNUSED_ELEMENTS = ((b"<PubmedData>", b"</PubmedData>"), (b"<AuthorList", b"</AuthorList>"))
+# Ends of records: a chunk is cut after the last one, so no element spans two chunks.
+RECORD_ENDS = (b"</PubmedArticle>", b"</MedlineCitation>", b"</DeleteCitation>", b"</PubmedBookArticle>")
+
+
+def _chunks_without_unused_elements(stream) -> Iterator[bytes]:
+    carry = b""
+    for block in iter(lambda: stream.read(CHUNK_BYTES), b""):
+        data = carry + block
+        cut = max((found + len(end) for end in RECORD_ENDS if (found := data.rfind(end)) >= 0), default=0)
+        body, carry = data[:cut], data[cut:]
+        for start, end in UNUSED_ELEMENTS:
+            body = _drop_elements(body, start, end)
+        yield body
+    yield carry  # the rest, as it is: a truncated file must still look truncated to the parser
+
+
+def _drop_elements(data: bytes, start: bytes, end: bytes) -> bytes:
+    """`data` without every start...end span; each span leaves its newlines, so error line numbers stay right."""
+    parts, pos = [], 0
+    while (begin := data.find(start, pos)) >= 0 and (stop := data.find(end, begin)) >= 0:
+        stop += len(end)
+        parts += (data[pos:begin], b"\n" * data.count(b"\n", begin, stop))
+        pos = stop
+    parts.append(data[pos:])
+    return b"".join(parts)
 
 
 def _check_root(path, tag: str) -> None:
