@@ -270,13 +270,14 @@ def corpus_tables(corpus: dict) -> list[Table]:
              ("Deletions listed", corpus["deletions_listed"]), ("Citations deleted", corpus["deleted"]),
              ("Older versions replaced", corpus["duplicates_replaced"]), ("Records kept", corpus["records"]),
              ("… with an abstract", corpus["with_abstract"]), ("… title only", corpus["title_only"]),
-             ("Empty text (dropped)", corpus["empty_text"]), ("Characters", corpus["characters"])]
+             ("Empty text (kept, as in the paper)", corpus["empty_text"]), ("Characters", corpus["characters"])]
     summary = Table("PubMed corpus", ["Statistic", "Value"], [[k, f"{v:,}"] for k, v in facts],
                     f"Text recipe `{corpus['recipe']}`; a record is the newest version of a citation not deleted by "
                     f"a later file.")
-    files = Table("Baseline files", ["File", "Citations", "Deletions"],
-                  [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}"] for f in corpus["per_file"]],
-                  "Per file, in processing order.")
+    files = Table("Parsed files", ["File", "Citations", "Deletions", "Records kept"],
+                  [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}", f"{f.get('records_kept', 0):,}"]
+                   for f in corpus["per_file"]],
+                  "Per file, in processing order; a record is kept from the file holding its winning version.")
     return [summary, files]
 
 
