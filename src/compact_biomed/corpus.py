@@ -5,8 +5,8 @@ only keys in memory, not text:
 1. `parse_to_parquet` (one job per baseline file) writes every citation of a file as a row, `DeleteCitation`
    entries as rows with `deleted = true`. `huggingface_to_parquet` writes the Hugging Face `pubmed` dataset,
    the paper's source, in the same layout.
-2. `build_corpus` reads the key columns of all parsed files (peak memory grows by about 65 bytes per record,
-   some 2.3 GB for the whole baseline: benchmarks/bench_pubmed.py), decides which row wins for each PMID,
+2. `build_corpus` reads the key columns of all parsed files (peak memory grows by 50-95 bytes per record,
+   2-3 GB for the whole baseline: benchmarks/bench_pubmed.py), decides which row wins for each PMID,
    then streams file by file into the corpus, adding the training text.
 
 Merge rules: files are read in the given order; for one PMID the highest `Version` wins, ties going to the
