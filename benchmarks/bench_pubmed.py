@@ -259,7 +259,7 @@ def main() -> None:
     parser.add_argument("--sample", type=Path, default=DEFAULT_SAMPLE)
     parser.add_argument("--copies", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--merge-files", type=int, default=8, help="parsed files in the smaller merge run")
+    parser.add_argument("--merge-files", type=int, default=32, help="parsed files in the smaller merge run")
     parser.add_argument("--tokenize-rows", type=int, default=15_000, help="texts tokenised in (b)")
     parser.add_argument("--parallel-rows", type=int, default=60_000, help="corpus size for the 2-job speed-up")
     args = parser.parse_args()

@@ -57,7 +57,7 @@ rule fetch_huggingface_pubmed:
 
 
 rule build_corpus:
-    # Holds the key columns of every record in memory (50-95 bytes each), never the whole text.
+    # Holds the key columns of every record in memory (about 60 bytes each), never the whole text.
     input:
         parsed_pubmed_files(),
     output:

@@ -121,3 +121,29 @@ def test_gzip_sample_and_merge_agree_with_an_independent_count(sample, tmp_path)
     raw = gzip.decompress(sample.read_bytes())
     assert stats["records"] == raw.count(b"<PubmedArticle>") == 30
     assert stats["per_file"] == [{"file": "p.parquet", "citations": 30, "deletions": 0, "records_kept": 30}]
+
+
+def _merge_by_hand(rows):
+    """The merge rules applied row by row: a deletion forgets the PMID, a record replaces one of lower or equal
+    version."""
+    kept = {}
+    for index, (pmid, version, deleted) in enumerate(rows):
+        if deleted:
+            kept.pop(pmid, None)
+        elif pmid not in kept or version >= rows[kept[pmid]][1]:
+            kept[pmid] = index
+    return sorted(kept.values())
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_vectorised_merge_agrees_with_the_rules_applied_by_hand(seed):
+    import numpy as np
+
+    from compact_biomed.corpus import _merge_plan
+
+    rng = np.random.default_rng(seed)
+    size = int(rng.integers(1, 300))
+    rows = [(int(rng.integers(1, 40)), int(rng.integers(1, 4)), bool(rng.random() < 0.1)) for _ in range(size)]
+    pmids, versions, deleted = (np.array(column) for column in zip(*rows))
+    winners, _ = _merge_plan(pmids.astype(np.int64), versions.astype(np.int32), deleted.astype(bool))
+    assert winners.tolist() == _merge_by_hand(rows)

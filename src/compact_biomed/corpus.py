@@ -5,8 +5,8 @@ only keys in memory, not text:
 1. `parse_to_parquet` (one job per baseline file) writes every citation of a file as a row, `DeleteCitation`
    entries as rows with `deleted = true`. `huggingface_to_parquet` writes the Hugging Face `pubmed` dataset,
    the paper's source, in the same layout.
-2. `build_corpus` reads the key columns of all parsed files (peak memory grows by 50-95 bytes per record,
-   2-3 GB for the whole baseline: benchmarks/bench_pubmed.py), decides which row wins for each PMID,
+2. `build_corpus` reads the key columns of all parsed files (peak memory grows by about 60 bytes per record,
+   about 2 GB for the whole baseline: benchmarks/bench_pubmed.py), decides which row wins for each PMID,
    then streams file by file into the corpus, adding the training text.
 
 Merge rules: files are read in the given order; for one PMID the highest `Version` wins, ties going to the
@@ -142,17 +142,18 @@ def _huggingface_record(source, citation: dict) -> dict:
 def build_corpus(parsed_paths: list, out_parquet, stats_json, recipe: str = "paper") -> dict:
     """Merge parsed files (in the order given) into the corpus Parquet table and its statistics JSON."""
     build_text("", "", recipe)  # fail on an unknown recipe before any reading
-    keys = [_read_keys(path) for path in parsed_paths]
-    winners, removed = _merge_plan(keys)
+    sizes, pmids, versions, deleted = _read_keys(parsed_paths)
+    winners, removed = _merge_plan(pmids, versions, deleted)
+    deletions = [int(part.sum()) for part in np.split(deleted, np.cumsum(sizes)[:-1])]
+    del pmids, versions, deleted  # only the winners are needed from here on
     stats = CorpusStats(recipe)
     with atomic_path(out_parquet) as tmp, pq.ParquetWriter(tmp, CORPUS_SCHEMA) as writer:
         offset = 0
-        for path, file_keys in zip(parsed_paths, keys):
-            size = len(file_keys["pmid"])
-            rows = winners[(winners >= offset) & (winners < offset + size)] - offset
-            part = _corpus_part(path, rows, recipe)
+        for path, size, file_deletions in zip(parsed_paths, sizes, deletions):
+            first, last = np.searchsorted(winners, [offset, offset + size])  # winners are ascending
+            part = _corpus_part(path, winners[first:last] - offset, recipe)
             writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
-            stats.add_file(path, file_keys, part)
+            stats.add_file(path, size - file_deletions, file_deletions, part)
             offset += size
         if stats.records == 0:
             raise InputError(out_parquet, f"corpus is empty after reading {len(parsed_paths)} file(s)")
@@ -161,45 +162,65 @@ def build_corpus(parsed_paths: list, out_parquet, stats_json, recipe: str = "pap
     return result
 
 
-def _read_keys(path) -> dict:
+def _read_keys(parsed_paths: list):
+    """Row counts per file, then the pmid, version and deleted columns of all files, end to end. The arrays are
+    allocated once from the files' metadata and filled file by file, so no second copy is ever held."""
+    sizes = [_parquet_rows(path) for path in parsed_paths]
+    total = sum(sizes)
+    pmids, versions, deleted = np.empty(total, np.int64), np.empty(total, np.int32), np.empty(total, bool)
+    offset = 0
+    for path, size in zip(parsed_paths, sizes):
+        try:
+            table = pq.read_table(path, columns=KEY_COLUMNS)
+        except (OSError, pa.ArrowInvalid, KeyError) as err:
+            raise InputError(path, f"not a parsed PubMed Parquet file ({one_line(err)[:200]})") from None
+        pmids[offset : offset + size] = table.column("pmid").to_numpy()
+        versions[offset : offset + size] = table.column("version").fill_null(0).to_numpy()  # null on deletions
+        deleted[offset : offset + size] = table.column("deleted").to_numpy()
+        offset += size
+    return sizes, pmids, versions, deleted
+
+
+def _parquet_rows(path) -> int:
     try:
-        table = pq.read_table(path, columns=KEY_COLUMNS)
-    except (OSError, pa.ArrowInvalid, KeyError) as err:
+        return pq.read_metadata(path).num_rows
+    except (OSError, pa.ArrowInvalid) as err:
         raise InputError(path, f"not a parsed PubMed Parquet file ({one_line(err)[:200]})") from None
-    return {name: table.column(name).to_numpy() for name in KEY_COLUMNS}
 
 
-def _merge_plan(keys: list[dict]) -> tuple[np.ndarray, int]:
+def _merge_plan(pmids, versions, deleted) -> tuple[np.ndarray, int]:
     """Global row numbers (file after file) of the records that make the corpus, ascending, and how many
     records a later DeleteCitation removed."""
-    empty = np.zeros(0, np.int64)
-    pmids = np.concatenate([k["pmid"] for k in keys]) if keys else empty
-    versions = np.concatenate([k["version"] for k in keys]) if keys else empty
-    deleted = np.concatenate([k["deleted"] for k in keys]) if keys else np.zeros(0, bool)
-    seqs = np.arange(len(pmids), dtype=np.int64)
-    removed = _removed_by_deletion(pmids, seqs, pmids[deleted], seqs[deleted]) & ~deleted
-    return np.sort(_latest_per_pmid(pmids, versions, seqs, ~(removed | deleted))), int(removed.sum())
+    removed = _removed_by_deletion(pmids, deleted)
+    return _latest_per_pmid(pmids, versions, ~(removed | deleted)), int(removed.sum())
 
 
-def _removed_by_deletion(pmids, seqs, del_pmids, del_seqs) -> np.ndarray:
+def _removed_by_deletion(pmids, deleted) -> np.ndarray:
     """True for records that a DeleteCitation later in the stream removes."""
-    if len(del_pmids) == 0:
+    deletion_rows = np.flatnonzero(deleted)
+    if len(deletion_rows) == 0:  # the baseline files: no deletions, no work
         return np.zeros(len(pmids), bool)
-    order = np.lexsort((del_seqs, del_pmids))
-    sorted_pmids, sorted_seqs = del_pmids[order], del_seqs[order]
+    order = np.argsort(pmids[deletion_rows], kind="stable")  # per PMID, its deletions in stream order
+    sorted_pmids, sorted_rows = pmids[deletion_rows][order], deletion_rows[order]
     last_of_group = np.append(sorted_pmids[1:] != sorted_pmids[:-1], True)
-    unique_pmids, last_deletion = sorted_pmids[last_of_group], sorted_seqs[last_of_group]
+    unique_pmids, last_deletion = sorted_pmids[last_of_group], sorted_rows[last_of_group]
     where = np.clip(np.searchsorted(unique_pmids, pmids), 0, len(unique_pmids) - 1)
-    return (unique_pmids[where] == pmids) & (seqs < last_deletion[where])
+    rows = np.arange(len(pmids))
+    return (unique_pmids[where] == pmids) & (rows < last_deletion[where]) & ~deleted
 
 
-def _latest_per_pmid(pmids, versions, seqs, keep) -> np.ndarray:
-    """Row numbers of the winner per PMID among `keep`: the highest version, then the latest."""
+VERSION_BITS = 16  # PMIDs stay far below 2**47, versions below 2**16
+
+
+def _latest_per_pmid(pmids, versions, keep) -> np.ndarray:
+    """Ascending row numbers of the winner per PMID among `keep`: the highest version, then the latest. One
+    stable sort on (PMID, version) keeps equal keys in stream order, so each group's last row is its winner."""
     candidates = np.flatnonzero(keep)
-    order = candidates[np.lexsort((seqs[candidates], versions[candidates], pmids[candidates]))]
-    sorted_pmids = pmids[order]
+    key = (pmids[candidates] << VERSION_BITS) | np.minimum(versions[candidates], 2**VERSION_BITS - 1)
+    order = np.argsort(key, kind="stable")
+    sorted_pmids = key[order] >> VERSION_BITS
     last_of_group = np.append(sorted_pmids[1:] != sorted_pmids[:-1], True) if len(order) else np.zeros(0, bool)
-    return order[last_of_group]
+    return np.sort(candidates[order[last_of_group]])
 
 
 def _corpus_part(path, rows: np.ndarray, recipe: str) -> pa.Table:
@@ -217,10 +238,9 @@ class CorpusStats:
         self.per_file = []
         self.records = self.with_abstract = self.empty_text = self.characters = 0
 
-    def add_file(self, path, keys: dict, part: pa.Table) -> None:
-        deletions = int(keys["deleted"].sum())
-        self.per_file.append({"file": Path(path).name, "citations": len(keys["pmid"]) - deletions,
-                              "deletions": deletions, "records_kept": part.num_rows})
+    def add_file(self, path, citations: int, deletions: int, part: pa.Table) -> None:
+        self.per_file.append({"file": Path(path).name, "citations": citations, "deletions": deletions,
+                              "records_kept": part.num_rows})
         texts = part.column("text").to_pylist()
         self.records += part.num_rows
         self.with_abstract += sum(1 for a in part.column("abstract").to_pylist() if a)
