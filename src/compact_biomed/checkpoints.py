@@ -13,9 +13,9 @@ import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
 from .io import atomic_path, read_json, write_json
+from .tokenizer import build_wordpiece
 
 SOURCE_FILE = "source.json"  # where a local checkpoint came from, for the model cards of what is trained on it
-from .tokenizer import build_wordpiece
 
 
 def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, tokenizer_id: str | None = None) -> None:
@@ -62,4 +62,5 @@ def random_init(
 def source_name(model_dir: str | Path) -> str:
     """The hub id a local checkpoint was downloaded from, else its path (random demo models, user folders)."""
     source = Path(model_dir) / SOURCE_FILE
-    return read_json(source).get("hub_id") or str(model_dir) if source.exists() else str(model_dir)
+    hub_id = read_json(source).get("hub_id") if source.exists() else None
+    return hub_id or str(model_dir)

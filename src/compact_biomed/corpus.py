@@ -173,7 +173,7 @@ def _read_keys(parsed_paths: list):
         try:
             table = pq.read_table(path, columns=KEY_COLUMNS)
         except (OSError, pa.ArrowInvalid, KeyError) as err:
-            raise InputError(path, f"not a parsed PubMed Parquet file ({one_line(err)[:200]})") from None
+            raise _not_parsed(path, err) from None
         pmids[offset : offset + size] = table.column("pmid").to_numpy()
         versions[offset : offset + size] = table.column("version").fill_null(0).to_numpy()  # null on deletions
         deleted[offset : offset + size] = table.column("deleted").to_numpy()
@@ -185,7 +185,11 @@ def _parquet_rows(path) -> int:
     try:
         return pq.read_metadata(path).num_rows
     except (OSError, pa.ArrowInvalid) as err:
-        raise InputError(path, f"not a parsed PubMed Parquet file ({one_line(err)[:200]})") from None
+        raise _not_parsed(path, err) from None
+
+
+def _not_parsed(path, err: Exception) -> InputError:
+    return InputError(path, f"not a parsed PubMed Parquet file ({one_line(err)[:200]})")
 
 
 def _merge_plan(pmids, versions, deleted) -> tuple[np.ndarray, int]:

@@ -34,8 +34,9 @@ def run_pretraining(kwargs: dict, gpus_requested: int) -> None:
     args_file = Path(kwargs["checkpoint_dir"]) / "launch_args.json"
     args_file.parent.mkdir(parents=True, exist_ok=True)
     args_file.write_text(json.dumps(kwargs, indent=2))
-    print(" ".join(torchrun_command(args_file, nproc)), file=sys.stderr, flush=True)
-    subprocess.run(torchrun_command(args_file, nproc), check=True)
+    command = torchrun_command(args_file, nproc)
+    print(" ".join(command), file=sys.stderr, flush=True)
+    subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":  # one torchrun worker

@@ -145,9 +145,6 @@ def iter_citations(path) -> Iterator[dict]:
     """
     try:
         with _open_maybe_gzip(path) as stream:
-            if not stream.read(1):
-                raise InputError(path, "empty file (no XML at all)")
-            stream.seek(0)  # cheap at offset 0, also for gzip
             yield from _iter_stream(path, stream)
     except InputError:
         raise
@@ -176,16 +173,19 @@ _PROLOG = re.compile(rb"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^\[>]*(\[.*?\])?\s*>", re
 _FIRST_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 
 
-def _peek_root(stream) -> str | None:
-    """The root element's name from the first 64 KB (after the XML declaration, comments and DOCTYPE)."""
+def _peek_root(path, stream) -> str | None:
+    """The root element's name from the first 64 KB (after the XML declaration, comments and DOCTYPE); the
+    stream is rewound (cheap at offset 0, also for gzip)."""
     head = stream.read(1 << 16)
+    if not head:
+        raise InputError(path, "empty file (no XML at all)")
     stream.seek(0)
     found = _FIRST_TAG.search(_PROLOG.sub(b"", head))
     return found.group(1).decode("ascii", "replace") if found else None
 
 
 def _iter_stream(path, stream) -> Iterator[dict]:
-    root = _peek_root(stream)
+    root = _peek_root(path, stream)
     if root is not None:
         _check_root(path, root)
     parser = etree.XMLPullParser(
