@@ -66,6 +66,11 @@ def ours_parse(path: Path) -> int:
     return sum(1 for _ in iter_citations(path))
 
 
+def repeat_to(texts: list[str], rows: int) -> list[str]:
+    """`texts` repeated to exactly `rows` items."""
+    return (texts * (rows // len(texts) + 1))[:rows]
+
+
 def best_times(functions: list, repeats: int) -> list[tuple[float, object]]:
     """Best-of-`repeats` time per function, runs interleaved (in alternating order) so load from other jobs
     and whatever one run leaves behind for the next hit both alike."""
@@ -107,7 +112,7 @@ def bench_tokenize(path: Path, work: Path, rows: int, repeats: int) -> tuple[Pat
 
     # Not build_corpus: it would merge the replicated PMIDs back into 30 rows.
     texts = [build_text(r["title"], r["abstract"]) for r in iter_citations(path)]
-    texts = (texts * (rows // len(texts) + 1))[:rows]  # enough that a job's fixed costs weigh as in a real shard
+    texts = repeat_to(texts, rows)  # enough that a job's fixed costs weigh as in a real shard
     corpus = work / "corpus.parquet"
     pq.write_table(pa.table({"text": texts}), corpus)
     build_wordpiece(texts[:300], work / "tokenizer", lowercase=False, vocab_size=4000)
@@ -159,11 +164,12 @@ def run_shard_jobs(corpus: Path, tokenizer: Path, work: Path, num_shards: int) -
 
 
 def bench_parallel_shards(corpus: Path, tokenizer: Path, work: Path, rows: int, repeats: int) -> None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     texts = pq.read_table(corpus, columns=["text"]).column("text").to_pylist()
     big = work / "big_corpus.parquet"
-    pq.write_table(pa_table((texts * (rows // len(texts) + 1))[:rows]), big, row_group_size=10_000)  # as the corpus
+    pq.write_table(pa.table({"text": repeat_to(texts, rows)}), big, row_group_size=10_000)  # as the corpus
     best = {1: (float("inf"),) * 2, 2: (float("inf"),) * 2}
     for _ in range(repeats):  # interleaved, so load from elsewhere hits both alike
         for jobs in (1, 2):
@@ -176,44 +182,35 @@ def bench_parallel_shards(corpus: Path, tokenizer: Path, work: Path, rows: int, 
           f"{best[1][1] / best[2][1]:.2f} tokenising  (target >= 1.7)")
 
 
-def pa_table(texts):
-    import pyarrow as pa
-
-    return pa.table({"text": texts})
-
-
 # VmHWM (peak RSS of this process image) rather than ru_maxrss, which survives exec from the parent.
-_PEAK_SCRIPT = """
+_PEAK_RSS = """
 import re, sys
-from compact_biomed.pubmed import iter_citations
 def peak_kb():
     return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+{imports}
 before = peak_kb()
-n = sum(1 for _ in iter_citations(sys.argv[1]))
-print(n, before, peak_kb())
+count = {work}
+print(count, before, peak_kb())
 """
+
+
+def peak_rss(imports: str, work: str, *args: str) -> tuple[int, int, int]:
+    """Run `work` (an expression over sys.argv[1:]) in a fresh process after `imports`: (its value, peak KB
+    after the imports, peak KB at the end)."""
+    script = _PEAK_RSS.format(imports=imports, work=work)
+    out = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True,
+                         env=dict(os.environ, TOKENIZERS_PARALLELISM="false")).stdout.split()
+    return tuple(map(int, out))
 
 
 def bench_memory(sample: Path, copies: int, work: Path) -> None:
     print("(d) peak RSS while parsing, fresh process per file (VmHWM, KB; Linux):")
     for factor in (1, 4):
         path = replicate(sample, copies * factor, work / f"mem{factor}.xml.gz")
-        out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(path)], check=True, capture_output=True,
-                             text=True, env=dict(os.environ, TOKENIZERS_PARALLELISM="false")).stdout.split()
-        n, before, after = map(int, out)
+        n, before, after = peak_rss("from compact_biomed.pubmed import iter_citations",
+                                    "sum(1 for _ in iter_citations(sys.argv[1]))", str(path))
         print(f"    {n:7d} citations, {path.stat().st_size / 2**20:5.1f} MB gz: peak {after} KB "
               f"(after imports {before} KB, parsing added {after - before} KB)")
-
-
-_MERGE_SCRIPT = """
-import re, sys
-from compact_biomed.corpus import build_corpus
-def peak_kb():
-    return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
-before = peak_kb()
-stats = build_corpus(sys.argv[3:], sys.argv[1], sys.argv[2])
-print(stats["records"], before, peak_kb())
-"""
 
 
 def synthetic_parsed_files(work: Path, files: int, rows_per_file: int) -> list[Path]:
@@ -242,10 +239,9 @@ def bench_merge_memory(work: Path, files: int, rows_per_file: int = 30_000) -> N
     peaks = {}
     for count in (files, 4 * files):
         parsed = synthetic_parsed_files(work, count, rows_per_file)
-        out = subprocess.run([sys.executable, "-c", _MERGE_SCRIPT, str(work / "merged.parquet"),
-                              str(work / "merged.json"), *map(str, parsed)],
-                             check=True, capture_output=True, text=True).stdout.split()
-        records, before, after = map(int, out)
+        records, before, after = peak_rss("from compact_biomed.corpus import build_corpus",
+                                          'build_corpus(sys.argv[3:], sys.argv[1], sys.argv[2])["records"]',
+                                          str(work / "merged.parquet"), str(work / "merged.json"), *map(str, parsed))
         peaks[records] = after
         print(f"    {count:3d} files, {records:9d} records: peak {after} KB (after imports {before} KB)")
     (small, small_peak), (large, large_peak) = sorted(peaks.items())
