@@ -8,7 +8,8 @@
 (e) peak RSS of the merge for two corpus sizes: it grows with the record count, by a fixed number of bytes each.
 
 The real sample (30 citations) is replicated `--copies` times into one file so times are measurable.
-Usage: python benchmarks/bench_pubmed.py [--sample PATH] [--copies 100] [--repeats 3] [--tokenize-rows 15000] [--parallel-rows 60000]
+Usage: python benchmarks/bench_pubmed.py [--sample PATH] [--copies 100] [--repeats 3] [--tokenize-rows 15000]
+                                         [--parallel-rows 60000] [--merge-files 32]
 """
 
 from __future__ import annotations

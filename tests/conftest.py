@@ -45,6 +45,20 @@ def tiny_bert_dir(tmp_path_factory):
     return out
 
 
+def huggingface_pubmed_dataset(folder: Path, citations) -> Path:
+    """A local dataset in the layout of the Hugging Face `pubmed` dataset (nested MedlineCitation struct), from
+    (pmid, title, abstract) triples."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "data").mkdir(parents=True)
+    article = lambda title, abstract: {"ArticleTitle": title, "Abstract": {"AbstractText": abstract}, "Language": "eng"}
+    rows = [{"MedlineCitation": {"PMID": pmid, "Article": article(title, abstract)}}
+            for pmid, title, abstract in citations]
+    pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "train-00000-of-00001.parquet")
+    return folder
+
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"]
 
@@ -56,6 +70,7 @@ def run_snakemake(*args, cwd=REPO, timeout=600):
 
 
 def copy_workflow(dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)

@@ -16,7 +16,7 @@ from compact_biomed.corpus import (
 )
 from compact_biomed.io import InputError
 from compact_biomed.pubmed import iter_citations
-from conftest import shared_path
+from conftest import huggingface_pubmed_dataset, shared_path
 
 
 @pytest.fixture(scope="module")
@@ -84,18 +84,10 @@ def test_corpus_is_written_in_row_groups(sample, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------- the Hugging Face pubmed dataset
 
 
-def _huggingface_dataset(folder, citations):
-    """A local dataset in the layout of the Hugging Face `pubmed` dataset (nested MedlineCitation struct)."""
-    (folder / "data").mkdir(parents=True)
-    rows = [{"MedlineCitation": {"PMID": pmid, "Article": {"ArticleTitle": title, "Abstract": {"AbstractText": abstract},
-                                                           "Language": "eng"}}} for pmid, title, abstract in citations]
-    pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "train-00000-of-00001.parquet")
-    return folder
-
-
 def test_huggingface_dataset_gives_the_papers_text(tmp_path):
-    dataset = _huggingface_dataset(tmp_path / "pubmed", [(11, "[Translated.]", "An abstract."), (12, "Only title.", ""),
-                                                         (11, "Twice.", "Later copy.")])
+    dataset = huggingface_pubmed_dataset(tmp_path / "pubmed", [(11, "[Translated.]", "An abstract."),
+                                                                (12, "Only title.", ""),
+                                                                (11, "Twice.", "Later copy.")])
     counts = huggingface_to_parquet(str(dataset), tmp_path / "huggingface.parquet")
     assert counts["citations"] == 3
     stats = build_corpus([tmp_path / "huggingface.parquet"], tmp_path / "c.parquet", tmp_path / "s.json")

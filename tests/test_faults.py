@@ -36,7 +36,6 @@ def fault_config() -> dict:
 
 
 def prepare(tmp_path, name):
-    (tmp_path / name).mkdir()
     workdir = copy_workflow(tmp_path / name)
     (workdir / "fault.yaml").write_text(yaml.safe_dump(fault_config()))
     return workdir

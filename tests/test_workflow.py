@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, copy_workflow
+from conftest import REPO, copy_workflow, huggingface_pubmed_dataset
 from conftest import run_snakemake as snakemake
 
 
@@ -37,13 +37,8 @@ def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
 
 def test_corpus_from_a_huggingface_dataset(tmp_path):
     # The paper's source: a dataset in the layout of the HF `pubmed` dataset (here a local folder).
-    dataset = tmp_path / "pubmed"
-    (dataset / "data").mkdir(parents=True)
-    citations = [{"MedlineCitation": {"PMID": pmid, "Article": {"ArticleTitle": f"[Title {pmid}.]",
-                                                                "Abstract": {"AbstractText": "Text."}}}}
-                 for pmid in (3, 1, 2)]
-    pd.DataFrame(citations).to_parquet(dataset / "data" / "train.parquet")
-    (tmp_path / "run").mkdir()
+    citations = [(pmid, f"[Title {pmid}.]", "Text.") for pmid in (3, 1, 2)]
+    dataset = huggingface_pubmed_dataset(tmp_path / "pubmed", citations)
     workdir = copy_workflow(tmp_path / "run")
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["pubmed"] = {"source": "huggingface", "huggingface": {"path": str(dataset)}}

@@ -150,7 +150,8 @@ def html_table(table: Table) -> str:
 
 def html_page(title: str, tables: list[Table]) -> str:
     """A standalone page (no external resources: the report embeds it as a data URI)."""
-    return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{html.escape(title)}</title>\n"
+    return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            f"<title>{html.escape(title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
             + "".join(html_table(t) for t in tables) + "</body>\n</html>\n")
 

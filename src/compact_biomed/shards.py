@@ -92,7 +92,8 @@ def tokenize_shard(
     datasets.disable_progress_bars()  # a bar per shard is noise in a job log
     with atomic_path(out_dir, is_dir=True) as tmp:
         # A content-derived fingerprint keeps state.json (and so the whole directory) identical across reruns.
-        dataset = datasets.Dataset(datasets.table.InMemoryTable(table), info=datasets.DatasetInfo(features=shard_features()),
+        dataset = datasets.Dataset(datasets.table.InMemoryTable(table),
+                                   info=datasets.DatasetInfo(features=shard_features()),
                                    fingerprint=checksum[:16])
         dataset.save_to_disk(str(tmp), num_shards=1)
         write_json(tmp / STATS_NAME, stats)
