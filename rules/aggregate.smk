@@ -30,7 +30,7 @@ rule aggregate:
             labels={"result": "F1 table"},
         ),
     params:
-        models=cfg.table_models(config),
+        models=TABLE_MODELS,
         datasets=DATASETS,
         mode=config["ner"]["table_mode"],
     log:

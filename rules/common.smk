@@ -19,6 +19,7 @@ validate(config, "../config/schema.yaml")  # fills in the schema's defaults
 
 TEACHER = config["teacher"]["name"]
 MODELS = list(config["models"])
+TABLE_MODELS = cfg.table_models(config)  # the teacher baseline, then the compact models: the tables' rows
 TOKENIZER_OWNERS = cfg.tokenizer_owners(config)
 DATASETS = config["ner"]["datasets"]
 SEEDS = config["ner"]["seeds"]

@@ -1,7 +1,5 @@
 # The report's results beyond the F1 table: model size and speed, corpus and shard statistics, figures.
 # Everything marked report() lands in `snakemake --report report.html`, with its caption from workflow/report/.
-ALL_MODELS = [TEACHER, *MODELS]
-
 
 localrules:
     model_stats_table,
@@ -14,10 +12,10 @@ rule model_stats:
     # One job measures every model: the same process and device make the speeds comparable, and torch and
     # transformers are imported once instead of once per model. On a GPU, the device the NER runs use.
     input:
-        models=[model_path(m) for m in ALL_MODELS],
+        models=[model_path(m) for m in TABLE_MODELS],
         test_sets=expand(f"{DATA_DIR}/{{dataset}}/test.tsv", dataset=DATASETS),
     output:
-        expand("results/model_stats/{model}.json", model=ALL_MODELS),
+        expand("results/model_stats/{model}.json", model=TABLE_MODELS),
     params:
         datasets=DATASETS,
         batch_size=config["model_stats"]["batch_size"],
@@ -36,7 +34,7 @@ rule model_stats:
 
 rule model_stats_table:
     input:
-        expand("results/model_stats/{model}.json", model=ALL_MODELS),
+        expand("results/model_stats/{model}.json", model=TABLE_MODELS),
     output:
         markdown="results/tables/model_stats.md",
         csv=report(
@@ -52,7 +50,7 @@ rule model_stats_table:
             labels={"result": "size and speed"},
         ),
     params:
-        models=ALL_MODELS,
+        models=TABLE_MODELS,
         reference=TEACHER,
     log:
         "logs/model_stats_table.log",
@@ -95,7 +93,7 @@ rule plot_ner_f1:
             labels={"result": "F1 figure"},
         ),
     params:
-        models=cfg.table_models(config),
+        models=TABLE_MODELS,
         datasets=DATASETS,
     log:
         "logs/plot_ner_f1.log",
