@@ -13,10 +13,18 @@ if not config:
 
 include: "rules/common.smk"
 include: "rules/demo.smk"
-include: "rules/pubmed.smk"
-include: "rules/tokenize.smk"
-include: "rules/checkpoints.smk"
-include: "rules/pretrain.smk"
+
+
+# Pre-training's stages exist only when a model is trained here; published checkpoints skip them.
+if TRAINED_MODELS:
+
+    include: "rules/pubmed.smk"
+    include: "rules/tokenize.smk"
+    include: "rules/checkpoints.smk"
+    include: "rules/pretrain.smk"
+
+
+include: "rules/pretrained.smk"
 include: "rules/ner.smk"
 include: "rules/aggregate.smk"
 include: "rules/report.smk"
@@ -32,7 +40,7 @@ rule all:
         "results/tables/ner_f1.csv",
         "results/tables/ner_f1.html",
         "results/figures/ner_f1.png",
-        "results/figures/pretrain_loss.png",
         "results/tables/model_stats.md",
         "results/tables/model_stats.html",
-        "results/tables/data_stats.html",
+        # pre-training's results, when a model is trained here
+        ["results/figures/pretrain_loss.png", "results/tables/data_stats.html"] if TRAINED_MODELS else [],

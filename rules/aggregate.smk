@@ -9,11 +9,12 @@ rule aggregate:
     input:
         metrics=expand(
             "results/ner/{model}/{dataset}/seed{seed}/metrics.json",
-            model=[TEACHER, *MODELS],
+            model=TABLE_MODELS,
             dataset=DATASETS,
             seed=SEEDS,
         ),
-        paper_results=config["ner"]["paper_results"] or [],
+        published=config["ner"]["published"] or [],
+        models=[model_path(m) for m in TABLE_MODELS],  # each row's provenance (source.json)
     output:
         markdown="results/tables/ner_f1.md",
         csv=report(
@@ -33,6 +34,7 @@ rule aggregate:
         models=TABLE_MODELS,
         datasets=DATASETS,
         mode=config["ner"]["table_mode"],
+        demo=config["demo"]["enabled"],
     log:
         "logs/aggregate.log",
     conda:

@@ -17,24 +17,33 @@ except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
 validate(config, "../config/schema.yaml")  # fills in the schema's defaults
 
-TEACHER = config["teacher"]["name"]
-MODELS = list(config["models"])
-TABLE_MODELS = cfg.table_models(config)  # the teacher baseline, then the compact models: the tables' rows
+TRAINED_MODELS = cfg.trained_models(config)  # pre-trained here from a recipe
+PRETRAINED_MODELS = cfg.pretrained_models(config)  # published checkpoints, fine-tuned as they are
+# The teacher (also the baseline row) and everything before pre-training exist only when a model is trained.
+TEACHER = config["teacher"]["name"] if TRAINED_MODELS else None
+TABLE_MODELS = cfg.table_models(config)  # the tables' rows: the teacher baseline, then the models in config order
+BASELINE = TEACHER or TABLE_MODELS[0]  # the model table's speed reference
 TOKENIZER_OWNERS = cfg.tokenizer_owners(config)
 DATASETS = config["ner"]["datasets"]
 SEEDS = config["ner"]["seeds"]
-PUBMED_FILES = cfg.pubmed_names(config)
-NUM_SHARDS = config["tokenize"]["num_shards"]
+PUBMED_FILES = cfg.pubmed_names(config) if TRAINED_MODELS else []
+NUM_SHARDS = config["tokenize"]["num_shards"] if TRAINED_MODELS else 0
 SPLITS = ["train", "devel", "test", "train_dev"]
 # Training jobs hold one GPU where there is one; the profile caps how many run at once (profiles/default: one).
 # A CPU-only machine requests none, so its training jobs run side by side on the cores.
 GPU_PER_JOB = 1 if shutil.which("nvidia-smi") else 0
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly these names (none: a pattern that never matches)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
 wildcard_constraints:
-    model="|".join(re.escape(m) for m in [TEACHER, *MODELS]),
-    student="|".join(re.escape(m) for m in MODELS),
-    owner="|".join(re.escape(m) for m in TOKENIZER_OWNERS),
+    model=one_of(TABLE_MODELS),
+    student=one_of(TRAINED_MODELS),
+    pretrained=one_of(PRETRAINED_MODELS),
+    owner=one_of(TOKENIZER_OWNERS),
     dataset="|".join(re.escape(d) for d in DATASETS),
     seed=r"\d+",
     shard=r"\d+",
@@ -44,8 +53,11 @@ wildcard_constraints:
 
 
 def model_path(model):
-    """The Hugging Face directory of a model in the table: the teacher (baseline) or a compact model."""
-    return "results/teacher" if model == TEACHER else f"results/models/{model}"
+    """The Hugging Face directory of a row of the tables: the teacher (baseline), a published checkpoint as
+    fetched, or a model pre-trained here."""
+    if model == TEACHER:
+        return "results/teacher"
+    return f"results/pretrained/{model}" if model in PRETRAINED_MODELS else f"results/models/{model}"
 
 
 def model_dir(wildcards):

@@ -51,35 +51,13 @@ rule model_stats_table:
         ),
     params:
         models=TABLE_MODELS,
-        reference=TEACHER,
+        reference=BASELINE,
     log:
         "logs/model_stats_table.log",
     conda:
         "../environment.yml"
     script:
         "../workflow/scripts/model_stats_table.py"
-
-
-rule data_stats:
-    input:
-        corpus="results/pubmed/corpus_stats.json",
-        manifests=expand("results/shards/{owner}/manifest.json", owner=TOKENIZER_OWNERS),
-    output:
-        markdown="results/tables/data_stats.md",
-        html=report(
-            "results/tables/data_stats.html",
-            caption="../workflow/report/data_stats.rst",
-            category="Data",
-            labels={"result": "corpus and shards"},
-        ),
-    params:
-        teacher=TEACHER,
-    log:
-        "logs/data_stats.log",
-    conda:
-        "../environment.yml"
-    script:
-        "../workflow/scripts/data_stats.py"
 
 
 rule plot_ner_f1:
@@ -95,6 +73,7 @@ rule plot_ner_f1:
     params:
         models=TABLE_MODELS,
         datasets=DATASETS,
+        demo=config["demo"]["enabled"],
     log:
         "logs/plot_ner_f1.log",
     conda:
@@ -103,21 +82,45 @@ rule plot_ner_f1:
         "../workflow/scripts/plot_ner_f1.py"
 
 
-rule plot_pretrain_loss:
-    input:
-        expand("results/models/{student}", student=MODELS),
-    output:
-        report(
-            "results/figures/pretrain_loss.png",
-            caption="../workflow/report/pretrain_loss.rst",
-            category="Pre-training",
-            labels={"result": "loss curves"},
-        ),
-    params:
-        models=MODELS,
-    log:
-        "logs/plot_pretrain_loss.log",
-    conda:
-        "../environment.yml"
-    script:
-        "../workflow/scripts/plot_pretrain_loss.py"
+# Pre-training's results exist only when a model is trained here.
+if TRAINED_MODELS:
+
+    rule data_stats:
+        input:
+            corpus="results/pubmed/corpus_stats.json",
+            manifests=expand("results/shards/{owner}/manifest.json", owner=TOKENIZER_OWNERS),
+        output:
+            markdown="results/tables/data_stats.md",
+            html=report(
+                "results/tables/data_stats.html",
+                caption="../workflow/report/data_stats.rst",
+                category="Data",
+                labels={"result": "corpus and shards"},
+            ),
+        params:
+            teacher=TEACHER,
+        log:
+            "logs/data_stats.log",
+        conda:
+            "../environment.yml"
+        script:
+            "../workflow/scripts/data_stats.py"
+
+    rule plot_pretrain_loss:
+        input:
+            expand("results/models/{student}", student=TRAINED_MODELS),
+        output:
+            report(
+                "results/figures/pretrain_loss.png",
+                caption="../workflow/report/pretrain_loss.rst",
+                category="Pre-training",
+                labels={"result": "loss curves"},
+            ),
+        params:
+            models=TRAINED_MODELS,
+        log:
+            "logs/plot_pretrain_loss.log",
+        conda:
+            "../environment.yml"
+        script:
+            "../workflow/scripts/plot_pretrain_loss.py"

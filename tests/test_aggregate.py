@@ -34,7 +34,7 @@ def test_mean_sd_and_missing(tmp_path):
     assert "| C | missing | missing |" in text
 
     tidy = pd.read_csv(csv)
-    assert set(tidy.columns) == {"model", "dataset", "mode", "statistic", "value"}
+    assert set(tidy.columns) == {"model", "dataset", "mode", "statistic", "value", "source"}
     word_mean = tidy.query("model == 'A' and mode == 'word' and statistic == 'mean'")["value"].item()
     assert word_mean == pytest.approx(statistics.fmean([40, 42, 45]), abs=1e-3)
 
@@ -42,7 +42,9 @@ def test_mean_sd_and_missing(tmp_path):
 def test_word_mode_table(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
     aggregate.write_tables(paths, tmp_path / "t.md", tmp_path / "t.csv", ["A"], ["d1"], mode="word")
-    assert "| A | 70.00 ± – (1) |" in (tmp_path / "t.md").read_text()
+    text = (tmp_path / "t.md").read_text()
+    assert text.index("word scoring") < text.index("paper scoring")  # the chosen protocol first, both shown
+    assert "| A | 70.00 ± – (1) |" in text and "| A | 90.00 ± – (1) |" in text
 
 
 def test_bad_metrics_path_is_one_line_error(tmp_path):
@@ -52,26 +54,52 @@ def test_bad_metrics_path_is_one_line_error(tmp_path):
         aggregate.collect([bad])
 
 
-def test_paper_comparison_and_latex(tmp_path):
-    paths = [write_run(tmp_path, m, "NCBI-disease", s, f, f) for m, runs in
-             {"DistilBioBERT": [(1, 0.88), (2, 0.86)], "TinyBioBERT": [(1, 0.80), (2, 0.82)]}.items()
-             for s, f in runs]
-    reference = tmp_path / "paper.tsv"
-    reference.write_text("# source line\ndataset\tmodel\tmetric\tvalue\tsource\n"
-                         "NCBI-disease\tDistilBioBERT\tF1\t87.93\tPWC\n")
+PUBLISHED = ("# source lines\ndataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
+             "NCBI-disease\tDistilBioBERT\tpaper\tF1\t87.93\tPWC\n"
+             "NCBI-disease\tDistilBioBERT\tword\tF1\t85.00\tBLURB\n"
+             "NCBI-disease\tBioBERT\tword\tF1\t89.13\tBLURB\n")
+
+
+def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
+    runs = {"DistilBioBERT": [(1, 0.88, 0.84), (2, 0.86, 0.83)], "TinyBioBERT": [(1, 0.80, 0.70), (2, 0.82, 0.71)]}
+    paths = [write_run(tmp_path, m, "NCBI-disease", s, p, w) for m, seeds in runs.items() for s, p, w in seeds]
+    reference = tmp_path / "published.tsv"
+    reference.write_text(PUBLISHED)
     md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
-    aggregate.write_tables(paths, md, csv, ["DistilBioBERT", "TinyBioBERT"], ["NCBI-disease"],
-                           latex_path=tex, paper_results=reference)
+    aggregate.write_tables(paths, md, csv, ["BioBERT", "DistilBioBERT", "TinyBioBERT"], ["NCBI-disease"],
+                           latex_path=tex, published=reference)
     text = md.read_text()
-    assert "| DistilBioBERT | 87.00 vs 87.93 (-0.93) |" in text
-    assert "| TinyBioBERT | — |" in text  # the paper lists no value: unknown, not zero
+    paper, word = text.split("## Test F1 (%), word scoring")
+    assert "| DistilBioBERT | NCBI-disease | 87.00 ± 1.41 (2) | 87.93 | -0.93 | PWC |" in paper
+    assert "| DistilBioBERT | NCBI-disease | 83.50 ± 0.71 (2) | 85.00 | -1.50 | BLURB |" in word
+    assert "| BioBERT | NCBI-disease | missing | 89.13 | — | BLURB |" in word  # published, but no run of ours
+    assert "TinyBioBERT | NCBI-disease" not in text  # nothing published for it: no comparison row, no zero
+    assert "| BioBERT | missing |" in paper  # its row stays in our table, empty
+    assert "## Published test F1 (%), word scoring" in text
 
     tidy = pd.read_csv(csv)
-    diff = tidy.query("model == 'DistilBioBERT' and statistic == 'diff' and mode == 'paper'")["value"].item()
-    assert diff == pytest.approx(87.0 - 87.93)
-    assert tidy.query("statistic == 'paper'")["value"].tolist() == [87.93]
+    distil = tidy.query("model == 'DistilBioBERT'").set_index(["mode", "statistic"])["value"]
+    assert distil[("paper", "diff")] == pytest.approx(87.0 - 87.93)
+    assert distil[("word", "diff")] == pytest.approx(83.5 - 85.0)  # against the word-level value, not the paper's
+    assert tidy.query("statistic == 'published'")["source"].tolist() == ["PWC", "BLURB", "BLURB"]
 
     latex = tex.read_text()
     assert "\\toprule" in latex and "\\bottomrule" in latex
     assert "DistilBioBERT & \\textbf{87.00} $\\pm$ 1.41" in latex  # best in the column is bold
     assert "TinyBioBERT & 81.00 $\\pm$ 1.41" in latex
+
+
+def test_published_file_without_scoring_column_is_one_line_error(tmp_path):
+    reference = tmp_path / "published.tsv"
+    reference.write_text("dataset\tmodel\tmetric\tvalue\tsource\nNCBI-disease\tX\tF1\t80\tsomewhere\n")
+    with pytest.raises(aggregate.InputError, match=r"published.tsv: missing columns \['scoring'\]"):
+        aggregate.read_published(reference)
+
+
+def test_demo_tables_say_they_cannot_be_compared(tmp_path):
+    paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
+    md, html_path, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
+    aggregate.write_tables(paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path,
+                           demo=True)
+    for path in (md, html_path, tex):
+        assert "cannot be compared with the paper" in path.read_text(), path.name

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 import torch
 from conftest import run_snakemake
-from matplotlib.container import BarContainer
 from test_aggregate import write_run
 
 from compact_biomed import aggregate, model_stats, plots
+from compact_biomed.aggregate import MODES
 from compact_biomed.io import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +45,7 @@ def test_html_table_shows_the_markdown_cells(tmp_path, tidy):
     for row in re.findall(r"^\| (A|B|C) \| (.*) \|$", markdown, re.MULTILINE):
         cells = [row[0], *row[1].split(" | ")]
         assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in page
-    assert "<code>paper</code>" in page  # the note's Markdown code span, as HTML
+    assert "<h2>Test F1 (%), paper scoring</h2>" in page and "<h2>Test F1 (%), word scoring</h2>" in page
 
 
 @pytest.mark.parametrize("mode,scale", [("paper", 1.0), ("word", 0.5)])
@@ -63,18 +63,36 @@ def test_errorbars_are_mean_and_sample_sd_over_seeds(tidy, mode, scale):
 
 def test_f1_figure_draws_both_modes_with_errorbars_and_marks_missing(tidy):
     figure = plots.f1_figure(tidy, ["A", "B", "C"], ["d1", "d2"])
-    panels = figure.axes
-    assert [ax.get_title() for ax in panels] == [plots.MODE_LABELS["paper"], plots.MODE_LABELS["word"]]
-    for ax, scale in zip(panels, (1.0, 0.5)):
+    panels = figure.axes  # rows: protocols; columns: datasets
+    assert [ax.get_title() for ax in panels] == [f"{d}\n{plots.MODE_LABELS[m]}" for m in MODES for d in ("d1", "d2")]
+    for ax, scale in zip(panels[::2], (1.0, 0.5)):
         assert ax.get_ylabel() == "Test F1 (%)"
-        a_bars = next(c for c in ax.containers if isinstance(c, BarContainer))  # model A: d1, d2
-        assert a_bars[0].get_height() == pytest.approx(scale * statistics.fmean([80, 84, 90]), abs=1e-3)
-        (segment, *_), = [lines.get_segments() for lines in a_bars.errorbar.lines[2]]
+        a_point = ax.containers[0]  # model A on d1: the mean, one sample sd either side
+        (x, y), = a_point.lines[0].get_xydata()
+        assert y == pytest.approx(scale * statistics.fmean([80, 84, 90]), abs=1e-3)
+        (segment,), = [lines.get_segments() for lines in a_point.lines[2]]
         assert segment[1][1] - segment[0][1] == pytest.approx(2 * scale * statistics.stdev([80, 84, 90]), abs=1e-3)
-        assert math.isnan(a_bars[1].get_height())  # d2 never ran: no bar, not a zero
-        assert sum(text.get_text() == "n/a" for text in ax.texts) == 4  # A-d2, B-d2, C-d1, C-d2
+        assert sum(text.get_text() == "n/a" for text in ax.texts) == 1  # C never ran d1: marked, not a zero
+    assert all(sum(t.get_text() == "n/a" for t in ax.texts) == 3 for ax in panels[1::2])  # nobody ran d2
     legend = figure.legends[0]
     assert [t.get_text() for t in legend.get_texts()] == ["A", "B", "C"]
+
+
+def test_f1_axis_shows_a_one_point_difference_and_the_published_value(tmp_path):
+    paths = [write_run(tmp_path, m, "d1", s, f, f) for m, runs in {"A": [0.870, 0.872], "B": [0.880, 0.881]}.items()
+             for s, f in enumerate(runs, 1)]
+    published = tmp_path / "published.tsv"
+    published.write_text("dataset\tmodel\tscoring\tmetric\tvalue\tsource\nd1\tA\tpaper\tF1\t88.60\tPWC\n")
+    csv = tmp_path / "t.csv"
+    aggregate.write_tables(paths, tmp_path / "t.md", csv, ["A", "B"], ["d1"], published=published)
+    figure = plots.f1_figure(pd.read_csv(csv), ["A", "B"], ["d1"])
+    paper_panel = figure.axes[0]
+    low, high = paper_panel.get_ylim()
+    assert high - low <= 6  # the ~1-point gap between A and B spans a sixth of the axis or more, not 1% of 0-100
+    assert low < 87.0 and 88.6 < high  # every mean and the published value on the axis
+    (marker,) = [c for c in paper_panel.collections if c.get_label() == "published value"]
+    assert marker.get_offsets()[0].tolist() == [0, pytest.approx(88.6)]  # drawn at model A, same protocol only
+    assert not [c for c in figure.axes[1].collections if c.get_label() == "published value"]  # none at word level
 
 
 def test_plot_f1_writes_a_png(tmp_path, tidy):

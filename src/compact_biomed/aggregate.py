@@ -49,16 +49,31 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "dataset", "mode", "statistic", "value"])
 
 
-def read_paper_results(path: str | Path | None) -> dict[tuple[str, str], float]:
-    """The paper's reported F1 (percent) as {(model, dataset): value}; '#' lines carry the source."""
+SCORING = {"paper": "sub-token scoring, the paper's protocol (official ner.py: every piece carries its word's tag)",
+           "word": "word-level scoring, the standard protocol (BioBERT/BLURB: the first piece stands for the word)"}
+DEMO_NOTE = ("DEMO: these numbers come from tiny random models trained for a few steps on generated data. They show "
+             "that every stage runs and learns; they cannot be compared with the paper's or any published value.")
+PUBLISHED_COLUMNS = ["dataset", "model", "scoring", "metric", "value", "source"]
+
+
+def read_published(path: str | Path | None) -> pd.DataFrame:
+    """Published F1 (percent): one row per (model, dataset, scoring) with its source; '#' lines are comments."""
     if not path:
-        return {}
-    table = pd.read_csv(path, sep="\t", comment="#")
-    missing = {"dataset", "model", "metric", "value"} - set(table.columns)
+        return pd.DataFrame(columns=PUBLISHED_COLUMNS)
+    table = pd.read_csv(path, sep="\t", comment="#", dtype={"value": float})
+    missing = set(PUBLISHED_COLUMNS) - set(table.columns)
     if missing:
         raise InputError(path, f"missing columns {sorted(missing)}")
-    table = table[table.metric == "F1"]
-    return {(r.model, r.dataset): float(r.value) for r in table.itertuples()}
+    unknown = set(table["scoring"]) - set(MODES)
+    if unknown:
+        raise InputError(path, f"unknown scoring {sorted(unknown)}; expected one of {list(MODES)}")
+    return table[table.metric == "F1"][PUBLISHED_COLUMNS].reset_index(drop=True)
+
+
+def published_lookup(published: pd.DataFrame, mode: str) -> dict[tuple[str, str], tuple[float, str]]:
+    """{(model, dataset): (value, source)} for one scoring protocol."""
+    rows = published[published.scoring == mode]
+    return {(r.model, r.dataset): (r.value, r.source) for r in rows.itertuples()}
 
 
 def stat_lookup(stats: pd.DataFrame, mode: str) -> dict[tuple[str, str], dict[str, float]]:
@@ -77,13 +92,6 @@ def fmt_cell(value: dict[str, float] | None) -> str:
     return f"{value['mean']:.2f} ± {sd} ({int(value['n'])})"
 
 
-def fmt_comparison(ours: dict[str, float] | None, paper: float | None) -> str:
-    """`ours vs paper (difference)`, or a dash where either side is unknown."""
-    if ours is None or paper is None:
-        return "—"
-    return f"{ours['mean']:.2f} vs {paper:.2f} ({ours['mean'] - paper:+.2f})"
-
-
 def markdown_row(cells: list[str]) -> str:
     return f"| {' | '.join(cells)} |\n"
 
@@ -97,21 +105,60 @@ class Table(NamedTuple):
     note: str
 
 
-def f1_tables(stats, models, datasets, mode, paper) -> list[Table]:
-    """The F1 table and, when the paper reports any of the datasets, the comparison with its values."""
-    lookup = stat_lookup(stats, mode)
-    header = ["Model", *datasets]
-    scoring = "sub-token level, as the official code" if mode == "paper" else "word level (first sub-token)"
-    tables = [Table("Test F1 (%)", header,
-                    [[m, *(fmt_cell(lookup.get((m, d))) for d in datasets)] for m in models],
-                    f"Mean ± sample standard deviation over seeds (number of seeds that finished); scoring mode "
-                    f"`{mode}` ({scoring}).")]
-    if any(key[1] in datasets for key in paper):
-        tables.append(Table("Against the paper's reported F1", header,
-                            [[m, *(fmt_comparison(lookup.get((m, d)), paper.get((m, d))) for d in datasets)]
-                             for m in models],
-                            "Ours (mean) vs the paper's reported value (difference); — where the paper lists no "
-                            "value or no run finished."))
+def f1_table(lookup, models, datasets, mode) -> Table:
+    return Table(f"Test F1 (%), {mode} scoring", ["Model", *datasets],
+                 [[m, *(fmt_cell(lookup.get((m, d))) for d in datasets)] for m in models],
+                 f"{SCORING[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).")
+
+
+def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
+    """Ours beside every published value of this protocol for a row and dataset of the table; None if none."""
+    rows = []
+    for model in models:
+        for dataset in datasets:
+            if (model, dataset) not in published:
+                continue
+            value, source = published[(model, dataset)]
+            ours = lookup.get((model, dataset))
+            diff = f"{ours['mean'] - value:+.2f}" if ours else "—"
+            rows.append([model, dataset, fmt_cell(ours), f"{value:.2f}", diff, source])
+    if not rows:
+        return None
+    return Table(f"Against published values, {mode} scoring",
+                 ["Model", "Dataset", "Ours", "Published", "Difference", "Source"], rows,
+                 "Difference: our mean minus the published value, same protocol. Rows and datasets without a "
+                 "published value of this protocol are left out, never shown as 0.")
+
+
+def published_table(published: pd.DataFrame, mode: str) -> Table | None:
+    """The published values of one protocol as models x datasets: the reference a run aims at."""
+    rows = published[published.scoring == mode]
+    if rows.empty:
+        return None
+    wide = rows.pivot_table(index="model", columns="dataset", values="value", aggfunc="first", sort=False)
+    cells = [[model, *("" if math.isnan(v) else f"{v:.2f}" for v in values)] for model, values in wide.iterrows()]
+    sources = "; ".join(dict.fromkeys(rows["source"]))
+    return Table(f"Published test F1 (%), {mode} scoring", ["Model", *wide.columns], cells,
+                 f"{SCORING[mode]}. Sources: {sources}. Empty: not published.")
+
+
+def provenance_table(sources: dict[str, str]) -> Table:
+    return Table("Where each row's weights come from", ["Model", "Weights"], [[m, s] for m, s in sources.items()],
+                 "Hub rows show the commit their pinned revision resolved to when fetched; local folders the "
+                 "sha256 of their weights; models trained here their recipe's folder.")
+
+
+def f1_tables(stats, models, datasets, modes, published, sources=None, demo=False) -> list[Table]:
+    """Per protocol: our F1, then ours beside its published values; then the published reference tables and
+    where each row's weights came from."""
+    tables = []
+    for mode in modes:
+        lookup = stat_lookup(stats, mode)
+        tables.append(f1_table(lookup, models, datasets, mode))
+        comparison = comparison_table(lookup, published_lookup(published, mode), models, datasets, mode)
+        tables += [comparison] if comparison and not demo else []
+    tables += [t for t in (published_table(published, mode) for mode in modes) if t]
+    tables += [provenance_table(sources)] if sources else []
     return tables
 
 
@@ -121,8 +168,9 @@ def markdown_table(table: Table) -> str:
     return f"## {table.title}\n\n{lines}\n{table.note}\n"
 
 
-def markdown_tables(stats, models, datasets, mode, paper) -> str:
-    return "\n".join(markdown_table(t) for t in f1_tables(stats, models, datasets, mode, paper))
+def markdown_page(title: str, tables: list[Table], banner: str | None = None) -> str:
+    head = f"# {title}\n\n" + (f"**{banner}**\n\n" if banner else "")
+    return head + "\n".join(markdown_table(t) for t in tables)
 
 
 # Plain HTML for the Snakemake report, which shows .html results in a frame (Markdown and CSV only as downloads).
@@ -133,6 +181,7 @@ th, td { border: 1px solid #bbb; padding: 0.3em 0.7em; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #eee; }
 p.note { color: #555; max-width: 60em; }
+p.banner { background: #fff3cd; border: 1px solid #e0c060; padding: 0.6em; max-width: 60em; font-weight: bold; }
 """
 
 
@@ -148,11 +197,12 @@ def html_table(table: Table) -> str:
             f"<tbody>\n{body}</tbody>\n</table>\n<p class=\"note\">{html_inline(table.note)}</p>\n")
 
 
-def html_page(title: str, tables: list[Table]) -> str:
+def html_page(title: str, tables: list[Table], banner: str | None = None) -> str:
     """A standalone page (no external resources: the report embeds it as a data URI)."""
     return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             f"<title>{html.escape(title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
+            + (f"<p class=\"banner\">{html.escape(banner)}</p>\n" if banner else "")
             + "".join(html_table(t) for t in tables) + "</body>\n</html>\n")
 
 
@@ -177,31 +227,53 @@ def latex_table(stats, models, datasets, mode) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tidy_with_paper(stats: pd.DataFrame, paper: dict[tuple[str, str], float]) -> pd.DataFrame:
-    """The tidy statistics plus the paper's values (statistic `paper`) and our difference to them (`diff`)."""
+def tidy_with_published(stats: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """The tidy statistics plus each published value (statistic `published`, with its `source`) and our
+    difference to it (`diff`), each in its own protocol."""
     extra = []
-    for (model, dataset), value in paper.items():
-        extra.append({"model": model, "dataset": dataset, "mode": "paper", "statistic": "paper", "value": value})
-        ours = stats[(stats.model == model) & (stats.dataset == dataset) & (stats.statistic == "mean")]
-        for row in ours.itertuples():
-            extra.append({"model": model, "dataset": dataset, "mode": row.mode, "statistic": "diff",
-                          "value": row.value - value})
-    return pd.concat([stats, pd.DataFrame(extra, columns=stats.columns)], ignore_index=True)
+    for r in published.itertuples():
+        key = {"model": r.model, "dataset": r.dataset, "mode": r.scoring}
+        extra.append({**key, "statistic": "published", "value": r.value, "source": r.source})
+        ours = stats[(stats.model == r.model) & (stats.dataset == r.dataset) & (stats["mode"] == r.scoring)
+                     & (stats.statistic == "mean")]
+        extra += [{**key, "statistic": "diff", "value": row.value - r.value, "source": r.source}
+                  for row in ours.itertuples()]
+    columns = [*stats.columns, "source"]
+    return pd.concat([stats.reindex(columns=columns), pd.DataFrame(extra, columns=columns)], ignore_index=True)
+
+
+def model_sources(model_dirs: dict[str, str | Path]) -> dict[str, str]:
+    """{model: where its weights came from}, from each directory's source.json (none: trained here)."""
+    from .checkpoints import SOURCE_FILE
+    from .pretrained import provenance_text
+
+    out = {}
+    for model, folder in model_dirs.items():
+        source = Path(folder) / SOURCE_FILE
+        out[model] = provenance_text(read_json(source)) if source.exists() else f"pre-trained here ({folder})"
+    return out
 
 
 def write_tables(metrics_paths, markdown_path, csv_path, models: list[str], datasets: list[str],
-                 mode: str = "paper", latex_path=None, paper_results=None, html_path=None) -> pd.DataFrame:
-    """Write the Markdown tables (one scoring mode, with the paper comparison), the tidy CSV (both modes, paper
-    values and differences) and optionally LaTeX and HTML (the report's view); return the tidy statistics."""
+                 mode: str = "paper", latex_path=None, published=None, html_path=None, model_dirs=None,
+                 demo: bool = False) -> pd.DataFrame:
+    """Write the Markdown and HTML tables (both protocols, each beside its published values, the published
+    reference and each row's provenance), the tidy CSV (both protocols, published values, differences and
+    sources) and the LaTeX table of `mode`; return the tidy statistics. `demo` states on every table that its
+    numbers cannot be compared with published ones."""
     stats = summarise(collect(metrics_paths))
-    paper = read_paper_results(paper_results)
-    write_text(markdown_path, f"# NER results\n\n{markdown_tables(stats, models, datasets, mode, paper)}")
+    reference = read_published(published)
+    modes = [mode, *(m for m in MODES if m != mode)]
+    tables = f1_tables(stats, models, datasets, modes, reference, model_sources(model_dirs or {}), demo)
+    banner = DEMO_NOTE if demo else None
+    write_text(markdown_path, markdown_page("NER results", tables, banner))
     with atomic_path(csv_path) as tmp:
-        tidy_with_paper(stats, paper).to_csv(tmp, index=False, float_format="%.4f")
+        tidy_with_published(stats, reference).to_csv(tmp, index=False, float_format="%.4f")
     if latex_path:
-        write_text(latex_path, latex_table(stats, models, datasets, mode))
+        note = f"% {DEMO_NOTE}\n" if demo else ""
+        write_text(latex_path, note + latex_table(stats, models, datasets, mode))
     if html_path:
-        write_text(html_path, html_page("NER results", f1_tables(stats, models, datasets, mode, paper)))
+        write_text(html_path, html_page("NER results", tables, banner))
     return stats
 
 

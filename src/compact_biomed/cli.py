@@ -108,7 +108,8 @@ def cmd_aggregate(args):
     config = load_config(args.config)
     aggregate.write_tables(args.metrics, args.markdown, args.csv, models=cfg.table_models(config),
                            datasets=config["ner"]["datasets"], mode=config["ner"]["table_mode"],
-                           latex_path=args.latex, paper_results=config["ner"].get("paper_results"))
+                           latex_path=args.latex, published=config["ner"].get("published"),
+                           demo=config.get("demo", {}).get("enabled", False))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -28,14 +28,50 @@ def check(config: dict, schema_path: str | Path) -> None:
     check_consistency(config)
 
 
+# Keys only a model trained here has; a pretrained row is fine-tuned as it is.
+TRAINED_KEYS = ("recipe", "student", "start", "train")
+# What pre-training needs; a config of published checkpoints only (config/released.yaml) needs none of it.
+TRAINING_SECTIONS = ("pubmed", "tokenize", "teacher", "train_defaults")
+
+
 def check_consistency(config: dict) -> None:
     """Rules the schema cannot express."""
-    teacher = config["teacher"]["name"]
+    for name, model in config["models"].items():
+        check_row(name, model)
+    trained = trained_models(config)
+    for section in TRAINING_SECTIONS:
+        if trained and section not in config:
+            raise ConfigError(f"invalid config value at '{section}': required to train models.{trained[0]}")
+    teacher = config.get("teacher", {}).get("name")
     if teacher in config["models"]:
         raise ConfigError(f"invalid config value at 'teacher.name': '{teacher}' is also a model name")
-    files = config["pubmed"].get("files")
+    files = config.get("pubmed", {}).get("files")
     if isinstance(files, dict) and files["first"] > files["last"]:
         raise ConfigError("invalid config value at 'pubmed.files': first is after last")
+
+
+def check_row(name: str, model: dict) -> None:
+    """A row is trained here (`recipe`) or published (`pretrained`: a hub id or a local encoder folder)."""
+    key = f"models.{name}"
+    if "pretrained" not in model:
+        if "recipe" not in model:
+            raise ConfigError(f"invalid config value at '{key}': give 'recipe' (train it) or 'pretrained' (a "
+                              f"published checkpoint)")
+        return
+    for extra in TRAINED_KEYS:
+        if extra in model:
+            raise ConfigError(f"invalid config value at '{key}.{extra}': a pretrained row is fine-tuned as it is, "
+                              f"not trained; remove '{extra}' or 'pretrained'")
+    source = model["pretrained"]
+    if ("hub_id" in source) == ("path" in source):
+        raise ConfigError(f"invalid config value at '{key}.pretrained': give exactly one of 'hub_id' (with "
+                          f"'revision') or 'path'")
+    if "path" in source:
+        from .pretrained import encoder_problem
+
+        problem = encoder_problem(Path(source["path"]))
+        if problem:
+            raise ConfigError(f"invalid config value at '{key}.pretrained.path': {source['path']}: {problem}")
 
 
 def pubmed_names(config: dict) -> list[str]:
@@ -62,9 +98,20 @@ def tokenizer_owner(config: dict, model: str) -> str:
 
 
 def tokenizer_owners(config: dict) -> list[str]:
-    return sorted({tokenizer_owner(config, m) for m in config["models"]})
+    return sorted({tokenizer_owner(config, m) for m in trained_models(config)})
+
+
+def trained_models(config: dict) -> list[str]:
+    """The models this pipeline pre-trains (a `recipe`), in config order."""
+    return [m for m, model in config["models"].items() if "recipe" in model]
+
+
+def pretrained_models(config: dict) -> list[str]:
+    """The published checkpoints fine-tuned as they are (a `pretrained` source), in config order."""
+    return [m for m, model in config["models"].items() if "pretrained" in model]
 
 
 def table_models(config: dict) -> list[str]:
-    """Rows of the results table in the paper's order: the teacher baseline, then the compact models."""
-    return [config["teacher"]["name"], *config["models"]]
+    """Rows of the results table in config order: the teacher baseline (when there is one), then the models."""
+    teacher = config.get("teacher", {}).get("name")
+    return [*([teacher] if teacher else []), *config["models"]]

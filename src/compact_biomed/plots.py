@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, MultipleLocator
 
 from .aggregate import MODES
 from .io import InputError, atomic_path
@@ -35,54 +35,77 @@ def save(figure: Figure, out_path) -> None:
 
 
 def f1_errorbars(tidy: pd.DataFrame, models: list[str], datasets: list[str], mode: str) -> pd.DataFrame:
-    """Rows (model, dataset) in table order with the mean F1, its sample sd over seeds and the seed count.
+    """Rows (model, dataset) in table order with the mean F1, its sample sd over seeds, the seed count and the
+    published value of this protocol (NaN where none).
 
-    A pair without runs has NaN mean (no bar); a single seed has no spread, drawn without an error bar.
+    A pair without runs has NaN mean (no point); a single seed has no spread, drawn without an error bar.
     """
-    ours = tidy[(tidy["mode"] == mode) & tidy["statistic"].isin(["mean", "sd", "n"])]
+    ours = tidy[(tidy["mode"] == mode) & tidy["statistic"].isin(["mean", "sd", "n", "published"])]
     wide = ours.pivot_table(index=["model", "dataset"], columns="statistic", values="value", aggfunc="first")
     index = pd.MultiIndex.from_product([models, datasets], names=["model", "dataset"])
-    wide = wide.reindex(index=index, columns=["mean", "sd", "n"])
+    wide = wide.reindex(index=index, columns=["mean", "sd", "n", "published"])
     wide["n"] = wide["n"].fillna(0).astype(int)
     return wide.reset_index()
 
 
-def draw_f1_panel(ax, bars: pd.DataFrame, models: list[str], datasets: list[str], mode: str) -> None:
-    """Grouped bars: one group per dataset, one bar per model, sd error bars, "n/a" where no run finished."""
-    width = 0.8 / len(models)
+def value_limits(rows: pd.DataFrame) -> tuple[float, float]:
+    """A y-range around the means ± sd and the published values, at least 4 points tall, so that a one-point
+    difference is a visible fraction of the axis (a 0-100 axis would flatten it)."""
+    values = pd.concat([rows["mean"] - rows["sd"].fillna(0), rows["mean"] + rows["sd"].fillna(0),
+                        rows["published"]]).dropna()
+    if values.empty:
+        return 0.0, 100.0
+    low, high = values.min(), values.max()
+    pad = max(0.5, 0.08 * (high - low))
+    middle, half = (low + high) / 2, max(2.0, (high - low) / 2 + pad)
+    return max(0.0, middle - half), min(100.0, middle + half)
+
+
+def draw_f1_panel(ax, rows: pd.DataFrame, models: list[str], dataset: str, mode: str, demo: bool = False) -> None:
+    """One dataset, one protocol: each model's mean with an sd error bar, the published value as a red x, "n/a"
+    where no run finished (missing stays visibly missing, never zero)."""
+    rows = rows.set_index("model").reindex(models)
+    x = np.arange(len(models))
     for i, model in enumerate(models):
-        rows = bars[bars["model"] == model].set_index("dataset").reindex(datasets)
-        x = [j + (i - (len(models) - 1) / 2) * width for j in range(len(datasets))]
-        # NaN heights draw no bar, NaN sd no error bar: missing stays visibly missing, never zero
-        ax.bar(x, rows["mean"], width, yerr=rows["sd"], capsize=3, label=model, color=f"C{i % 10}",
-               error_kw={"elinewidth": 1})
-        for xi, mean in zip(x, rows["mean"]):
-            if math.isnan(mean):
-                ax.text(xi, 1, "n/a", ha="center", va="bottom", rotation=90, fontsize=7)
-    ax.set_xticks(range(len(datasets)), datasets)
-    ax.set_xlabel("NER dataset")
+        ax.errorbar(x[i], rows["mean"].iloc[i], yerr=rows["sd"].iloc[i], fmt="o", color=f"C{i % 10}", capsize=4,
+                    markersize=6, label=model)
+    published = rows["published"]
+    if published.notna().any():
+        ax.scatter(x, published, marker="x", s=60, color="red", zorder=3, label="published value")
+    ax.set_ylim(*value_limits(rows))
+    for xi, mean in zip(x, rows["mean"]):
+        if math.isnan(mean):
+            ax.text(xi, ax.get_ylim()[0], "n/a", ha="center", va="bottom", rotation=90, fontsize=7)
+    ax.yaxis.set_minor_locator(MultipleLocator(1))  # a grid line per F1 point
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.set_xticks(x, models, rotation=45, ha="right", fontsize=7)
+    ax.set_title(f"{dataset}\n{MODE_LABELS.get(mode, mode)}" + (" (demo)" if demo else ""), fontsize=9)
     ax.set_ylabel("Test F1 (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(MODE_LABELS.get(mode, mode))
-    ax.grid(axis="y", alpha=0.3)
 
 
-def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=MODES) -> Figure:
-    """One panel per scoring mode, stacked, with the model legend beside them."""
-    figure = Figure(figsize=(max(6.0, 0.22 * len(models) * len(datasets) + 2), 3.6 * len(modes)),
+def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=MODES, demo: bool = False) -> Figure:
+    """A grid: one row per scoring protocol, one column per dataset, each panel on its own zoomed F1 axis."""
+    figure = Figure(figsize=(max(6.0, (1.2 + 0.28 * len(models)) * len(datasets)), 3.4 * len(modes) + 0.8),
                     layout="constrained")
-    axes = figure.subplots(len(modes), 1, squeeze=False)[:, 0]
-    for ax, mode in zip(axes, modes):
-        draw_f1_panel(ax, f1_errorbars(tidy, models, datasets, mode), models, datasets, mode)
-    figure.legend(*axes[0].get_legend_handles_labels(), title="Model", fontsize=8, loc="outside lower center",
-                  ncols=min(4, len(models)))
-    figure.suptitle("NER test F1: mean ± sample standard deviation over seeds")
+    axes = figure.subplots(len(modes), len(datasets), squeeze=False)
+    for row, mode in zip(axes, modes):
+        bars = f1_errorbars(tidy, models, datasets, mode)
+        for ax, dataset in zip(row, datasets):
+            draw_f1_panel(ax, bars[bars["dataset"] == dataset], models, dataset, mode, demo)
+    handles = {label: handle for ax in axes.ravel() for handle, label in zip(*ax.get_legend_handles_labels())}
+    handles = {label: handles[label] for label in sorted(handles, key=lambda label: label == "published value")}
+    figure.legend(handles.values(), handles.keys(), fontsize=8, loc="outside lower center",
+                  ncols=min(5, len(handles)))
+    title = "NER test F1: mean ± sample standard deviation over seeds; red x: published value (same protocol)"
+    if demo:
+        title += "\nDEMO: tiny random models on generated data; not comparable with the paper or any published value"
+    figure.suptitle(title, fontsize=10)
     return figure
 
 
-def plot_f1(tidy_csv, out_png, models: list[str], datasets: list[str]) -> None:
-    """The F1 figure from aggregate's tidy CSV (statistics mean/sd/n per model, dataset and mode)."""
-    save(f1_figure(pd.read_csv(tidy_csv), models, datasets), out_png)
+def plot_f1(tidy_csv, out_png, models: list[str], datasets: list[str], demo: bool = False) -> None:
+    """The F1 figure from aggregate's tidy CSV (statistics mean/sd/n/published per model, dataset and mode)."""
+    save(f1_figure(pd.read_csv(tidy_csv), models, datasets, demo=demo), out_png)
 
 
 # ---------------------------------------------------------------------------------------------------------------

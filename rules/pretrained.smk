@@ -1,0 +1,24 @@
+# Published checkpoints (`models.<name>.pretrained`): fetched once from the hub at their pinned revision, or
+# copied from a local folder, into results/pretrained/<name>; fine-tuned like the models trained here.
+
+
+localrules:
+    fetch_pretrained,
+
+
+rule fetch_pretrained:
+    # A local rule: downloads run where there is internet (cluster compute nodes often have none).
+    input:
+        # a local folder: replacing it fetches again (a hub row refetches when its revision changes)
+        lambda wc: config["models"][wc.pretrained]["pretrained"].get("path", []),
+    output:
+        directory("results/pretrained/{pretrained}"),
+    params:
+        source=lambda wc: config["models"][wc.pretrained]["pretrained"],
+        key=lambda wc: f"models.{wc.pretrained}.pretrained",
+    log:
+        "logs/fetch_pretrained/{pretrained}.log",
+    conda:
+        "../environment.yml"
+    script:
+        "../workflow/scripts/fetch_pretrained.py"

@@ -1,0 +1,239 @@
+"""Published checkpoints as table rows: fetched once (hub, pinned revision) or copied from a local folder, checked to
+be an encoder with a tokenizer, then fine-tuned exactly like a model this pipeline trained.
+
+The hub repositories of the paper's models were re-uploaded after the paper (config/released.yaml), so a hub row
+names its revision and the commit it resolved to is recorded in `source.json`, which the tables' provenance shows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from fnmatch import fnmatch
+from pathlib import Path
+
+from .checkpoints import SOURCE_FILE
+from .io import InputError, atomic_path, write_json
+
+CONFIG_FILE = "config.json"
+# What fine-tuning reads: config, weights (safetensors preferred, single or sharded), tokenizer files.
+WEIGHT_PATTERNS = {
+    "safetensors": ["model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"],
+    "bin": ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"],
+}
+TOKENIZER_PATTERNS = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                      "vocab.txt", "vocab.json", "merges.txt", "*.model"]
+TOKENIZER_VOCABULARIES = ["tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
+FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
+SHORT_COMMIT = re.compile(r"[0-9a-f]{7,39}")
+
+
+def matches(name: str, patterns: list[str]) -> bool:
+    return any(fnmatch(name, p) for p in patterns)
+
+
+def weight_format(files: list[str]) -> str | None:
+    """`safetensors` where the checkpoint has them, else `bin`; None when it has no weights at all."""
+    for name, patterns in WEIGHT_PATTERNS.items():
+        if any(matches(f, patterns) for f in files):
+            return name
+    return None
+
+
+def encoder_problem(folder: Path) -> str | None:
+    """Why `folder` is not a checkpoint NER can fine-tune (config of a token-classification model type, weights,
+    a tokenizer vocabulary), or None. Reads file names and config.json only: cheap enough for the DAG's start."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+
+    if not folder.is_dir():
+        return "no such folder"
+    config = folder / CONFIG_FILE
+    if not config.is_file():
+        return f"no {CONFIG_FILE}: not a Hugging Face model folder"
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return f"{CONFIG_FILE} is not a JSON object"
+    if model_type not in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES:
+        return f"model_type {model_type!r} is not an encoder that transformers can fine-tune for NER"
+    files = [p.name for p in folder.iterdir()]
+    if weight_format(files) is None:
+        return "no weights (model.safetensors or pytorch_model.bin)"
+    if not any(name in files for name in TOKENIZER_VOCABULARIES):
+        return f"no tokenizer (one of {', '.join(TOKENIZER_VOCABULARIES)})"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hub rows
+
+
+def cached_commit(hub_id: str, prefix: str) -> str | None:
+    """A cached snapshot whose commit starts with `prefix` (works offline, and saves an API call online)."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    snapshots = Path(HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}" / "snapshots"
+    found = sorted(p.name for p in snapshots.glob(f"{prefix}*")) if snapshots.is_dir() else []
+    return found[0] if len(found) == 1 else None
+
+
+def resolve_revision(hub_id: str, revision: str) -> str:
+    """The revision to download: a short commit hash (as the hub's web pages show them, which its download API
+    refuses) becomes the full one; branches, tags and full hashes pass unchanged."""
+    if FULL_COMMIT.fullmatch(revision) or not SHORT_COMMIT.fullmatch(revision):
+        return revision
+    commit = cached_commit(hub_id, revision)
+    if commit:
+        return commit
+    from huggingface_hub import list_repo_commits
+
+    found = [c.commit_id for c in list_repo_commits(hub_id) if c.commit_id.startswith(revision)]
+    if len(found) != 1:
+        raise InputError(hub_id, f"revision {revision!r} matches {len(found)} commits; give the full commit hash")
+    return found[0]
+
+
+def hub_snapshot(hub_id: str, revision: str, patterns: list[str]) -> Path:
+    """Download (or find in the Hugging Face cache) the files of `hub_id` at `revision` matching `patterns`; the
+    snapshot folder's name is the commit it resolved to."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(hub_id, revision=resolve_revision(hub_id, revision), allow_patterns=patterns))
+
+
+def hub_weight_patterns(hub_id: str, revision: str) -> list[str]:
+    """Only one weight format is downloaded (many repositories carry both, doubling the download)."""
+    from huggingface_hub import list_repo_files
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    try:
+        files = list_repo_files(hub_id, revision=resolve_revision(hub_id, revision))
+    except OfflineModeIsEnabled:  # from the cache: whatever format it holds
+        return WEIGHT_PATTERNS["safetensors"] + WEIGHT_PATTERNS["bin"]
+    return WEIGHT_PATTERNS[weight_format(files) or "safetensors"]
+
+
+def copy_files(source: Path, dest: Path, patterns: list[str]) -> list[str]:
+    """Copy the matching files (following the cache's symbolic links); returns their names."""
+    names = sorted(p.name for p in source.iterdir() if p.is_file() and matches(p.name, patterns))
+    for name in names:
+        shutil.copyfile(source / name, dest / name)
+    return names
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weights_digest(folder: Path) -> str:
+    """sha256 over the weight files, in name order: the provenance of a local folder, which has no commit."""
+    files = sorted(p for p in folder.iterdir() if matches(p.name, sum(WEIGHT_PATTERNS.values(), [])))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}:{file_digest(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
+    """Make `out_dir` the published checkpoint `source` ({hub_id, revision[, tokenizer_hub_id,
+    tokenizer_revision]} or {path}); `key` is its config key, named by every error. Returns its provenance."""
+    with atomic_path(out_dir, is_dir=True) as tmp:
+        tmp.mkdir()
+        if "path" in source:
+            folder = Path(source["path"])
+            problem = encoder_problem(folder)
+            if problem:
+                raise InputError(key, f"{folder}: {problem}")
+            names = [f.name for f in folder.iterdir()]
+            weights = WEIGHT_PATTERNS[weight_format(names)]
+            copy_files(folder, tmp, [CONFIG_FILE, *weights, *TOKENIZER_PATTERNS])
+            provenance = {"path": str(folder.resolve()), "weights_sha256": weights_digest(tmp)}
+        else:
+            provenance = fetch_hub(source, tmp)
+        added = add_model_type(tmp)
+        if added:
+            provenance["model_type_added"] = added
+        problem = encoder_problem(tmp) or load_problem(tmp)
+        if problem:
+            raise InputError(key, f"{source.get('hub_id') or source['path']}: {problem}")
+        write_json(tmp / SOURCE_FILE, provenance)
+    return provenance
+
+
+def fetch_hub(source: dict, dest: Path) -> dict:
+    hub_id, revision = source["hub_id"], source["revision"]
+    tokenizer_id = source.get("tokenizer_hub_id")
+    model_patterns = [CONFIG_FILE, *hub_weight_patterns(hub_id, revision)]
+    snapshot = hub_snapshot(hub_id, revision, model_patterns + ([] if tokenizer_id else TOKENIZER_PATTERNS))
+    copy_files(snapshot, dest, model_patterns + ([] if tokenizer_id else TOKENIZER_PATTERNS))
+    provenance = {"hub_id": hub_id, "revision": revision, "commit": snapshot.name}
+    if tokenizer_id:  # e.g. a repository whose bare vocab.txt AutoTokenizer would lower-case
+        tokenizer_revision = source.get("tokenizer_revision", "main")
+        tokenizer = hub_snapshot(tokenizer_id, tokenizer_revision, TOKENIZER_PATTERNS)
+        copy_files(tokenizer, dest, TOKENIZER_PATTERNS)
+        provenance.update(tokenizer_hub_id=tokenizer_id, tokenizer_revision=tokenizer_revision,
+                          tokenizer_commit=tokenizer.name)
+    return provenance
+
+
+def add_model_type(folder: Path) -> str | None:
+    """Older checkpoints (TinyBERT's, for one) have no `model_type` in config.json, which the Auto classes need;
+    take it from the architecture class name (`BertForPreTraining` -> bert) in our copy. Returns what was added."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
+
+    path = folder / CONFIG_FILE
+    config = json.loads(path.read_text())
+    if config.get("model_type"):
+        return None
+    names = sorted(MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES, key=len, reverse=True)
+    for architecture in config.get("architectures") or []:
+        found = [n for n in names if architecture.lower().startswith(n.replace("-", "").replace("_", ""))]
+        if found:
+            path.write_text(json.dumps({**config, "model_type": found[0]}, indent=2) + "\n")
+            return found[0]
+    return None
+
+
+def load_problem(folder: Path) -> str | None:
+    """Why the folder's tokenizer or config does not load with the Auto classes fine-tuning uses, or None."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        AutoConfig.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError, KeyError) as error:
+        return f"does not load: {str(error).splitlines()[0]}"
+    if not tokenizer.is_fast:
+        return "needs a fast tokenizer (word alignment for NER); add a tokenizer.json"
+    return case_problem(tokenizer)
+
+
+def case_problem(tokenizer) -> str | None:
+    """A cased vocabulary behind a lower-casing tokenizer (a bare vocab.txt, as BioBERT v1.2 and
+    biobert-base-cased-v1.1 ship, loads lower-casing): every capitalised word would become [UNK] or split."""
+    vocab = tokenizer.get_vocab()
+    cased = sum(token[:1].isupper() for token in vocab) / max(len(vocab), 1)
+    if cased > 0.05 and tokenizer.tokenize("Aspirin")[0].islower():
+        return (f"its tokenizer lower-cases text but {cased:.0%} of its vocabulary is capitalised; set "
+                f"tokenizer_hub_id to the cased tokenizer it was trained with (e.g. google-bert/bert-base-cased)")
+    return None
+
+
+def provenance_text(source: dict) -> str:
+    """One line saying where a row's weights came from, for the tables."""
+    if "hub_id" in source:
+        text = f"{source['hub_id']} @ {source.get('commit') or source.get('revision')}"
+        if source.get("tokenizer_hub_id"):
+            text += f" (tokenizer {source['tokenizer_hub_id']} @ {source.get('tokenizer_commit')})"
+        return text
+    if "path" in source:
+        return f"{source['path']} (weights sha256 {source['weights_sha256'][:12]})"
+    if "random" in source:
+        return f"random {source['random']} (seed {source.get('seed')})"
+    return "unknown"
