@@ -42,22 +42,30 @@ def weight_format(files: list[str]) -> str | None:
     return None
 
 
+def encoder_types() -> list[str]:
+    """Model types that are masked-LM encoders with a token-classification head (decoders such as gpt2 also have
+    one, but are not what this table compares), longest first."""
+    from transformers.models.auto.modeling_auto import (MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+                                                        MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES)
+
+    return sorted(set(MODEL_FOR_MASKED_LM_MAPPING_NAMES) & set(MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES),
+                  key=len, reverse=True)
+
+
 def encoder_problem(folder: Path) -> str | None:
     """Why `folder` is not a checkpoint NER can fine-tune (config of a token-classification model type, weights,
     a tokenizer vocabulary), or None. Reads file names and config.json only: cheap enough for the DAG's start."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
-
     if not folder.is_dir():
         return "no such folder"
     config = folder / CONFIG_FILE
     if not config.is_file():
         return f"no {CONFIG_FILE}: not a Hugging Face model folder"
     try:
-        model_type = json.loads(config.read_text()).get("model_type")
+        model_type = model_type_of(json.loads(config.read_text()))
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return f"{CONFIG_FILE} is not a JSON object"
-    if model_type not in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES:
-        return f"model_type {model_type!r} is not an encoder that transformers can fine-tune for NER"
+    if model_type not in encoder_types():
+        return f"model_type {model_type!r} is not a masked-LM encoder that transformers can fine-tune for NER"
     files = [p.name for p in folder.iterdir()]
     if weight_format(files) is None:
         return "no weights (model.safetensors or pytorch_model.bin)"
@@ -144,7 +152,6 @@ def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
     """Make `out_dir` the published checkpoint `source` ({hub_id, revision[, tokenizer_hub_id,
     tokenizer_revision]} or {path}); `key` is its config key, named by every error. Returns its provenance."""
     with atomic_path(out_dir, is_dir=True) as tmp:
-        tmp.mkdir()
         if "path" in source:
             folder = Path(source["path"])
             problem = encoder_problem(folder)
@@ -182,22 +189,26 @@ def fetch_hub(source: dict, dest: Path) -> dict:
     return provenance
 
 
-def add_model_type(folder: Path) -> str | None:
-    """Older checkpoints (TinyBERT's, for one) have no `model_type` in config.json, which the Auto classes need;
-    take it from the architecture class name (`BertForPreTraining` -> bert) in our copy. Returns what was added."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES
-
-    path = folder / CONFIG_FILE
-    config = json.loads(path.read_text())
+def model_type_of(config: dict) -> str | None:
+    """config.json's `model_type`; older checkpoints (TinyBERT's, for one) have none, which the Auto classes need,
+    so it is read from the architecture class name (`BertForPreTraining` -> bert)."""
     if config.get("model_type"):
-        return None
-    names = sorted(MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES, key=len, reverse=True)
+        return config["model_type"]
     for architecture in config.get("architectures") or []:
-        found = [n for n in names if architecture.lower().startswith(n.replace("-", "").replace("_", ""))]
+        found = [t for t in encoder_types() if architecture.lower().startswith(t.replace("-", "").replace("_", ""))]
         if found:
-            path.write_text(json.dumps({**config, "model_type": found[0]}, indent=2) + "\n")
             return found[0]
     return None
+
+
+def add_model_type(folder: Path) -> str | None:
+    """Write the model type read from the architecture into our copy's config.json; returns what was added."""
+    path = folder / CONFIG_FILE
+    config = json.loads(path.read_text())
+    if config.get("model_type") or not model_type_of(config):
+        return None
+    path.write_text(json.dumps({**config, "model_type": model_type_of(config)}, indent=2) + "\n")
+    return model_type_of(config)
 
 
 def load_problem(folder: Path) -> str | None:

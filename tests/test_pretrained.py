@@ -1,0 +1,140 @@
+"""Published checkpoints as rows: local folders and hub snapshots (from a Hugging Face cache laid out on disk, as the
+hub client leaves it, so that no test touches the network), their checks and their provenance."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+from conftest import REPO, TINY_TEXTS
+from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+from compact_biomed import config as cfg
+from compact_biomed import pretrained
+from compact_biomed.checkpoints import SOURCE_FILE, random_init
+from compact_biomed.io import InputError, read_json
+
+SCHEMA = REPO / "config/schema.yaml"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def tiny_model(folder, model_type="bert", lowercase=False):
+    configs = {"bert": dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                            max_position_embeddings=64),
+               "distilbert": dict(n_layers=2, dim=32, n_heads=2, hidden_dim=64, max_position_embeddings=64),
+               "mobilebert": dict(num_hidden_layers=2, hidden_size=32, embedding_size=16, true_hidden_size=16,
+                                  intra_bottleneck_size=16, intermediate_size=32, num_attention_heads=2,
+                                  max_position_embeddings=64)}
+    random_init(TINY_TEXTS, folder, model_type, lowercase=lowercase, vocab_size=200, seed=0,
+                config=configs[model_type])
+    (folder / SOURCE_FILE).unlink()  # a user's own folder has no record of ours
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    return tiny_model(tmp_path_factory.mktemp("user") / "my-bert")
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch, bert_dir):
+    """A Hugging Face cache holding one snapshot of `org/tiny` at COMMIT, which `main` points to."""
+    import huggingface_hub.constants
+
+    repo = tmp_path / "hub" / "models--org--tiny"
+    shutil.copytree(bert_dir, repo / "snapshots" / COMMIT)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    return repo
+
+
+@pytest.mark.parametrize("model_type,lowercase", [("bert", False), ("distilbert", False), ("mobilebert", True)])
+def test_local_folder_is_copied_with_its_weights_digest_and_fine_tunes(tmp_path, model_type, lowercase):
+    user = tiny_model(tmp_path / "user", model_type, lowercase)
+    (user / "notes.txt").write_text("not part of the model")
+    out = tmp_path / "results/pretrained/Mine"
+    provenance = pretrained.fetch({"path": str(user)}, out, key="models.Mine.pretrained")
+
+    assert provenance == read_json(out / SOURCE_FILE)
+    assert provenance["weights_sha256"] == pretrained.weights_digest(user)
+    assert not (out / "notes.txt").exists()  # only what fine-tuning reads
+    assert sorted(p.name for p in user.iterdir()) == sorted([*(p.name for p in out.iterdir() if p.name !=
+                                                               SOURCE_FILE), "notes.txt"])  # the user's untouched
+    model = AutoModelForTokenClassification.from_pretrained(out, num_labels=3)
+    assert model.config.model_type == model_type
+    assert AutoTokenizer.from_pretrained(out).tokenize("Aspirin")[0].islower() == lowercase
+
+
+def test_hub_row_records_the_commit_its_short_revision_resolved_to(tmp_path, hub_cache):
+    out = tmp_path / "results/pretrained/Tiny"
+    provenance = pretrained.fetch({"hub_id": "org/tiny", "revision": COMMIT[:7]}, out, key="models.Tiny.pretrained")
+    assert provenance == {"hub_id": "org/tiny", "revision": COMMIT[:7], "commit": COMMIT}
+    assert pretrained.provenance_text(read_json(out / SOURCE_FILE)) == f"org/tiny @ {COMMIT}"
+    main = pretrained.fetch({"hub_id": "org/tiny", "revision": "main"}, tmp_path / "main", key="k")
+    assert main["commit"] == COMMIT  # a branch is recorded as the commit it pointed to
+
+
+def test_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused(tmp_path, bert_dir):
+    # BioBERT v1.2's bare vocab.txt: AutoTokenizer lower-cases, so capitalised words would be lost
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        shutil.copy(bert_dir / name, folder / name)
+    vocab = (folder / "vocab.txt").read_text().splitlines()
+    assert sum(t[:1].isupper() for t in vocab) / len(vocab) > 0.05  # the demo vocabulary is cased
+    with pytest.raises(InputError, match=r"^models.X.pretrained: .*lower-cases text .*tokenizer_hub_id"):
+        pretrained.fetch({"path": str(folder)}, tmp_path / "out", key="models.X.pretrained")
+    assert not (tmp_path / "out").exists()  # nothing half-made
+
+
+def test_missing_model_type_is_taken_from_the_architecture(tmp_path, bert_dir):
+    old = tmp_path / "old"
+    shutil.copytree(bert_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["model_type"]
+    (old / "config.json").write_text(json.dumps({**config, "architectures": ["BertForPreTraining"]}))
+    provenance = pretrained.fetch({"path": str(old)}, tmp_path / "out", key="k")
+    assert provenance["model_type_added"] == "bert"
+    assert json.loads((tmp_path / "out/config.json").read_text())["model_type"] == "bert"  # in our copy only
+    assert "model_type" not in json.loads((old / "config.json").read_text())
+
+
+def released_style(rows: dict) -> dict:
+    config = yaml.safe_load((REPO / "config/released.yaml").read_text())
+    config["models"] = rows
+    return config
+
+
+@pytest.mark.parametrize("row,key,problem", [
+    ({"pretrained": {"hub_id": "nlpie/tiny-biobert"}}, "models.X.pretrained", "'revision' is a dependency"),
+    ({"pretrained": {"hub_id": "a/b", "revision": "main"}, "recipe": "distilbiobert"}, "models.X.recipe",
+     "a pretrained row is fine-tuned as it is"),
+    ({"pretrained": {"hub_id": "a/b", "revision": "main", "path": "x"}}, "models.X.pretrained", "exactly one"),
+    ({"pretrained": {"path": "/nonexistent/model"}}, "models.X.pretrained.path", "no such folder"),
+    ({}, "models.X", r"give 'recipe' \(train it\) or 'pretrained'"),
+])
+def test_bad_rows_stop_with_the_key(row, key, problem):
+    with pytest.raises(cfg.ConfigError, match=rf"at '{key}'.*{problem}"):
+        cfg.check(released_style({"X": row}), SCHEMA)
+
+
+def test_a_folder_that_is_not_an_encoder_names_the_key(tmp_path, bert_dir):
+    decoder = tmp_path / "gpt"
+    shutil.copytree(bert_dir, decoder)
+    (decoder / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    no_tokenizer = tmp_path / "weights-only"
+    shutil.copytree(bert_dir, no_tokenizer)
+    for name in ("vocab.txt", "tokenizer.json"):
+        (no_tokenizer / name).unlink(missing_ok=True)
+    for folder, problem in ((decoder, "model_type 'gpt2' is not a masked-LM encoder"), (no_tokenizer, "no tokenizer")):
+        with pytest.raises(cfg.ConfigError, match=rf"'models.X.pretrained.path': {folder}: {problem}"):
+            cfg.check(released_style({"X": {"pretrained": {"path": str(folder)}}}), SCHEMA)
+
+
+def test_training_sections_are_needed_only_when_a_row_is_trained(bert_dir):
+    cfg.check(released_style({"Mine": {"pretrained": {"path": str(bert_dir)}}}), SCHEMA)  # no teacher, no pubmed
+    trained = released_style({"Mine": {"recipe": "distilbiobert"}})
+    with pytest.raises(cfg.ConfigError, match=r"at 'pubmed': required to train models.Mine"):
+        cfg.check(trained, SCHEMA)
