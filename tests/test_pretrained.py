@@ -138,3 +138,14 @@ def test_training_sections_are_needed_only_when_a_row_is_trained(bert_dir):
     trained = released_style({"Mine": {"recipe": "distilbiobert"}})
     with pytest.raises(cfg.ConfigError, match=r"at 'pubmed': required to train models.Mine"):
         cfg.check(trained, SCHEMA)
+
+
+def test_cli_fetches_a_row_and_names_a_missing_one(tmp_path, bert_dir, capsys):
+    from compact_biomed.cli import main
+
+    config = tmp_path / "mine.yaml"
+    config.write_text(yaml.safe_dump(released_style({"Mine": {"pretrained": {"path": str(bert_dir)}}})))
+    assert main(["fetch-pretrained", "--config", str(config), "Mine", "--out", str(tmp_path / "out")]) == 0
+    assert read_json(tmp_path / "out" / SOURCE_FILE)["path"] == str(bert_dir.resolve())
+    assert main(["fetch-pretrained", "--config", str(config), "Other", "--out", str(tmp_path / "other")]) == 1
+    assert "'models.Other': no such pretrained row" in capsys.readouterr().err

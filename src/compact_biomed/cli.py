@@ -82,6 +82,17 @@ def cmd_checkpoint(args):
         checkpoints.random_init(checkpoints.corpus_texts(args.corpus), args.out, seed=0, **source["random"])
 
 
+def cmd_fetch_pretrained(args):
+    from . import pretrained
+
+    config = load_config(args.config)
+    source = config["models"].get(args.model, {}).get("pretrained")
+    if source is None:
+        raise cfg.ConfigError(f"invalid config value at 'models.{args.model}': no such pretrained row in {args.config}")
+    provenance = pretrained.fetch(source, args.out, key=f"models.{args.model}.pretrained")
+    print(pretrained.provenance_text(provenance))
+
+
 def cmd_pretrain(args):
     from . import pretrain
 
@@ -168,6 +179,11 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("model", help="'teacher' or a continual model's name")
     sub.add_argument("--out", required=True)
     sub.add_argument("--corpus", help="corpus Parquet (random demo checkpoints train their tokenizer on it)")
+
+    sub = with_config(step("fetch-pretrained", cmd_fetch_pretrained,
+                           "a published checkpoint row (hub at its pinned revision, or a local folder) as a directory"))
+    sub.add_argument("model", help="a row of the config with `pretrained`")
+    sub.add_argument("--out", required=True)
 
     sub = with_config(step("pretrain", cmd_pretrain, "pre-train one compact model"))
     sub.add_argument("model")
