@@ -3,9 +3,7 @@
 
 localrules:
     model_stats_table,
-    data_stats,
     plot_ner_f1,
-    plot_pretrain_loss,
 
 
 rule model_stats:
@@ -52,6 +50,7 @@ rule model_stats_table:
     params:
         models=TABLE_MODELS,
         reference=BASELINE,
+        demo=config["demo"]["enabled"],
     log:
         "logs/model_stats_table.log",
     conda:
@@ -84,6 +83,10 @@ rule plot_ner_f1:
 
 # Pre-training's results exist only when a model is trained here.
 if TRAINED_MODELS:
+
+    localrules:
+        data_stats,
+        plot_pretrain_loss,
 
     rule data_stats:
         input:

@@ -39,6 +39,18 @@ def test_comparison_rows_add_to_the_released_ones():
     assert job_counts(result.stdout)["fetch_pretrained"] == len(released) + len(compare)
 
 
+def test_trained_and_published_rows_mix_in_one_config(tmp_path):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())  # the demo: six trained rows
+    config["models"]["Mine"] = {"pretrained": {"path": str(tiny_model(tmp_path / "mine"))}}
+    (tmp_path / "mixed.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(tmp_path / "mixed.yaml"), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    trained = len(config["models"]) - 1
+    assert counts["pretrain"] == trained and counts["fetch_pretrained"] == 1
+    assert counts["finetune_ner"] == (1 + trained + 1) * len(config["ner"]["datasets"]) * len(config["ner"]["seeds"])
+
+
 ROWS = {"CasedBERT": ("bert", False), "CasedDistilBERT": ("distilbert", False), "UncasedMobileBERT": ("mobilebert", True)}
 
 

@@ -223,6 +223,9 @@ def test_model_stats_table_order_units_and_speedup(tmp_path):
     assert frame["model"].tolist() == ["BioBERT", "TinyBioBERT"]
     assert frame["sentences_per_second_d2"].tolist() == [200.0, 800.0]
     assert "<td>TinyBioBERT</td>" in page.read_text()
+    assert "DEMO" not in text
+    aggregate.write_model_stats(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], demo=True)
+    assert "tiny random models" in md.read_text() and "tiny random models" in page.read_text()
 
 
 def test_model_stats_of_an_unknown_model_is_an_error(tmp_path):

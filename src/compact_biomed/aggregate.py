@@ -321,13 +321,17 @@ def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
     return Table("Model size and inference speed", header, rows, note)
 
 
+DEMO_MODELS_NOTE = "DEMO: tiny random models; their sizes and speeds say nothing about the paper's models."
+
+
 def write_model_stats(stats_paths, markdown_path, csv_path, html_path, models: list[str],
-                      reference: str | None = None) -> pd.DataFrame:
+                      reference: str | None = None, demo: bool = False) -> pd.DataFrame:
     """The size/speed table as Markdown, HTML (the report's view) and a CSV with the raw numbers."""
     frame = model_stats_frame(list(stats_paths), models)
     table = model_stats_table(frame, reference)
-    write_text(markdown_path, f"# Models\n\n{markdown_table(table)}")
-    write_text(html_path, html_page("Models", [table]))
+    banner = DEMO_MODELS_NOTE if demo else None
+    write_text(markdown_path, markdown_page("Models", [table], banner))
+    write_text(html_path, html_page("Models", [table], banner))
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
     return frame

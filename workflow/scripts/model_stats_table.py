@@ -4,4 +4,4 @@ from compact_biomed.smk import run
 
 run(snakemake, lambda smk: aggregate.write_model_stats(list(smk.input), smk.output.markdown, smk.output.csv,
                                                        smk.output.html, models=smk.params.models,
-                                                       reference=smk.params.reference))
+                                                       reference=smk.params.reference, demo=smk.params.demo))
