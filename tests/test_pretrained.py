@@ -76,6 +76,12 @@ def test_hub_row_records_the_commit_its_short_revision_resolved_to(tmp_path, hub
     assert main["commit"] == COMMIT  # a branch is recorded as the commit it pointed to
 
 
+def test_a_repository_neither_cached_nor_reachable_is_one_line_naming_the_key(tmp_path, hub_cache):
+    with pytest.raises(InputError, match=r"^models.Gone.pretrained: org/gone @ main: \w+Error: .+$"):
+        pretrained.fetch({"hub_id": "org/gone", "revision": "main"}, tmp_path / "out", key="models.Gone.pretrained")
+    assert not (tmp_path / "out").exists()
+
+
 def test_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused(tmp_path, bert_dir):
     # BioBERT v1.2's bare vocab.txt: AutoTokenizer lower-cases, so capitalised words would be lost
     folder = tmp_path / "bare"

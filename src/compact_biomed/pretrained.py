@@ -108,7 +108,7 @@ def hub_snapshot(hub_id: str, revision: str, patterns: list[str]) -> Path:
     snapshot folder's name is the commit it resolved to."""
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(hub_id, revision=resolve_revision(hub_id, revision), allow_patterns=patterns))
+    return Path(snapshot_download(hub_id, revision=revision, allow_patterns=patterns))
 
 
 def hub_weight_patterns(hub_id: str, revision: str) -> list[str]:
@@ -117,7 +117,7 @@ def hub_weight_patterns(hub_id: str, revision: str) -> list[str]:
     from huggingface_hub.errors import OfflineModeIsEnabled
 
     try:
-        files = list_repo_files(hub_id, revision=resolve_revision(hub_id, revision))
+        files = list_repo_files(hub_id, revision=revision)
     except OfflineModeIsEnabled:  # from the cache: whatever format it holds
         return WEIGHT_PATTERNS["safetensors"] + WEIGHT_PATTERNS["bin"]
     return WEIGHT_PATTERNS[weight_format(files) or "safetensors"]
@@ -162,7 +162,7 @@ def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
             copy_files(folder, tmp, [CONFIG_FILE, *weights, *TOKENIZER_PATTERNS])
             provenance = {"path": str(folder.resolve()), "weights_sha256": weights_digest(tmp)}
         else:
-            provenance = fetch_hub(source, tmp)
+            provenance = fetch_hub_row(source, tmp, key)
         added = add_model_type(tmp)
         if added:
             provenance["model_type_added"] = added
@@ -173,16 +173,28 @@ def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
     return provenance
 
 
+def fetch_hub_row(source: dict, dest: Path, key: str) -> dict:
+    """`fetch_hub`, with the hub's errors (unknown repository or revision, no network and nothing cached) as one
+    line naming the row's key."""
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return fetch_hub(source, dest)
+    except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OSError) as error:
+        where = f"{source['hub_id']} @ {source['revision']}"
+        raise InputError(key, f"{where}: {type(error).__name__}: {str(error).strip().splitlines()[0]}") from None
+
+
 def fetch_hub(source: dict, dest: Path) -> dict:
-    hub_id, revision = source["hub_id"], source["revision"]
+    hub_id, revision = source["hub_id"], resolve_revision(source["hub_id"], source["revision"])
     tokenizer_id = source.get("tokenizer_hub_id")
     model_patterns = [CONFIG_FILE, *hub_weight_patterns(hub_id, revision)]
     snapshot = hub_snapshot(hub_id, revision, model_patterns + ([] if tokenizer_id else TOKENIZER_PATTERNS))
     copy_files(snapshot, dest, model_patterns + ([] if tokenizer_id else TOKENIZER_PATTERNS))
-    provenance = {"hub_id": hub_id, "revision": revision, "commit": snapshot.name}
+    provenance = {"hub_id": hub_id, "revision": source["revision"], "commit": snapshot.name}
     if tokenizer_id:  # e.g. a repository whose bare vocab.txt AutoTokenizer would lower-case
         tokenizer_revision = source.get("tokenizer_revision", "main")
-        tokenizer = hub_snapshot(tokenizer_id, tokenizer_revision, TOKENIZER_PATTERNS)
+        tokenizer = hub_snapshot(tokenizer_id, resolve_revision(tokenizer_id, tokenizer_revision), TOKENIZER_PATTERNS)
         copy_files(tokenizer, dest, TOKENIZER_PATTERNS)
         provenance.update(tokenizer_hub_id=tokenizer_id, tokenizer_revision=tokenizer_revision,
                           tokenizer_commit=tokenizer.name)
