@@ -10,7 +10,7 @@ import torch
 from conftest import shared_path
 
 from compact_biomed import ner
-from compact_biomed.io import InputError, read_json
+from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 
 torch.set_num_threads(1)
 
@@ -268,7 +268,7 @@ QUICK = dict(learning_rate=5e-3, epochs=4, batch_size=8, max_length=16, threads=
 def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tmp_path):
     out = tmp_path / "run"
     metrics = ner.finetune(tiny_bert_dir, toy_data_dir, out, seed=3, hparams=QUICK)
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.tsv"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
     assert read_json(out / "metrics.json") == metrics
     assert set(metrics) == {"seed", "epochs", "model_dir", "data_dir", "label_mode_train", "train_sentences",
                             "split_sentences", "wall_seconds", "train_samples_per_second", "dev", "test"}

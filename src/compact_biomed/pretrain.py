@@ -334,7 +334,7 @@ def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[
 
 def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, card: str, rows: list[dict]) -> None:
     """Write the student alone (no teacher, no fit_dense), its tokenizer, model card and log; all or nothing."""
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_path(out_dir, is_dir=True, step="pretrain") as tmp:
         objective.student.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card)
