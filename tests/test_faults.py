@@ -97,7 +97,7 @@ def test_killed_pretraining_resumes_and_gives_the_same_table(tmp_path):
     # SIGKILL the pre-training jobs as soon as DistilBioBERT's first checkpoint is complete (as a node failure or
     # an out-of-memory kill would). The profile's retry reruns them, and they resume from their checkpoints.
     workflow = start_workflow(workdir)
-    wait_for(workflow, lambda: (checkpoints / "checkpoint-10" / "trainer_state.json").exists())
+    wait_for(workflow, lambda: any(checkpoints.glob("run-*/checkpoint-10/trainer_state.json")))
     before = mtimes(workdir, finished)
     killed = job_pids(workdir, "pretrain.py")
     assert killed
