@@ -151,3 +151,9 @@ def test_a_crashed_job_is_retried_and_its_error_stays_in_the_log(tmp_path, monke
     assert result.returncode != 0
     assert "MemoryError: simulated out of memory" in (without_retries / "logs/build_corpus.log.failed").read_text()
     assert not (without_retries / "results/pubmed/corpus.parquet").exists()
+
+    monkeypatch.delenv("COMPACT_BIOMED_INJECT_FAULT")  # the next run succeeds: its log has no old failure
+    result = snakemake(*target, cwd=without_retries, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MemoryError" not in (without_retries / "logs/build_corpus.log").read_text()
+    assert not (without_retries / "logs/build_corpus.log.failed").exists()
