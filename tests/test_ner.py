@@ -11,6 +11,7 @@ from conftest import shared_path
 
 from compact_biomed import ner
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
+from compact_biomed.ner_data import load_dataset_dir
 
 torch.set_num_threads(1)
 
@@ -150,6 +151,16 @@ def test_train_dev_that_does_not_start_with_train_is_an_input_error(tmp_path):
     write_split(folder / "train_dev.tsv", DEV + TRAIN)
     with pytest.raises(InputError, match="train_dev.tsv: does not start with"):
         ner.load_dataset_dir(folder)
+
+
+def test_a_utf8_bom_at_the_start_of_a_real_split_is_accepted(tmp_path):
+    real = shared_path("ner", "BC5CDR-chem")
+    copy = tmp_path / "BC5CDR-chem"
+    copy.mkdir()
+    for split in ("train", "devel", "test", "train_dev"):
+        data = (real / f"{split}.tsv").read_bytes()
+        (copy / f"{split}.tsv").write_bytes(b"\xef\xbb\xbf" + data if split in ("train", "test") else data)
+    assert load_dataset_dir(copy) == load_dataset_dir(real)
 
 
 # --- alignment -----------------------------------------------------------------------------------------
