@@ -134,6 +134,16 @@ def test_other_folder_outputs_refuse_a_folder_they_did_not_write(tmp_path, tiny_
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_dir):
+    corpus, out = tmp_path / "corpus.parquet", tmp_path / "shard"
+    pq.write_table(pa.table({"text": ["Aspirin reduces fever.", "Cisplatin hurts."]}), corpus)
+    args = ["tokenize-shard", "--corpus", str(corpus), "--tokenizer", str(tiny_bert_dir), "--out", str(out),
+            "--shard", "0", "--num-shards", "1"]
+    assert main(args) == 0
+    first = tree(out)
+    assert main(args) == 0 and tree(out) == first
+
+
 # --- bad command lines and configs: one line naming the file ------------------------------------------------------
 
 def test_missing_model_dir_is_one_line_naming_it(tmp_path, capsys):

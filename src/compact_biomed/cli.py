@@ -76,7 +76,7 @@ def cmd_tokenize_shard(args):
     from . import shards
 
     existing(args.corpus, args.tokenizer)
-    check_replaceable(args.out, "tokenize-shard")
+    check_replaceable(args.out, args.step)
     print(shards.tokenize_shard(args.corpus, args.tokenizer, args.out, shard=args.shard, num_shards=args.num_shards,
                                 max_length=args.max_length, mode=args.mode))
 
@@ -92,7 +92,7 @@ def cmd_checkpoint(args):
 
     config = load_config(args.config)
     source = config["teacher"] if args.model == "teacher" else config["models"][args.model]["start"]
-    check_replaceable(args.out, "checkpoint")
+    check_replaceable(args.out, args.step)
     if "hub_id" in source:
         checkpoints.from_hub(source["hub_id"], args.out, revision=source.get("revision"),
                              tokenizer_id=source.get("tokenizer_hub_id"))
@@ -106,7 +106,7 @@ def cmd_pretrain(args):
     config = load_config(args.config)
     model = config["models"][args.model]
     existing(*args.shards, args.teacher, args.start)
-    check_replaceable(args.out, "pretrain")
+    check_replaceable(args.out, args.step)
     print(pretrain.run(model["recipe"], args.shards, args.out, args.checkpoint_dir,
                        train=cfg.train_settings(config, args.model), teacher_dir=args.teacher,
                        start_dir=args.start, student=model.get("student", {}), seed=model.get("seed", 42),
@@ -118,7 +118,7 @@ def cmd_finetune_ner(args):
 
     config = load_config(args.config)
     existing(args.model_dir, args.data_dir)
-    check_replaceable(args.out_dir, "finetune-ner")
+    check_replaceable(args.out_dir, args.step)
     metrics = ner.finetune(args.model_dir, args.data_dir, args.out_dir, seed=args.seed,
                            hparams=config["ner"]["hparams"])
     print({split: metrics[split] for split in ("dev", "test")})

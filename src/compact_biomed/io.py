@@ -19,7 +19,8 @@ class InputError(Exception):
         self.problem = problem
 
 
-# Marks a folder as one step's output (the file holds the step's name): only such a folder is ever replaced.
+# Marks a folder as one step's output (the file holds the step's name, the same as its CLI command's): only such
+# a folder is ever replaced.
 OUTPUT_MARKER = ".compact-biomed-output"
 
 
@@ -35,6 +36,7 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
     if is_dir and not step:
         raise ValueError("a folder output needs the step that writes it (its marker)")
     check_replaceable(final, step if is_dir else None)
+    final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     target = tmp if is_dir else tmp / final.name
     try:
@@ -50,13 +52,12 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
 
 
 def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None:
-    """Refuse an output path whose present content we may not replace; creates its parent folder.
+    """Refuse an output path whose present content we may not replace.
 
     A file output (step None) may replace a file but never a folder. A folder output of `step` may replace a
     missing or empty folder, or a previous output of the same step (its marker file names the step).
     """
     final = Path(os.path.abspath(final))
-    final.parent.mkdir(parents=True, exist_ok=True)
     if not final.exists() and not final.is_symlink():
         return
     if step is None:
