@@ -23,14 +23,22 @@ def load_config(path: str) -> dict:
     try:
         config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise InputError(path, f"{where}not valid YAML ({error.problem or error.context})") from None
+        raise InputError(path, yaml_problem(error)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(path, f"not valid YAML ({' '.join(str(error).split())})") from None
     if SCHEMA.exists():  # absent only in a wheel install without the repository
         cfg.check(config, SCHEMA)
     return config
+
+
+def yaml_problem(error: yaml.MarkedYAMLError) -> str:
+    """YAML's own error on one line: where it stopped, what it expected, and where the open construct began."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    where = f"{at(error.problem_mark)}: " if error.problem_mark else ""
+    context = f"; {error.context} at {at(error.context_mark)}" if error.context and error.context_mark else ""
+    return f"{where}not valid YAML ({error.problem or error.context}{context})"
 
 
 def existing(*paths) -> None:
