@@ -170,6 +170,17 @@ def test_changed_settings_start_afresh_and_the_old_run_is_kept(tmp_path, tiny_be
     assert again["resumed_from"] == str(first_run / "checkpoint-2") and again["steps"] == 2
 
 
+def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path, tiny_bert_dir, teacher_shard,
+                                                                        capsys):
+    old = tmp_path / "ckpt" / "checkpoint-2"
+    old.mkdir(parents=True)
+    (old / "trainer_state.json").write_text('{"global_step": 2}')
+    summary = pretrain.run("distilbiobert", [teacher_shard], str(tmp_path / "out"), str(tmp_path / "ckpt"),
+                           {**TRAIN, "max_steps": 1}, teacher_dir=str(tiny_bert_dir))
+    assert summary["resumed_from"] is None and "not resumed and are left as they are" in capsys.readouterr().out
+    assert os.listdir(old) == ["trainer_state.json"]
+
+
 def tiny_teacher(folder, seed):
     random_init(TINY_TEXTS, folder, "bert", lowercase=False, vocab_size=300, seed=seed,
                 config=dict(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, intermediate_size=64,

@@ -253,6 +253,9 @@ def open_run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
     path = run / RUN_FINGERPRINT_FILE
     if path.is_file():
         return run
+    if checkpoint_dirs(checkpoint_dir):
+        print(f"{checkpoint_dir} holds checkpoints of an earlier version, which did not record the content of their "
+              f"inputs: they are not resumed and are left as they are", flush=True)
     others = sorted(Path(checkpoint_dir).glob(f"{RUN_DIR_PREFIX}*/{RUN_FINGERPRINT_FILE}"), key=os.path.getmtime)
     if others:
         previous = json.loads(others[-1].read_text())
