@@ -59,7 +59,7 @@ def redirect_output(log: str) -> None:
     """
     global _earlier_attempts
     failed = Path(f"{log}.failed")
-    earlier = failed.read_text() if failed.exists() else ""
+    earlier = failed.read_text(errors="replace") if failed.exists() else ""
     failed.unlink(missing_ok=True)
     run_id = os.environ.get(RUN_ID, "")
     _earlier_attempts = earlier if run_id and earlier.startswith(failed_header(run_id)) else ""
