@@ -1,15 +1,20 @@
 # Shared set-up: config validation, the lists every stage expands over, wildcard constraints, input functions.
+import os
 import re
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 # The package is pip-installed for the jobs (`make setup`); the Snakefile itself also finds it in a bare clone.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from compact_biomed import config as cfg
+from compact_biomed.smk import RUN_ID
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
+
+os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: see compact_biomed.smk
 
 try:
     cfg.check(config, Path(workflow.basedir) / "config/schema.yaml")

@@ -1,6 +1,7 @@
 # The six compact models: distillation from the teacher or continual MLM from a start checkpoint.
-# Trainer checkpoints live in results/checkpoints/{student}, outside the declared output, so a rerun after a
-# kill resumes from the newest complete checkpoint instead of starting over.
+# Trainer checkpoints live in results/checkpoints/{student}/run-<key>, outside the declared output, so a rerun
+# after a kill resumes from the newest complete checkpoint instead of starting over; the key hashes the inputs'
+# content and the settings, so changed inputs start afresh.
 
 
 rule pretrain:

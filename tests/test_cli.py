@@ -1,15 +1,19 @@
-"""The PubMed steps from the command line, without Snakemake, as the README shows them."""
+"""The steps from the command line, without Snakemake, as the README shows them; what they refuse to touch."""
 
 import gzip
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
+import yaml
 
 from compact_biomed.cli import main
-from compact_biomed.io import read_json
-from conftest import shared_path
+from compact_biomed.io import OUTPUT_MARKER, read_json
+from conftest import REPO, shared_path
 
 
 def test_pubmed_steps_from_the_command_line(tmp_path):
@@ -38,3 +42,124 @@ def test_console_script_is_installed():
     result = subprocess.run([str(script), "--help"], check=False, capture_output=True, text=True)
     assert result.returncode == 0
     assert "parse-pubmed" in result.stdout and "fetch-huggingface-pubmed" in result.stdout
+
+
+# --- outputs: nothing a command did not write is ever deleted -----------------------------------------------------
+
+def ner_config(tmp_path) -> Path:
+    """The demo config with one quick epoch of NER."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"]["hparams"].update(epochs=1, max_length=32)
+    path = tmp_path / "quick.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ner_data(folder: Path) -> Path:
+    folder.mkdir()
+    train = "Aspirin\tB\nreduces\tO\nfever\tO\n\nCisplatin\tB\nhurts\tO\n\n"
+    dev, test = "Metformin\tB\nlowers\tO\n\n", "Aspirin\tB\nhelps\tO\n\n"
+    for name, text in {"train": train, "devel": dev, "train_dev": train + dev, "test": test}.items():
+        (folder / f"{name}.tsv").write_text(text)
+    return folder
+
+
+def finetune_args(tiny_bert_dir, tmp_path, out_dir) -> list[str]:
+    return ["finetune-ner", "--config", str(ner_config(tmp_path)), "--model-dir", str(tiny_bert_dir),
+            "--data-dir", str(ner_data(tmp_path / "data")), "--out-dir", str(out_dir)]
+
+
+def tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+def one_error_line(capsys, step: str, path) -> str:
+    error = capsys.readouterr().err
+    assert error.startswith(f"compact-biomed {step}: error: ") and error.count("\n") == 1, error
+    assert str(Path(path).absolute()) in error or str(path) in error
+    return error
+
+
+def test_finetune_ner_refuses_a_folder_it_did_not_write_and_keeps_its_files(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "existing"
+    (out / "sub").mkdir(parents=True)
+    (out / "notes.txt").write_text("mine")
+    (out / "sub" / "data.csv").write_text("a,b\n")
+    before = tree(out)
+    assert main(finetune_args(tiny_bert_dir, tmp_path, out)) == 1
+    assert "did not write" in one_error_line(capsys, "finetune-ner", out)
+    assert tree(out) == before
+
+
+def test_out_dir_dot_refuses_and_leaves_the_current_folder_alone(tmp_path, tiny_bert_dir, capsys, monkeypatch):
+    cwd = tmp_path / "cwd"
+    (cwd / ".git").mkdir(parents=True)
+    (cwd / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (cwd / "README.md").write_text("keep me")
+    before = tree(cwd)
+    args = finetune_args(tiny_bert_dir, tmp_path, ".")
+    monkeypatch.chdir(cwd)
+    assert main(args) == 1
+    one_error_line(capsys, "finetune-ner", cwd)
+    assert tree(cwd) == before
+
+
+def test_a_second_run_replaces_its_own_previous_output(tmp_path, tiny_bert_dir, capsys):
+    out = tmp_path / "run"
+    args = finetune_args(tiny_bert_dir, tmp_path, out)
+    assert main(args) == 0
+    first = read_json(out / "metrics.json")
+    (out / "metrics.json").write_text("{}")  # a stale file of the previous output is replaced, not kept
+    assert main(args) == 0
+    assert read_json(out / "metrics.json")["test"] == first["test"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
+
+
+@pytest.mark.parametrize("step", ["tokenize-shard", "checkpoint", "pretrain"])
+def test_other_folder_outputs_refuse_a_folder_they_did_not_write(tmp_path, tiny_bert_dir, capsys, step):
+    out = tmp_path / "existing"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    corpus = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"text": ["Aspirin reduces fever."] * 4}), corpus)
+    args = {
+        "tokenize-shard": ["--corpus", str(corpus), "--tokenizer", str(tiny_bert_dir), "--shard", "0",
+                           "--num-shards", "1"],
+        "checkpoint": ["teacher", "--corpus", str(corpus)],
+        "pretrain": ["DistilBioBERT", "--shards", str(tiny_bert_dir), "--teacher", str(tiny_bert_dir),
+                     "--checkpoint-dir", str(tmp_path / "ckpt")],
+    }[step]
+    assert main([step, *args, "--out", str(out)]) == 1
+    one_error_line(capsys, step, out)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_dir):
+    corpus, out = tmp_path / "corpus.parquet", tmp_path / "shard"
+    pq.write_table(pa.table({"text": ["Aspirin reduces fever.", "Cisplatin hurts."]}), corpus)
+    args = ["tokenize-shard", "--corpus", str(corpus), "--tokenizer", str(tiny_bert_dir), "--out", str(out),
+            "--shard", "0", "--num-shards", "1"]
+    assert main(args) == 0
+    first = tree(out)
+    assert main(args) == 0 and tree(out) == first
+
+
+# --- bad command lines and configs: one line naming the file ------------------------------------------------------
+
+def test_missing_model_dir_is_one_line_naming_it(tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    args = ["finetune-ner", "--model-dir", str(missing), "--data-dir", str(ner_data(tmp_path / "data")),
+            "--out-dir", str(tmp_path / "out")]
+    assert main(args) == 1
+    assert "no such file or folder" in one_error_line(capsys, "finetune-ner", missing)
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_syntax_error_is_one_line_naming_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("threads: 2\nmodels:\n  a: [1, 2\nner: {}\n")
+    assert main(["check-config", "--config", str(bad)]) == 1
+    error = one_error_line(capsys, "check-config", bad)
+    assert re.search(r"line \d+, column \d+", error) and "not valid YAML" in error
+    assert main(["check-config", "--config", str(tmp_path / "missing.yaml")]) == 1
+    one_error_line(capsys, "check-config", tmp_path / "missing.yaml")

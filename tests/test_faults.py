@@ -1,4 +1,5 @@
-"""Runs that survive faults: a kill mid-pre-training, a kill of Snakemake itself, a job that crashes once."""
+"""Runs that survive faults: a kill mid-pre-training, a kill of Snakemake itself, a job that crashes once, changed
+inputs under a finished pre-training run."""
 
 import base64
 import os
@@ -97,7 +98,7 @@ def test_killed_pretraining_resumes_and_gives_the_same_table(tmp_path):
     # SIGKILL the pre-training jobs as soon as DistilBioBERT's first checkpoint is complete (as a node failure or
     # an out-of-memory kill would). The profile's retry reruns them, and they resume from their checkpoints.
     workflow = start_workflow(workdir)
-    wait_for(workflow, lambda: (checkpoints / "checkpoint-10" / "trainer_state.json").exists())
+    wait_for(workflow, lambda: any(checkpoints.glob("run-*/checkpoint-10/trainer_state.json")))
     before = mtimes(workdir, finished)
     killed = job_pids(workdir, "pretrain.py")
     assert killed
@@ -111,6 +112,33 @@ def test_killed_pretraining_resumes_and_gives_the_same_table(tmp_path):
     assert (workdir / "results/tables/ner_f1.csv").read_text() == (reference / "results/tables/ner_f1.csv").read_text()
     ours, theirs = (load_file(d / "results/models/DistilBioBERT/model.safetensors") for d in (workdir, reference))
     assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_a_changed_corpus_retrains_from_scratch_and_a_finished_run_is_not_trained_further(tmp_path):
+    """Another demo corpus retrains the teacher's tokenizer (ids move) and the shards: `--forcerun pretrain` must
+    not resume the old run's checkpoints, and rerunning a finished run must not train it a step further."""
+    workdir = copy_workflow(tmp_path / "changed")
+    config = small_config()
+    (workdir / "small.yaml").write_text(yaml.safe_dump(config))
+    target = ["results/models/DistilBioBERT", "--cores", "2", "--configfile", "small.yaml", "--forcerun", "pretrain"]
+    model, log = workdir / "results/models/DistilBioBERT", workdir / "logs/pretrain/DistilBioBERT.log"
+    assert snakemake(*target, cwd=workdir, timeout=900).returncode == 0
+    first = load_file(model / "model.safetensors")
+
+    assert snakemake(*target, cwd=workdir, timeout=900).returncode == 0  # the same inputs: export again, no step
+    assert "exporting it, no further training" in log.read_text()
+    again = load_file(model / "model.safetensors")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert yaml.safe_load((model / "README.md").read_text().split("---\n")[1])["steps"] == 12
+
+    config["demo"]["citations_per_file"] = 200
+    (workdir / "small.yaml").write_text(yaml.safe_dump(config))
+    assert snakemake(*target, cwd=workdir, timeout=900).returncode == 0
+    text = log.read_text()
+    assert "starting afresh" in text and "no complete checkpoint: starting at step 0" in text, text[-2000:]
+    changed = load_file(model / "model.safetensors")
+    assert first.keys() == changed.keys() and not all(torch.equal(first[k], changed[k]) for k in first)
+    assert len(list((workdir / "results/checkpoints/DistilBioBERT").iterdir())) == 2  # the old run is kept
 
 
 def test_snakemake_killed_mid_dag_finishes_without_redoing_work(tmp_path):
@@ -151,3 +179,9 @@ def test_a_crashed_job_is_retried_and_its_error_stays_in_the_log(tmp_path, monke
     assert result.returncode != 0
     assert "MemoryError: simulated out of memory" in (without_retries / "logs/build_corpus.log.failed").read_text()
     assert not (without_retries / "results/pubmed/corpus.parquet").exists()
+
+    monkeypatch.delenv("COMPACT_BIOMED_INJECT_FAULT")  # the next run succeeds: its log has no old failure
+    result = snakemake(*target, cwd=without_retries, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "MemoryError" not in (without_retries / "logs/build_corpus.log").read_text()
+    assert not (without_retries / "logs/build_corpus.log.failed").exists()

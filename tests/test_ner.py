@@ -10,7 +10,8 @@ import torch
 from conftest import shared_path
 
 from compact_biomed import ner
-from compact_biomed.io import InputError, read_json
+from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
+from compact_biomed.ner_data import load_dataset_dir
 
 torch.set_num_threads(1)
 
@@ -152,6 +153,16 @@ def test_train_dev_that_does_not_start_with_train_is_an_input_error(tmp_path):
         ner.load_dataset_dir(folder)
 
 
+def test_a_utf8_bom_at_the_start_of_a_real_split_is_accepted(tmp_path):
+    real = shared_path("ner", "BC5CDR-chem")
+    copy = tmp_path / "BC5CDR-chem"
+    copy.mkdir()
+    for split in ("train", "devel", "test", "train_dev"):
+        data = (real / f"{split}.tsv").read_bytes()
+        (copy / f"{split}.tsv").write_bytes(b"\xef\xbb\xbf" + data if split in ("train", "test") else data)
+    assert load_dataset_dir(copy) == load_dataset_dir(real)
+
+
 # --- alignment -----------------------------------------------------------------------------------------
 
 # [CLS] Cis ##pla ##tin <word 1 has no pieces> fever [SEP]; word tags B O I (an I without B).
@@ -268,7 +279,7 @@ QUICK = dict(learning_rate=5e-3, epochs=4, batch_size=8, max_length=16, threads=
 def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tmp_path):
     out = tmp_path / "run"
     metrics = ner.finetune(tiny_bert_dir, toy_data_dir, out, seed=3, hparams=QUICK)
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "predictions.tsv"]
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
     assert read_json(out / "metrics.json") == metrics
     assert set(metrics) == {"seed", "epochs", "model_dir", "data_dir", "label_mode_train", "train_sentences",
                             "split_sentences", "wall_seconds", "train_samples_per_second", "dev", "test"}

@@ -6,7 +6,7 @@ import tarfile
 import pytest
 
 from compact_biomed import ner_archive
-from compact_biomed.io import InputError
+from compact_biomed.io import OUTPUT_MARKER, InputError
 from conftest import shared_path
 
 
@@ -24,7 +24,7 @@ def test_extracts_configured_sets_from_a_real_layout(tmp_path):
     make_archive(archive, ["BC5CDR-chem", "NCBI-disease"], real)
     ner_archive.fetch(str(archive), tmp_path / "NER", ["BC5CDR-chem"])
     out = tmp_path / "NER" / "BC5CDR-chem"
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{s}.tsv" for s in ner_archive.SPLITS)
+    assert sorted(p.name for p in out.iterdir()) == sorted([OUTPUT_MARKER] + [f"{s}.tsv" for s in ner_archive.SPLITS])
     assert (out / "test.tsv").read_bytes() == (real / "test.tsv").read_bytes()
     assert not (tmp_path / "NER" / "NCBI-disease").exists()  # only what the config asks for
 

@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shutil
 
 import datasets
 import pytest
@@ -94,7 +96,8 @@ def test_distillation_run_exports_student_only(tmp_path, tiny_bert_dir, teacher_
     teacher = AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
     assert model.config.num_hidden_layers == 2 < teacher.config.num_hidden_layers
     assert model.config.vocab_size == teacher.config.vocab_size
-    assert sorted(os.listdir(tmp_path / "ckpt")) == ["run.json"]  # save_steps 0: no checkpoint
+    (run,) = (tmp_path / "ckpt").iterdir()
+    assert run.name.startswith("run-") and os.listdir(run) == ["run.json"]  # save_steps 0: no checkpoint
 
 
 @pytest.mark.parametrize("start", ["bert", "distilbert", "mobilebert"])
@@ -136,12 +139,13 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_bert_di
         pretrain.train_and_export(recipe_name, [teacher_shard], str(tmp_path / "b"), str(tmp_path / "ck-b"), train,
                                   callbacks=[KillAfterCheckpoint(3)], **common)
     assert not (tmp_path / "b").exists()  # nothing exported by the killed job
-    partial = tmp_path / "ck-b" / "checkpoint-5"  # a later save killed half-way: no trainer_state.json
+    (run,) = (tmp_path / "ck-b").iterdir()
+    partial = run / "checkpoint-5"  # a later save killed half-way: no trainer_state.json
     partial.mkdir()
     (partial / "config.json").write_text("{}")
     summary = pretrain.run(recipe_name, [teacher_shard], str(tmp_path / "b"), str(tmp_path / "ck-b"), train, **common)
 
-    assert summary["resumed_from"] == str(tmp_path / "ck-b" / "checkpoint-3")
+    assert summary["resumed_from"] == str(run / "checkpoint-3")
     assert summary["steps"] == 6
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -150,17 +154,90 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_bert_di
     assert (tmp_path / "a" / "train_log.jsonl").read_text() == (tmp_path / "b" / "train_log.jsonl").read_text()
     assert not partial.exists()
     if recipe_name == "tinybiobert":  # the projection is checkpointed (to resume) but never exported
-        assert (tmp_path / "ck-b" / "checkpoint-3" / pretrain.FIT_DENSE_FILE).is_file()
+        assert (run / "checkpoint-3" / pretrain.FIT_DENSE_FILE).is_file()
 
 
-def test_resume_refuses_checkpoints_of_a_different_configuration(tmp_path, tiny_bert_dir, teacher_shard):
+def test_changed_settings_start_afresh_and_the_old_run_is_kept(tmp_path, tiny_bert_dir, teacher_shard, capsys):
     train = {**TRAIN, "max_steps": 2, "save_steps": 2}
     args = (["continual_mlm", [teacher_shard], str(tmp_path / "out"), str(tmp_path / "ckpt")])
     pretrain.run(*args, train, start_dir=str(tiny_bert_dir))
-    with pytest.raises(InputError, match="learning_rate"):
-        pretrain.run(*args, {**train, "learning_rate": 5e-4}, start_dir=str(tiny_bert_dir))
-    summary = pretrain.run(*args, {**train, "logging_steps": 2}, start_dir=str(tiny_bert_dir))  # harmless change
-    assert summary["resumed_from"].endswith("checkpoint-2")
+    (first_run,) = (tmp_path / "ckpt").iterdir()
+    changed = pretrain.run(*args, {**train, "learning_rate": 5e-4}, start_dir=str(tiny_bert_dir))
+    assert changed["resumed_from"] is None and changed["steps"] == 2
+    assert re.search(r"inputs or settings changed since .* \(learning_rate\): starting afresh", capsys.readouterr().out)
+    assert len(list((tmp_path / "ckpt").iterdir())) == 2  # the first run's checkpoints are kept
+    again = pretrain.run(*args, {**train, "logging_steps": 2}, start_dir=str(tiny_bert_dir))  # harmless change
+    assert again["resumed_from"] == str(first_run / "checkpoint-2") and again["steps"] == 2
+
+
+def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path, tiny_bert_dir, teacher_shard,
+                                                                        capsys):
+    old = tmp_path / "ckpt" / "checkpoint-2"
+    old.mkdir(parents=True)
+    (old / "trainer_state.json").write_text('{"global_step": 2}')
+    summary = pretrain.run("distilbiobert", [teacher_shard], str(tmp_path / "out"), str(tmp_path / "ckpt"),
+                           {**TRAIN, "max_steps": 1}, teacher_dir=str(tiny_bert_dir))
+    assert summary["resumed_from"] is None and "not resumed and are left as they are" in capsys.readouterr().out
+    assert os.listdir(old) == ["trainer_state.json"]
+
+
+def tiny_teacher(folder, seed):
+    random_init(TINY_TEXTS, folder, "bert", lowercase=False, vocab_size=300, seed=seed,
+                config=dict(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                            max_position_embeddings=128))
+    return str(folder)
+
+
+def weights(out_dir) -> dict:
+    return load_file(out_dir / "model.safetensors")
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("change", ["teacher weights", "teacher tokenizer", "shards"])
+def test_changed_inputs_at_the_same_paths_start_afresh(tmp_path, teacher_shard, capsys, change):
+    """The same paths with new content (as `--forcerun pretrain` after a new corpus or teacher) never resume."""
+    teacher = tiny_teacher(tmp_path / "teacher", seed=0)
+    shard = save_shard(teacher, tmp_path / "shard")
+    train = {**TRAIN, "max_steps": 2, "save_steps": 2}
+    args = ("distilbiobert", [shard], None, str(tmp_path / "ckpt"), train)
+    pretrain.run(*args[:2], str(tmp_path / "old"), *args[3:], teacher_dir=teacher)
+
+    if change == "teacher weights":
+        shutil.rmtree(teacher)
+        tiny_teacher(tmp_path / "teacher", seed=1)
+    elif change == "teacher tokenizer":  # a tokenizer setting: the weights and token ids stay
+        config = tmp_path / "teacher" / "tokenizer_config.json"
+        config.write_text(json.dumps({**json.loads(config.read_text()), "model_max_length": 64}))
+    else:
+        datasets.Dataset.from_dict(datasets.load_from_disk(shard)[::-1]).save_to_disk(str(tmp_path / "reversed"))
+        shutil.rmtree(shard)
+        shutil.move(tmp_path / "reversed", shard)
+    capsys.readouterr()
+    rerun = pretrain.run(*args[:2], str(tmp_path / "new"), *args[3:], teacher_dir=teacher)
+    assert rerun["resumed_from"] is None and rerun["steps"] == 2
+    assert "starting afresh" in capsys.readouterr().out
+    fresh = pretrain.run(*args[:2], str(tmp_path / "fresh"), str(tmp_path / "ckpt-fresh"), train, teacher_dir=teacher)
+    assert fresh["resumed_from"] is None
+    assert same_weights(weights(tmp_path / "new"), weights(tmp_path / "fresh"))
+    if change != "teacher tokenizer":
+        assert not same_weights(weights(tmp_path / "new"), weights(tmp_path / "old"))
+
+
+def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_bert_dir, teacher_shard, capsys):
+    train = {**TRAIN, "max_steps": 4, "save_steps": 2, "lr_scheduler": "constant", "warmup_steps": 0}
+    args = ("distilbiobert", [teacher_shard])
+    kwargs = {"teacher_dir": str(tiny_bert_dir)}
+    first = pretrain.run(*args, str(tmp_path / "a"), str(tmp_path / "ckpt"), train, **kwargs)
+    capsys.readouterr()
+    again = pretrain.run(*args, str(tmp_path / "b"), str(tmp_path / "ckpt"), train, **kwargs)
+    assert first["steps"] == again["steps"] == 4 and again["resumed_from"].endswith("checkpoint-4")
+    assert "exporting it, no further training" in capsys.readouterr().out
+    for name in ("model.safetensors", "config.json", "README.md", "train_log.jsonl", "tokenizer.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert again["final_losses"] == first["final_losses"]
 
 
 # --- pieces -------------------------------------------------------------------------------------------------------

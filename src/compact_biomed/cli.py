@@ -13,16 +13,39 @@ from pathlib import Path
 import yaml
 
 from . import config as cfg
-from .io import InputError
+from .io import InputError, check_replaceable
 
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 
 
 def load_config(path: str) -> dict:
-    config = yaml.safe_load(Path(path).read_text())
+    existing(path)
+    try:
+        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as error:
+        raise InputError(path, yaml_problem(error)) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise InputError(path, f"not valid YAML ({' '.join(str(error).split())})") from None
     if SCHEMA.exists():  # absent only in a wheel install without the repository
         cfg.check(config, SCHEMA)
     return config
+
+
+def yaml_problem(error: yaml.MarkedYAMLError) -> str:
+    """YAML's own error on one line: where it stopped, what it expected, and where the open construct began."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    where = f"{at(error.problem_mark)}: " if error.problem_mark else ""
+    context = f"; {error.context} at {at(error.context_mark)}" if error.context and error.context_mark else ""
+    return f"{where}not valid YAML ({error.problem or error.context}{context})"
+
+
+def existing(*paths) -> None:
+    """Named inputs must exist: a clear line here instead of a library's traceback later."""
+    for path in paths:
+        if path is not None and not Path(path).exists():
+            raise InputError(path, "no such file or folder")
 
 
 def cmd_check_config(args):
@@ -60,6 +83,8 @@ def cmd_build_corpus(args):
 def cmd_tokenize_shard(args):
     from . import shards
 
+    existing(args.corpus, args.tokenizer)
+    check_replaceable(args.out, args.step)
     print(shards.tokenize_shard(args.corpus, args.tokenizer, args.out, shard=args.shard, num_shards=args.num_shards,
                                 max_length=args.max_length, mode=args.mode))
 
@@ -75,6 +100,7 @@ def cmd_checkpoint(args):
 
     config = load_config(args.config)
     source = config["teacher"] if args.model == "teacher" else config["models"][args.model]["start"]
+    check_replaceable(args.out, args.step)
     if "hub_id" in source:
         checkpoints.from_hub(source["hub_id"], args.out, revision=source.get("revision"),
                              tokenizer_id=source.get("tokenizer_hub_id"))
@@ -98,6 +124,8 @@ def cmd_pretrain(args):
 
     config = load_config(args.config)
     model = config["models"][args.model]
+    existing(*args.shards, args.teacher, args.start)
+    check_replaceable(args.out, args.step)
     print(pretrain.run(model["recipe"], args.shards, args.out, args.checkpoint_dir,
                        train=cfg.train_settings(config, args.model), teacher_dir=args.teacher,
                        start_dir=args.start, student=model.get("student", {}), seed=model.get("seed", 42),
@@ -108,6 +136,8 @@ def cmd_finetune_ner(args):
     from . import ner
 
     config = load_config(args.config)
+    existing(args.model_dir, args.data_dir)
+    check_replaceable(args.out_dir, args.step)
     metrics = ner.finetune(args.model_dir, args.data_dir, args.out_dir, seed=args.seed,
                            hparams=config["ner"]["hparams"])
     print({split: metrics[split] for split in ("dev", "test")})

@@ -448,7 +448,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
         "dev": results["dev"],
         "test": results["test"],
     }
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_path(out_dir, is_dir=True, step="finetune-ner") as tmp:
         write_predictions(tmp / "predictions.tsv", splits["test"], predicted_words["test"])
         write_json(tmp / "metrics.json", metrics)
     return metrics

@@ -22,7 +22,7 @@ def extract(archive: str | Path, data_dir: str | Path, names: list[str]) -> None
         with tarfile.open(archive) as tar:
             members = {Path(m.name).as_posix().removeprefix("./"): m for m in tar.getmembers() if m.isfile()}
             for name in names:
-                with atomic_path(Path(data_dir) / name, is_dir=True) as tmp:
+                with atomic_path(Path(data_dir) / name, is_dir=True, step="fetch-ner") as tmp:
                     for split in SPLITS:
                         member = members.get(f"datasets/NER/{name}/{split}.tsv")
                         if member is None:

@@ -10,6 +10,7 @@ label set = the tags seen in train.tsv.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from pathlib import Path
@@ -29,8 +30,10 @@ def read_split(path: str | os.PathLike) -> list[Sentence]:
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    # Bytes + splitting on b"\n" only, so a CRLF file is reported instead of being silently accepted.
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+    # Bytes + splitting on b"\n" only, so a CRLF file is reported instead of being silently accepted. A leading
+    # UTF-8 BOM (some editors write one) is not part of the first token.
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    for number, raw in enumerate(data.split(b"\n"), start=1):
         line = _decode_line(path, number, raw)
         if not line:
             if tokens:

@@ -6,12 +6,15 @@ adds only what the recipes need:
 - a collator whose MLM masks depend on (seed, example indices) only, so an interrupted-and-resumed run sees exactly
   the masks of an uninterrupted one (the stock collator draws from the global RNG, and Trainer's dataloader
   prefetches one batch ahead of the RNG state it checkpoints);
-- checkpoints holding the student (+ fit_dense) but never the frozen teacher; resume from the newest COMPLETE one;
+- checkpoints holding the student (+ fit_dense) but never the frozen teacher, kept per run in a folder named by
+  the content of the run's inputs (`run_dir`), so changed inputs start afresh and never resume an old run; resume
+  from the newest COMPLETE checkpoint; a finished run is exported again from its last checkpoint, never trained on;
 - per-term losses in the Trainer log, written to train_log.jsonl with the exported model and its model card.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -22,16 +25,21 @@ import numpy as np
 import safetensors.torch
 import torch
 import yaml
-from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
+from transformers import (AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainerState, TrainingArguments,
+                          set_seed)
 
 from . import recipes
 from .checkpoints import source_name
 from .io import InputError, atomic_path
+from .shards import STATS_NAME
 
 FIT_DENSE_FILE = "fit_dense.safetensors"
 RUN_FINGERPRINT_FILE = "run.json"
 SHARD_COLUMNS = ("input_ids", "special_tokens_mask")
 CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
+RUN_DIR_PREFIX = "run-"
+# What from_pretrained reads from a model folder (weights, config, tokenizer files); hashed into the run's key.
+MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
 
 TRAIN_DEFAULTS = {
     "max_steps": 1000, "global_batch_size": 192, "per_device_batch_size": 24, "learning_rate": 5e-4,
@@ -196,17 +204,74 @@ def remove_incomplete_checkpoints(checkpoint_dir: str | Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def check_run_fingerprint(checkpoint_dir: str | Path, fingerprint: dict) -> None:
-    """Refuse to resume checkpoints written by a differently configured run (same dir, changed config)."""
-    path = Path(checkpoint_dir) / RUN_FINGERPRINT_FILE
-    if path.is_file() and latest_complete_checkpoint(checkpoint_dir):
-        previous = json.loads(path.read_text())
-        if previous != fingerprint:
-            changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
-            raise InputError(checkpoint_dir, f"holds checkpoints of a run configured differently "
-                                             f"({', '.join(changed)}); delete it to start afresh")
-    path.parent.mkdir(parents=True, exist_ok=True)
+def file_digest(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def folder_digest(folder: str | Path, patterns: tuple[str, ...] = MODEL_FILE_PATTERNS) -> str:
+    """sha256 over the names and contents of a folder's top-level files matching `patterns`."""
+    files = sorted({path for pattern in patterns for path in Path(folder).glob(pattern) if path.is_file()})
+    if not files:
+        raise InputError(folder, "no model or data files found")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{file_digest(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def shard_digest(shard_dir: str | Path) -> str:
+    """The content checksum tokenize_shard recorded (also in the manifest), else the hash of the shard's files."""
+    stats = Path(shard_dir) / STATS_NAME
+    if stats.is_file():
+        return json.loads(stats.read_text())["sha256"]
+    return folder_digest(shard_dir, ("*.arrow", "dataset_info.json"))
+
+
+def run_fingerprint(recipe: str, seed: int, teacher_dir: str | None, start_dir: str | None, student: dict | None,
+                    shard_dirs: list[str], train: dict) -> dict:
+    """What the trained weights depend on: the CONTENT of the teacher / start model and of the shards (in order),
+    and the settings. Paths are left out: a moved folder still resumes, a changed file at the same path does not."""
+    return {"recipe": recipe, "seed": seed, "student": student or {},
+            "teacher": folder_digest(teacher_dir) if teacher_dir else None,
+            "start": folder_digest(start_dir) if start_dir else None,
+            "shards": [shard_digest(shard_dir) for shard_dir in shard_dirs],
+            **{key: train[key] for key in FINGERPRINT_TRAIN_KEYS}}
+
+
+def run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
+    """The run's own checkpoint folder, named by its fingerprint's hash."""
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(checkpoint_dir) / f"{RUN_DIR_PREFIX}{key}"
+
+
+def open_run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
+    """Create the run's checkpoint folder (with its fingerprint) if new, and say in the log when the inputs or
+    settings changed since an earlier run. The earlier runs' checkpoints are left as they are: they are resumed
+    again if their inputs come back, and only the user deletes them."""
+    run = run_dir(checkpoint_dir, fingerprint)
+    path = run / RUN_FINGERPRINT_FILE
+    if path.is_file():
+        return run
+    if checkpoint_dirs(checkpoint_dir):
+        print(f"{checkpoint_dir} holds checkpoints of an earlier version, which did not record the content of their "
+              f"inputs: they are not resumed and are left as they are", flush=True)
+    others = sorted(Path(checkpoint_dir).glob(f"{RUN_DIR_PREFIX}*/{RUN_FINGERPRINT_FILE}"), key=os.path.getmtime)
+    if others:
+        previous = json.loads(others[-1].read_text())
+        changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+        print(f"inputs or settings changed since the run in {others[-1].parent} ({', '.join(changed)}): starting "
+              f"afresh in {run}; the earlier run's checkpoints are kept (delete them to free the disk)", flush=True)
+    run.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    return run
+
+
+def finished_at(checkpoint: str | None, max_steps: int) -> bool:
+    """Whether `checkpoint` holds the end of the run: Trainer would train one step past it (`steps: 41` of 40)."""
+    if checkpoint is None:
+        return False
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"] >= max_steps
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -334,7 +399,7 @@ def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[
 
 def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, card: str, rows: list[dict]) -> None:
     """Write the student alone (no teacher, no fit_dense), its tokenizer, model card and log; all or nothing."""
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_path(out_dir, is_dir=True, step="pretrain") as tmp:
         objective.student.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(card)
@@ -381,19 +446,24 @@ def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoin
         raise InputError(teacher_dir or start_dir, f"tokenizer has {len(tokenizer)} tokens but the model only "
                                                    f"{objective.student.config.vocab_size}")
 
-    fingerprint = {"recipe": recipe, "seed": seed, "teacher_dir": teacher_dir, "start_dir": start_dir,
-                   "student": student or {}, "shard_dirs": [str(d) for d in shard_dirs],
-                   **{k: train[k] for k in FINGERPRINT_TRAIN_KEYS}}
+    fingerprint = run_fingerprint(recipe, seed, teacher_dir, start_dir, student, shard_dirs, train)
+    args.output_dir = str(run_dir(checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
     if args.should_save:
-        remove_incomplete_checkpoints(checkpoint_dir)
-        check_run_fingerprint(checkpoint_dir, fingerprint)
-    resume_from = latest_complete_checkpoint(checkpoint_dir)
-    print(f"resuming from {resume_from}" if resume_from else "no complete checkpoint: starting at step 0", flush=True)
+        open_run_dir(checkpoint_dir, fingerprint)
+        remove_incomplete_checkpoints(args.output_dir)
+    resume_from = latest_complete_checkpoint(args.output_dir)
 
     trainer = PretrainTrainer(
         model=objective, args=args, train_dataset=IndexedExamples(rows), processing_class=tokenizer,
         data_collator=ReproducibleMaskingCollator(tokenizer, train["mlm_probability"], seed), callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=resume_from)
+    if finished_at(resume_from, train["max_steps"]):
+        print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
+        trainer._load_from_checkpoint(resume_from)
+        trainer.state = TrainerState.load_from_json(os.path.join(resume_from, "trainer_state.json"))
+    else:
+        print(f"resuming from {resume_from}" if resume_from else "no complete checkpoint: starting at step 0",
+              flush=True)
+        trainer.train(resume_from_checkpoint=resume_from)
 
     history = log_rows(trainer.state.log_history, list(spec.loss_weights))
     final = {k: v for k, v in (history[-1] if history else {}).items() if k == "loss" or k.startswith("loss_")}
@@ -420,7 +490,8 @@ def run(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, t
 
     Distillation recipes (distilbiobert, compactbiobert, tinybiobert) need `teacher_dir`, `continual_mlm` needs
     `start_dir`. `train` holds the keys of TRAIN_DEFAULTS; `student` overrides the student's architecture.
-    Checkpoints go to `checkpoint_dir`; the run resumes from the newest complete one found there.
+    Checkpoints go to `checkpoint_dir/run-<key>/`, the key hashing the inputs' content and the settings; the run
+    resumes from the newest complete one found there.
     """
     return train_and_export(recipe, shard_dirs, out_dir, checkpoint_dir, train, teacher_dir=teacher_dir,
                             start_dir=start_dir, student=student, seed=seed, model_name=model_name)

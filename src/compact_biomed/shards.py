@@ -90,7 +90,7 @@ def tokenize_shard(
     import datasets
 
     datasets.disable_progress_bars()  # a bar per shard is noise in a job log
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_path(out_dir, is_dir=True, step="tokenize-shard") as tmp:
         # A content-derived fingerprint keeps state.json (and so the whole directory) identical across reruns.
         dataset = datasets.Dataset(datasets.table.InMemoryTable(table),
                                    info=datasets.DatasetInfo(features=shard_features()),

@@ -17,6 +17,10 @@ CLEAN_ERRORS = (InputError, ConfigError, FileNotFoundError, ValueError)
 # "<rule>:<marker file>": that rule crashes as out of memory while the marker does not exist, and creates it.
 # The fault tests use it to check that a failed job is retried and that its error stays in the log.
 INJECT_FAULT = "COMPACT_BIOMED_INJECT_FAULT"
+# One id per Snakemake run, set by the Snakefile and inherited by its jobs (local or sbatch --export=ALL): it tells
+# a retry's `.failed` log (same run) from one an earlier run left behind.
+RUN_ID = "COMPACT_BIOMED_RUN_ID"
+_earlier_attempts = ""  # what redirect_output put at the top of this attempt's log
 
 
 def run(snakemake, step: Callable[[object], object]) -> None:
@@ -47,25 +51,38 @@ def run(snakemake, step: Callable[[object], object]) -> None:
 
 
 def redirect_output(log: str) -> None:
-    """Send stdout and stderr to the rule's log; a failed earlier attempt's log comes first.
+    """Send stdout and stderr to the rule's log; this Snakemake run's failed earlier attempts come first.
 
     Snakemake deletes a job's log before each attempt, so a failure is kept beside it (`.failed`) and put back
-    at the top of the retry's log: the error that caused the retry stays visible.
+    at the top of the retry's log: the error that caused the retry stays visible. A `.failed` left by an earlier
+    Snakemake run (another RUN_ID) is removed instead: a later run's log never carries an old failure.
     """
+    global _earlier_attempts
     failed = Path(f"{log}.failed")
+    earlier = failed.read_text(errors="replace") if failed.exists() else ""
+    failed.unlink(missing_ok=True)
+    run_id = os.environ.get(RUN_ID, "")
+    _earlier_attempts = earlier if run_id and earlier.startswith(failed_header(run_id)) else ""
     handle = open(log, "w", buffering=1)
-    if failed.exists():
-        handle.write(f"--- an earlier attempt failed; its log: ---\n{failed.read_text()}--- retry ---\n")
-        failed.unlink()
+    if _earlier_attempts:
+        handle.write(f"{_earlier_attempts}--- retry ---\n")
     os.dup2(handle.fileno(), 1)  # file-descriptor level, so C extensions and warnings land in the log too
     os.dup2(handle.fileno(), 2)
     sys.stdout = sys.stderr = handle
 
 
 def keep_failed_log(log: str | None) -> None:
+    """Keep this run's failed attempts, each once under its own header, for the retry's log."""
     if log and Path(log).exists():
         sys.stdout.flush()
-        shutil.copyfile(log, f"{log}.failed")
+        text = Path(log).read_text(errors="replace")
+        own = text.removeprefix(f"{_earlier_attempts}--- retry ---\n") if _earlier_attempts else text
+        header = failed_header(os.environ.get(RUN_ID, ""))
+        Path(f"{log}.failed").write_text(f"{_earlier_attempts}{header}{own}")
+
+
+def failed_header(run_id: str) -> str:
+    return f"--- an earlier attempt failed (run {run_id or 'unknown'}); its log: ---\n"
 
 
 def inject_fault(rule: str) -> None:
