@@ -12,7 +12,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 from compact_biomed import config as cfg
 from compact_biomed import pretrained
 from compact_biomed.checkpoints import SOURCE_FILE, random_init
-from compact_biomed.io import InputError, read_json
+from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 
 SCHEMA = REPO / "config/schema.yaml"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -27,7 +27,8 @@ def tiny_model(folder, model_type="bert", lowercase=False):
                                   max_position_embeddings=64)}
     random_init(TINY_TEXTS, folder, model_type, lowercase=lowercase, vocab_size=200, seed=0,
                 config=configs[model_type])
-    (folder / SOURCE_FILE).unlink()  # a user's own folder has no record of ours
+    for ours in (SOURCE_FILE, OUTPUT_MARKER):
+        (folder / ours).unlink()  # a user's own folder has no record of ours
     return folder
 
 
@@ -60,8 +61,9 @@ def test_local_folder_is_copied_with_its_weights_digest_and_fine_tunes(tmp_path,
     assert provenance == read_json(out / SOURCE_FILE)
     assert provenance["weights_sha256"] == pretrained.weights_digest(user)
     assert not (out / "notes.txt").exists()  # only what fine-tuning reads
-    assert sorted(p.name for p in user.iterdir()) == sorted([*(p.name for p in out.iterdir() if p.name !=
-                                                               SOURCE_FILE), "notes.txt"])  # the user's untouched
+    ours = {SOURCE_FILE, OUTPUT_MARKER}
+    assert sorted(p.name for p in user.iterdir()) == sorted([*(p.name for p in out.iterdir() if p.name not in ours),
+                                                             "notes.txt"])  # the user's folder untouched
     model = AutoModelForTokenClassification.from_pretrained(out, num_labels=3)
     assert model.config.model_type == model_type
     assert AutoTokenizer.from_pretrained(out).tokenize("Aspirin")[0].islower() == lowercase

@@ -151,7 +151,7 @@ def weights_digest(folder: Path) -> str:
 def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
     """Make `out_dir` the published checkpoint `source` ({hub_id, revision[, tokenizer_hub_id,
     tokenizer_revision]} or {path}); `key` is its config key, named by every error. Returns its provenance."""
-    with atomic_path(out_dir, is_dir=True) as tmp:
+    with atomic_path(out_dir, is_dir=True, step="fetch-pretrained") as tmp:
         if "path" in source:
             folder = Path(source["path"])
             problem = encoder_problem(folder)
