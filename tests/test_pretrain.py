@@ -163,6 +163,60 @@ def test_resume_refuses_checkpoints_of_a_different_configuration(tmp_path, tiny_
     assert summary["resumed_from"].endswith("checkpoint-2")
 
 
+def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(tmp_path, tiny_bert_dir,
+                                                                               teacher_shard):
+    """A device where only 2 sequences fit: auto picks 2 of the global 8 (4 accumulation steps), after a real probe
+    step on the model, and trains exactly as a run with per_device_batch_size 2 set by hand."""
+    probed = []
+
+    def two_fit(objective, batch_size, probe):
+        pretrain.probe_step(objective, batch_size, probe)  # the real probe: it must leave no trace
+        probed.append((batch_size, probe.max_length))
+        return batch_size <= 2
+
+    train = {**TRAIN, "max_steps": 4, "warmup_steps": 2}
+    common = {"teacher_dir": str(tiny_bert_dir)}
+    auto = pretrain.train_and_export("distilbiobert", [teacher_shard], str(tmp_path / "auto"), str(tmp_path / "ck-a"),
+                                     {**train, "per_device_batch_size": "auto"}, micro_batch_fits=two_fit, **common)
+    hand = pretrain.run("distilbiobert", [teacher_shard], str(tmp_path / "hand"), str(tmp_path / "ck-h"),
+                        {**train, "per_device_batch_size": 2}, **common)
+
+    longest = max(len(ids) for ids in pretrain.load_shards([teacher_shard])["input_ids"])
+    assert probed[0] == (8, longest) and {n for n, _ in probed} <= {1, 2, 4, 8}  # largest first, divisors only
+    assert (auto["per_device_batch_size"], auto["gradient_accumulation_steps"]) == (2, 4)
+    assert (hand["per_device_batch_size"], hand["gradient_accumulation_steps"]) == (2, 4)
+    assert (tmp_path / "auto" / "train_log.jsonl").read_text() == (tmp_path / "hand" / "train_log.jsonl").read_text()
+    card = (tmp_path / "auto" / "README.md").read_text()
+    assert front_matter(card)["per_device_batch_size"] == 2 and "the largest that fits the device" in card
+    assert "set by hand" in (tmp_path / "hand" / "README.md").read_text()
+
+
+def test_probe_step_leaves_no_trace(tiny_bert_dir):
+    recipe = recipes.get_recipe("distilbiobert")
+    teacher = recipes.load_teacher(str(tiny_bert_dir), recipe)
+    objective = recipes.PretrainingObjective(recipe, recipes.build_student(recipe, teacher), teacher).eval()
+    before = {k: v.clone() for k, v in objective.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    pretrain.probe_step(objective, 3, pretrain.ProbeBatch(16, teacher.config.vocab_size, 0.15, None))
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert all(p.grad is None for p in objective.parameters()) and not objective.training
+    assert all(torch.equal(before[k], v) for k, v in objective.state_dict().items())
+
+
+def test_largest_fitting_micro_batch():
+    assert pretrain.micro_batch_candidates(192, 4) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 48]
+    for limit in (1, 5, 7, 23, 47, 48, 1000):
+        tried = []
+        chosen = pretrain.largest_fitting(pretrain.micro_batch_candidates(192, 4),
+                                          lambda n: tried.append(n) or n <= limit)
+        assert chosen == max(n for n in (1, 2, 3, 4, 6, 8, 12, 16, 24, 48) if n <= limit)
+        assert tried[0] == 48 and len(tried) <= 5  # the largest first, then a binary search
+    with pytest.raises(RuntimeError, match="not even a micro-batch of 1"):
+        pretrain.largest_fitting([1, 2], lambda n: False)
+    with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple of 4 process"):
+        pretrain.micro_batch_candidates(10, 4)
+
+
 # --- pieces -------------------------------------------------------------------------------------------------------
 
 def test_latest_complete_checkpoint_skips_incomplete_ones(tmp_path):
