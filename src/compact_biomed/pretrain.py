@@ -25,7 +25,6 @@ import safetensors.torch
 import torch
 import yaml
 from transformers import AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed
-from transformers.utils import is_torch_tf32_available
 
 from . import recipes
 from .checkpoints import source_name
@@ -255,8 +254,9 @@ def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingA
         data_seed=seed,
         dataloader_num_workers=train["dataloader_workers"],
         dataloader_pin_memory=torch.cuda.is_available(),
-        optim="adamw_torch_fused",  # one kernel for all parameters (transformers' default on torch >= 2.8)
-        tf32=True if torch.cuda.is_available() and is_torch_tf32_available() else None,  # fp32 matmuls left
+        # one kernel for all parameters (transformers' default on torch >= 2.8). No TF32: under bf16 autocast no
+        # matrix product is left in fp32, and a run set to fp32 asked for fp32
+        optim="adamw_torch_fused",
         remove_unused_columns=False,  # the collator gets input_ids + special_tokens_mask (spec §2 pitfall)
         ddp_find_unused_parameters=False,  # every student parameter is used at every step
         report_to="none",
