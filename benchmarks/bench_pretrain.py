@@ -294,10 +294,15 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps at most per run")
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
     parser.add_argument("--workers", type=int, help="dataloader workers (default: 4 on cuda, 0 on cpu)")
+    parser.add_argument("--global-batch", type=int, help="a smaller global batch for a quick check (official "
+                                                             "micro-batch: an eighth of it, as 24 of 192)")
     parser.add_argument("--out", help="also write the tables to this file")
     args = parser.parse_args(argv)
     shape = (paper_shape() if (args.shape or ("paper" if args.device == "cuda" else "tiny")) == "paper"
              else tiny_shape())
+    if args.global_batch:
+        shape = dataclasses.replace(shape, global_batch=args.global_batch,
+                                    official_micro_batch=max(1, args.global_batch // 8))
     args.workers = args.workers if args.workers is not None else (4 if args.device == "cuda" else 0)
     began = time.perf_counter()
 

@@ -1,6 +1,9 @@
 # The six compact models: distillation from the teacher or continual MLM from a start checkpoint.
 # Trainer checkpoints live in results/checkpoints/{student}, outside the declared output, so a rerun after a
 # kill resumes from the newest complete checkpoint instead of starting over.
+# The time limit a cluster job asks for comes from each model's measured speed (compact_biomed.cost); the
+# workflow profile's pretrain block sets everything else.
+from compact_biomed.cost import pretrain_runtime_minutes
 
 
 rule pretrain:
@@ -17,6 +20,7 @@ rule pretrain:
     threads: config["threads"]
     resources:
         gpu=GPU_PER_JOB,
+        runtime=lambda wc, attempt: pretrain_runtime_minutes(config, wc.student, attempt),
     log:
         "logs/pretrain/{student}.log",
     conda:
