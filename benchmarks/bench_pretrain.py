@@ -252,6 +252,9 @@ COLUMNS = ["model", "impl", "micro x accum", "steps/s", "TFLOP/step", "TFLOP/s",
 def table_rows(results: list[dict], peak: float) -> list[list[str]]:
     rows = []
     for r in results:
+        if "error" in r:
+            rows.append([r["model"], r["impl"], r["error"]] + ["-"] * (len(COLUMNS) - 3))
+            continue
         tflops = r["tflop_per_step"] * r["steps_per_s"]
         hours = PAPER_STEPS[recipes.get_recipe(MODELS[r["model"]]).kind] / r["steps_per_s"] / 3600
         rows.append([r["model"], r["impl"], f"{r['micro_batch']} x {r['accumulation']}", f"{r['steps_per_s']:.3g}",
@@ -269,7 +272,7 @@ def ratio_rows(results: list[dict]) -> list[list[str]]:
         by_model.setdefault(r["model"], {})[r["impl"]] = r
     rows = []
     for model, pair in by_model.items():
-        if set(pair) != {"ours", "official"}:
+        if set(pair) != {"ours", "official"} or any("error" in r for r in pair.values()):
             continue
         ours, official = pair["ours"], pair["official"]
         steps = PAPER_STEPS[recipes.get_recipe(MODELS[model]).kind]
@@ -284,6 +287,19 @@ def markdown(columns: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
+def report(results: list[dict], peak: float, shape: Shape, device: str, seconds: float) -> str:
+    order = {(model, impl): i for i, (model, impl) in enumerate((m, i) for m in MODELS for i in ("ours", "official"))}
+    results = sorted(results, key=lambda r: order[(r["model"], r["impl"])])
+    device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
+    return (f"# Pre-training step, {device_name}, torch {torch.__version__}; global batch {shape.global_batch}, "
+            f"sequences <= {shape.max_length}, teacher {shape.teacher.num_hidden_layers}L/{shape.teacher.hidden_size}"
+            f", vocab {shape.teacher.vocab_size}\n"
+            f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
+            f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
+            f"wall {seconds:.0f} s\n\n"
+            + markdown(COLUMNS, table_rows(results, peak)) + "\n" + markdown(RATIO_COLUMNS, ratio_rows(results)))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
@@ -293,10 +309,11 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first counts the FLOPs)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps at most per run")
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
+    parser.add_argument("--budget", type=float, help="start no run after this many seconds (the rest: skipped)")
     parser.add_argument("--workers", type=int, help="dataloader workers (default: 4 on cuda, 0 on cpu)")
     parser.add_argument("--global-batch", type=int, help="a smaller global batch for a quick check (official "
                                                              "micro-batch: an eighth of it, as 24 of 192)")
-    parser.add_argument("--out", help="also write the tables to this file")
+    parser.add_argument("--out", help="also write the tables to this file (rewritten after every run)")
     args = parser.parse_args(argv)
     shape = (paper_shape() if (args.shape or ("paper" if args.device == "cuda" else "tiny")) == "paper"
              else tiny_shape())
@@ -307,32 +324,38 @@ def main(argv=None) -> int:
     began = time.perf_counter()
 
     peak = matmul_peak_tflops(args.device, [4096, 8192] if args.device == "cuda" else [256], 10)
-    tokenizers = {}
-    rows_needed = (args.warmup + args.steps) * shape.global_batch
-    results = []
-    for model in args.models:
-        for official in ([False] if args.no_official else [False, True]):
-            config = shape.starts.get(model, shape.teacher)
-            if config.vocab_size not in tokenizers:
-                tokenizers[config.vocab_size] = (tokenizer_of(config.vocab_size),
-                                                 SyntheticShard(rows_needed, shape.max_length, config.vocab_size))
-            tokenizer, rows = tokenizers[config.vocab_size]
-            results.append(run_once(model, shape, official, args, rows, tokenizer))
-            print(f"{model} {results[-1]['impl']}: {results[-1]['steps_per_s']:.3g} steps/s "
-                  f"({time.perf_counter() - began:.0f} s)", file=sys.stderr, flush=True)
+    data, results = {}, []
+    # every model of ours first: if time runs out, the pipeline's own rows are complete
+    for official in [False] if args.no_official else [False, True]:
+        for model in args.models:
+            vocab_size = shape.starts.get(model, shape.teacher).vocab_size
+            if vocab_size not in data:
+                data[vocab_size] = (tokenizer_of(vocab_size), SyntheticShard(
+                    (args.warmup + args.steps) * shape.global_batch, shape.max_length, vocab_size))
+            result = {"model": model, "impl": "official" if official else "ours"}
+            if args.budget is not None and time.perf_counter() - began > args.budget:
+                result["error"] = "skipped: time budget spent"
+            else:
+                try:
+                    tokenizer, rows = data[vocab_size]
+                    result = run_once(model, shape, official, args, rows, tokenizer)
+                except Exception as error:  # one failed run must not lose the others' rows
+                    result["error"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}"
+                    gc.collect()
+                    if args.device == "cuda":
+                        torch.cuda.empty_cache()
+            results.append(result)
+            outcome = result.get("error") or f"{result['steps_per_s']:.3g} steps/s"
+            print(f"{model} {result['impl']}: {outcome} ({time.perf_counter() - began:.0f} s)", file=sys.stderr,
+                  flush=True)
+            if args.out:
+                Path(args.out).write_text(report(results, peak, shape, args.device, time.perf_counter() - began))
 
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    text = (f"# Pre-training step, {device_name}, torch {torch.__version__}; global batch {shape.global_batch}, "
-            f"sequences <= {shape.max_length}, teacher {shape.teacher.num_hidden_layers}L/{shape.teacher.hidden_size}"
-            f", vocab {shape.teacher.vocab_size}\n"
-            f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
-            f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
-            f"wall {time.perf_counter() - began:.0f} s\n\n"
-            + markdown(COLUMNS, table_rows(results, peak)) + "\n" + markdown(RATIO_COLUMNS, ratio_rows(results)))
+    text = report(results, peak, shape, args.device, time.perf_counter() - began)
     print(text)
     if args.out:
         Path(args.out).write_text(text)
-    return 0
+    return 1 if any("error" in r for r in results) else 0
 
 
 if __name__ == "__main__":
