@@ -14,7 +14,8 @@ a quarter title-only citations (10-40 tokens), the rest abstracts, most truncate
 Per model and implementation: optimizer steps/s after a warm-up, TFLOP per step (counted by torch's FlopCounterMode
 on a warm-up step), achieved TFLOP/s and its share of a bf16 matrix-product peak measured on the same device in the
 same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours
-against official as ratios. No `datasets` package needed.
+against official as ratios. Both feed the Trainer through the pipeline's collator; its time to collate one global
+batch is printed beside HF's (tokenizer.pad). No `datasets` package needed.
 
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --out pretrain_bench.txt   # paper shapes
     PYTHONPATH=src python benchmarks/bench_pretrain.py --shape tiny                             # CPU, seconds
@@ -35,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import (AutoModelForMaskedLM, BertConfig, BertTokenizer, DistilBertConfig, MobileBertConfig,
-                          TrainerCallback)
+from transformers import (AutoModelForMaskedLM, BertConfig, BertTokenizer, DataCollatorForLanguageModeling,
+                          DistilBertConfig, MobileBertConfig, TrainerCallback)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distill import reference_loss  # noqa: E402  the official computation, written plainly
@@ -245,6 +246,26 @@ def matmul_peak_tflops(device: str, sizes: list[int], repeats: int) -> float:
     return best
 
 
+def collate_ms(tokenizer, rows: SyntheticShard, batch: int, repeats: int = 5) -> dict[str, float]:
+    """Median milliseconds to collate one global batch in one process: the pipeline's collator against HF's
+    (tokenizer.pad, then the same masking), alternating."""
+    ours = pretrain.ReproducibleMaskingCollator(tokenizer, 0.15, 0)
+    reference = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
+    examples = pretrain.IndexedExamples(rows)
+    times = {"ours": [], "hf": []}
+    for i in range(repeats):
+        indices = list(range(i * batch, (i + 1) * batch))
+        for name, collate in (("ours", ours), ("hf", reference)):
+            items = examples.__getitems__(indices)
+            if name == "hf":
+                items = [{k: v for k, v in item.items() if k != "example_index"} for item in items]
+                reference.generator = ours.masking_generator(indices)
+            start = time.perf_counter()
+            collate(items)
+            times[name].append(1000 * (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 COLUMNS = ["model", "impl", "micro x accum", "steps/s", "TFLOP/step", "TFLOP/s", "% peak", "peak GiB",
            "GPU-h paper"]
 
@@ -287,7 +308,7 @@ def markdown(columns: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
-def report(results: list[dict], peak: float, shape: Shape, device: str, seconds: float) -> str:
+def report(results: list[dict], peak: float, collate: dict, shape: Shape, device: str, seconds: float) -> str:
     order = {(model, impl): i for i, (model, impl) in enumerate((m, i) for m in MODELS for i in ("ours", "official"))}
     results = sorted(results, key=lambda r: order[(r["model"], r["impl"])])
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
@@ -296,7 +317,9 @@ def report(results: list[dict], peak: float, shape: Shape, device: str, seconds:
             f", vocab {shape.teacher.vocab_size}\n"
             f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
             f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
-            f"wall {seconds:.0f} s\n\n"
+            f"wall {seconds:.0f} s\n"
+            f"# collating one global batch in one process: {collate['ours']:.1f} ms (HF tokenizer.pad: "
+            f"{collate['hf']:.1f} ms, {collate['hf'] / collate['ours']:.1f}x)\n\n"
             + markdown(COLUMNS, table_rows(results, peak)) + "\n" + markdown(RATIO_COLUMNS, ratio_rows(results)))
 
 
@@ -325,6 +348,10 @@ def main(argv=None) -> int:
 
     peak = matmul_peak_tflops(args.device, [4096, 8192] if args.device == "cuda" else [256], 10)
     data, results = {}, []
+    vocab_size = shape.teacher.vocab_size
+    data[vocab_size] = (tokenizer_of(vocab_size), SyntheticShard(
+        (args.warmup + args.steps) * shape.global_batch, shape.max_length, vocab_size))
+    collate = collate_ms(*data[vocab_size], shape.global_batch, repeats=min(5, args.warmup + args.steps))
     # every model of ours first: if time runs out, the pipeline's own rows are complete
     for official in [False] if args.no_official else [False, True]:
         for model in args.models:
@@ -340,7 +367,8 @@ def main(argv=None) -> int:
                     tokenizer, rows = data[vocab_size]
                     result = run_once(model, shape, official, args, rows, tokenizer)
                 except Exception as error:  # one failed run must not lose the others' rows
-                    result["error"] = f"failed: {type(error).__name__}: {str(error).splitlines()[0][:80]}"
+                    first_line = (str(error).splitlines() or [""])[0][:80]
+                    result["error"] = f"failed: {type(error).__name__}: {first_line}"
                     gc.collect()
                     if args.device == "cuda":
                         torch.cuda.empty_cache()
@@ -348,13 +376,11 @@ def main(argv=None) -> int:
             outcome = result.get("error") or f"{result['steps_per_s']:.3g} steps/s"
             print(f"{model} {result['impl']}: {outcome} ({time.perf_counter() - began:.0f} s)", file=sys.stderr,
                   flush=True)
+            text = report(results, peak, collate, shape, args.device, time.perf_counter() - began)
             if args.out:
-                Path(args.out).write_text(report(results, peak, shape, args.device, time.perf_counter() - began))
+                Path(args.out).write_text(text)
 
-    text = report(results, peak, shape, args.device, time.perf_counter() - began)
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
     return 1 if any("error" in r for r in results) else 0
 
 

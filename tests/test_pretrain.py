@@ -9,7 +9,7 @@ import torch
 import yaml
 from conftest import TINY_TEXTS
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, TrainerCallback
 
 from compact_biomed import pretrain, recipes
 from compact_biomed.checkpoints import random_init
@@ -259,6 +259,23 @@ def test_masking_depends_only_on_seed_and_example_indices(tiny_bert_dir, teacher
     assert torch.equal(torch.random.get_rng_state(), state)  # collation leaves the global RNG alone
     special = torch.tensor(examples[3]["special_tokens_mask"]).bool()
     assert (first["labels"][0, : len(special)][special] == -100).all()  # [CLS]/[SEP] never masked
+
+
+def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teacher_shard):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    examples = pretrain.IndexedExamples(pretrain.load_shards([teacher_shard]))
+    ours = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)
+    reference = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3)
+    lengths = set()
+    for indices in ([0, 1, 2, 3], [5, 2], [7], list(range(len(examples)))):
+        batch = ours(examples.__getitems__(indices))
+        reference.generator = ours.masking_generator(indices)
+        expected = reference([{k: v for k, v in example.items() if k != "example_index"}
+                              for example in examples.__getitems__(indices)])
+        assert all(torch.equal(batch[key], expected[key]) for key in ("input_ids", "attention_mask", "labels"))
+        assert batch["input_ids"].dtype == expected["input_ids"].dtype
+        lengths |= set(batch["attention_mask"].sum(1).tolist())
+    assert len(lengths) > 1  # batches with padding
 
 
 def test_gradient_accumulation_and_precision():
