@@ -1,8 +1,8 @@
 """How long a pre-training job asks the cluster for: the measured speed of each model on one GPU, with margin.
 
 Speeds are optimizer steps per second at the paper's shapes (global batch 192, sequences of at most 256, bf16,
-micro-batch "auto"), measured with benchmarks/bench_pretrain.py, i.e. the pipeline's own training step; the README's
-cost table shows the same numbers as hours.
+micro-batch "auto"), measured with the pipeline's own training step (benchmarks/bench_pretrain.py); the README's cost table shows the
+same numbers as hours.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import math
 
 from .config import train_settings
 
-MEASURED_GPU = "NVIDIA H200"
-STEPS_PER_SECOND = {
+STEPS_PER_SECOND = {  # one NVIDIA H200 (issue 13's measurement)
     "DistilBioBERT": 9.08, "CompactBioBERT": 4.88, "TinyBioBERT": 7.98,
     "BioDistilBERT": 16.4, "BioTinyBERT": 19.7, "BioMobileBERT": 5.46,
 }
