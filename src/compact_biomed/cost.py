@@ -1,8 +1,8 @@
 """How long a pre-training job asks the cluster for: the measured speed of each model on one GPU, with margin.
 
 Speeds are optimizer steps per second at the paper's shapes (global batch 192, sequences of at most 256, bf16,
-micro-batch "auto"), measured with the pipeline's own training step (benchmarks/bench_pretrain.py); the README's cost table shows the
-same numbers as hours.
+micro-batch "auto"), measured with the pipeline's own training step (benchmarks/bench_pretrain.py); the README's
+cost table shows the same numbers as hours.
 """
 
 from __future__ import annotations
