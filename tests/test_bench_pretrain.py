@@ -54,3 +54,22 @@ def test_benchmark_runs_every_model_against_the_official_computation(tmp_path):
     assert [row[0] for row in ratios[1:]] == list(bench.MODELS)
     for row in ratios[1:]:
         assert float(row[1]) > 0 and float(row[3]) > 0 and float(row[4]) > 0
+
+
+def test_a_failed_run_becomes_a_row_and_the_others_are_kept(tmp_path, monkeypatch):
+    bench = load_bench()
+    build = bench.build_objective
+
+    def broken_for_compact(model, *args):
+        if model == "CompactBioBERT":
+            raise RuntimeError("CUDA out of memory\nmore detail")
+        return build(model, *args)
+
+    monkeypatch.setattr(bench, "build_objective", broken_for_compact)
+    out = tmp_path / "bench.txt"
+    argv = ["--device", "cpu", "--shape", "tiny", "--models", "BioTinyBERT", "CompactBioBERT", "--no-official",
+            "--warmup", "2", "--steps", "2", "--seconds", "0", "--out", str(out)]
+    assert bench.main(argv) == 1
+    rows = {row[0]: row for row in table(out.read_text(), "model | impl")[1:]}
+    assert rows["CompactBioBERT"][2] == "failed: RuntimeError: CUDA out of memory"
+    assert float(rows["BioTinyBERT"][3]) > 0
