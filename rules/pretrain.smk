@@ -2,6 +2,9 @@
 # Trainer checkpoints live in results/checkpoints/{student}/run-<key>, outside the declared output, so a rerun
 # after a kill resumes from the newest complete checkpoint instead of starting over; the key hashes the inputs'
 # content and the settings, so changed inputs start afresh.
+# The time limit a cluster job asks for comes from each model's measured speed (compact_biomed.cost); the
+# workflow profile's pretrain block sets everything else.
+from compact_biomed.cost import pretrain_runtime_minutes
 
 
 rule pretrain:
@@ -18,6 +21,7 @@ rule pretrain:
     threads: config["threads"]
     resources:
         gpu=GPU_PER_JOB,
+        runtime=lambda wc, attempt: pretrain_runtime_minutes(config, wc.student, attempt),
     log:
         "logs/pretrain/{student}.log",
     conda:

@@ -11,7 +11,7 @@ import torch
 import yaml
 from conftest import TINY_TEXTS
 from safetensors.torch import load_file
-from transformers import AutoModelForMaskedLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, TrainerCallback
 
 from compact_biomed import pretrain, recipes
 from compact_biomed.checkpoints import random_init
@@ -240,6 +240,60 @@ def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_
     assert again["final_losses"] == first["final_losses"]
 
 
+def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(tmp_path, tiny_bert_dir,
+                                                                               teacher_shard):
+    """A device where only 2 sequences fit: auto picks 2 of the global 8 (4 accumulation steps), after a real probe
+    step on the model, and trains exactly as a run with per_device_batch_size 2 set by hand."""
+    probed = []
+
+    def two_fit(objective, batch_size, probe):
+        pretrain.probe_step(objective, batch_size, probe)  # the real probe: it must leave no trace
+        probed.append((batch_size, probe.max_length))
+        return batch_size <= 2
+
+    train = {**TRAIN, "max_steps": 4, "warmup_steps": 2}
+    common = {"teacher_dir": str(tiny_bert_dir)}
+    auto = pretrain.train_and_export("distilbiobert", [teacher_shard], str(tmp_path / "auto"), str(tmp_path / "ck-a"),
+                                     {**train, "per_device_batch_size": "auto"}, micro_batch_fits=two_fit, **common)
+    hand = pretrain.run("distilbiobert", [teacher_shard], str(tmp_path / "hand"), str(tmp_path / "ck-h"),
+                        {**train, "per_device_batch_size": 2}, **common)
+
+    longest = max(len(ids) for ids in pretrain.load_shards([teacher_shard])["input_ids"])
+    assert probed[0] == (8, longest) and {n for n, _ in probed} <= {1, 2, 4, 8}  # largest first, divisors only
+    assert (auto["per_device_batch_size"], auto["gradient_accumulation_steps"]) == (2, 4)
+    assert (hand["per_device_batch_size"], hand["gradient_accumulation_steps"]) == (2, 4)
+    assert (tmp_path / "auto" / "train_log.jsonl").read_text() == (tmp_path / "hand" / "train_log.jsonl").read_text()
+    card = (tmp_path / "auto" / "README.md").read_text()
+    assert front_matter(card)["per_device_batch_size"] == 2 and "the largest that fits the device" in card
+    assert "set by hand" in (tmp_path / "hand" / "README.md").read_text()
+
+
+def test_probe_step_leaves_no_trace(tiny_bert_dir):
+    recipe = recipes.get_recipe("distilbiobert")
+    teacher = recipes.load_teacher(str(tiny_bert_dir), recipe)
+    objective = recipes.PretrainingObjective(recipe, recipes.build_student(recipe, teacher), teacher).eval()
+    before = {k: v.clone() for k, v in objective.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    pretrain.probe_step(objective, 3, pretrain.ProbeBatch(16, teacher.config.vocab_size, 0.15, None))
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    assert all(p.grad is None for p in objective.parameters()) and not objective.training
+    assert all(torch.equal(before[k], v) for k, v in objective.state_dict().items())
+
+
+def test_largest_fitting_micro_batch():
+    assert pretrain.micro_batch_candidates(192, 4) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 48]
+    for limit in (1, 5, 7, 23, 47, 48, 1000):
+        tried = []
+        chosen = pretrain.largest_fitting(pretrain.micro_batch_candidates(192, 4),
+                                          lambda n: tried.append(n) or n <= limit)
+        assert chosen == max(n for n in (1, 2, 3, 4, 6, 8, 12, 16, 24, 48) if n <= limit)
+        assert tried[0] == 48 and len(tried) <= 5  # the largest first, then a binary search
+    with pytest.raises(RuntimeError, match="not even a micro-batch of 1"):
+        pretrain.largest_fitting([1, 2], lambda n: False)
+    with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple of 4 process"):
+        pretrain.micro_batch_candidates(10, 4)
+
+
 # --- pieces -------------------------------------------------------------------------------------------------------
 
 def test_latest_complete_checkpoint_skips_incomplete_ones(tmp_path):
@@ -282,6 +336,23 @@ def test_masking_depends_only_on_seed_and_example_indices(tiny_bert_dir, teacher
     assert torch.equal(torch.random.get_rng_state(), state)  # collation leaves the global RNG alone
     special = torch.tensor(examples[3]["special_tokens_mask"]).bool()
     assert (first["labels"][0, : len(special)][special] == -100).all()  # [CLS]/[SEP] never masked
+
+
+def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teacher_shard):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    examples = pretrain.IndexedExamples(pretrain.load_shards([teacher_shard]))
+    ours = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)
+    reference = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3)
+    lengths = set()
+    for indices in ([0, 1, 2, 3], [5, 2], [7], list(range(len(examples)))):
+        batch = ours(examples.__getitems__(indices))
+        reference.generator = ours.masking_generator(indices)
+        expected = reference([{k: v for k, v in example.items() if k != "example_index"}
+                              for example in examples.__getitems__(indices)])
+        assert all(torch.equal(batch[key], expected[key]) for key in ("input_ids", "attention_mask", "labels"))
+        assert batch["input_ids"].dtype == expected["input_ids"].dtype
+        lengths |= set(batch["attention_mask"].sum(1).tolist())
+    assert len(lengths) > 1  # batches with padding
 
 
 def test_gradient_accumulation_and_precision():

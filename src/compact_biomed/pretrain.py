@@ -19,6 +19,8 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +44,7 @@ RUN_DIR_PREFIX = "run-"
 MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
 
 TRAIN_DEFAULTS = {
-    "max_steps": 1000, "global_batch_size": 192, "per_device_batch_size": 24, "learning_rate": 5e-4,
+    "max_steps": 1000, "global_batch_size": 192, "per_device_batch_size": "auto", "learning_rate": 5e-4,
     "warmup_steps": 0, "weight_decay": 0.0, "lr_scheduler": "linear", "mlm_probability": 0.15,
     "save_steps": 2500, "save_total_limit": 2, "logging_steps": 250, "teacher_dropout": True,
     "max_grad_norm": 1.0, "precision": "auto", "dataloader_workers": 0,
@@ -102,13 +104,37 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
         super().__init__(tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability)
         self.mask_seed = mask_seed
 
-    def torch_call(self, examples):
-        indices = [example.pop("example_index") for example in examples]
+    def masking_generator(self, indices: list[int]) -> torch.Generator:
         entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
-        self.generator = torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
-        batch = super().torch_call(examples)
+        return torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
+
+    def torch_call(self, examples):
+        self.generator = self.masking_generator([example.pop("example_index") for example in examples])
+        if self.tokenizer.padding_side != "right":
+            batch = super().torch_call(examples)
+        else:  # HF's own masking on tensors padded as tokenizer.pad pads them, ~10x faster (bench_pretrain.py)
+            batch = pad_right(examples, self.tokenizer.pad_token_id)
+            batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
+                batch["input_ids"], special_tokens_mask=batch.pop("special_tokens_mask"))
         # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
         return {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
+
+
+def pad_right(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """`tokenizer.pad(examples, return_tensors="pt")` for input_ids + special_tokens_mask, through numpy: pad id,
+    attention 0 and special-token flag 1 after each sequence. The tokenizer converts nested lists element by element,
+    which took 95% of a 192-sequence batch's collation."""
+    lengths = [len(example["input_ids"]) for example in examples]
+    shape = (len(examples), max(lengths))
+    input_ids = np.full(shape, pad_token_id, dtype=np.int64)
+    special = np.ones(shape, dtype=np.int64)
+    attention = np.zeros(shape, dtype=np.int64)
+    for row, (example, length) in enumerate(zip(examples, lengths)):
+        input_ids[row, :length] = example["input_ids"]
+        special[row, :length] = example["special_tokens_mask"]
+        attention[row, :length] = 1
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention),
+            "special_tokens_mask": torch.from_numpy(special)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -296,8 +322,8 @@ def precision_flags(precision: str) -> dict:
 
 
 def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingArguments:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    accumulation = gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"], world_size)
+    accumulation = gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"],
+                                               process_count())
     save_steps = train["save_steps"] or 0  # 0 / None: no intermediate checkpoint, hence no resume
     checkpointing = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "no"}
     return TrainingArguments(
@@ -317,6 +343,9 @@ def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingA
         data_seed=seed,
         dataloader_num_workers=train["dataloader_workers"],
         dataloader_pin_memory=torch.cuda.is_available(),
+        # one kernel for all parameters (transformers' default on torch >= 2.8). No TF32: under bf16 autocast no
+        # matrix product is left in fp32, and a run set to fp32 asked for fp32
+        optim="adamw_torch_fused",
         remove_unused_columns=False,  # the collator gets input_ids + special_tokens_mask (spec §2 pitfall)
         ddp_find_unused_parameters=False,  # every student parameter is used at every step
         report_to="none",
@@ -324,6 +353,145 @@ def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingA
         **checkpointing,
         **precision_flags(train["precision"]),
     )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Micro-batch: the largest divisor of each process's share of the global batch that fits the device
+# ---------------------------------------------------------------------------------------------------------------
+
+MEMORY_HEADROOM = 0.9  # share of the device's memory a step may take: the allocator fragments the rest
+
+
+def micro_batch_candidates(global_batch_size: int, world_size: int) -> list[int]:
+    """Every per-device batch that keeps the global batch exact by accumulation, smallest first."""
+    if global_batch_size % world_size:
+        raise ValueError(f"global_batch_size {global_batch_size} is not a multiple of {world_size} process(es)")
+    share = global_batch_size // world_size
+    return [n for n in range(1, share + 1) if share % n == 0]
+
+
+def largest_fitting(candidates: list[int], fits: Callable[[int], bool]) -> int:
+    """The largest candidate that fits; `fits` is monotone. The largest is tried first (what a large GPU takes),
+    then a binary search, so a probe costs one step, or a few on a small GPU."""
+    if fits(candidates[-1]):
+        return candidates[-1]
+    low, high, best = 0, len(candidates) - 2, None
+    while low <= high:
+        middle = (low + high) // 2
+        if fits(candidates[middle]):
+            best, low = candidates[middle], middle + 1
+        else:
+            high = middle - 1
+    if best is None:
+        raise RuntimeError(f"not even a micro-batch of {candidates[0]} fits the device's memory")
+    return best
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """The worst batch the data can produce: every sequence as long as the longest in the shards."""
+    max_length: int
+    vocab_size: int
+    mlm_probability: float
+    autocast_dtype: torch.dtype | None  # the Trainer's mixed precision, None in fp32
+
+    def tensors(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)  # its own generator: the global RNG stays untouched
+        shape = (batch_size, self.max_length)
+        input_ids = torch.randint(0, self.vocab_size, shape, generator=generator)
+        masked = torch.rand(shape, generator=generator) < self.mlm_probability
+        labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+        return {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device),
+                "labels": labels.to(device)}
+
+
+def probe_step(objective: torch.nn.Module, batch_size: int, probe: ProbeBatch) -> None:
+    """One forward + backward of the worst batch, leaving no trace: RNG states forked, gradients dropped."""
+    device = next(objective.parameters()).device
+    was_training = objective.training
+    objective.train()  # dropout masks are part of a training step's memory
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                torch.autocast(device.type, dtype=probe.autocast_dtype, enabled=probe.autocast_dtype is not None):
+            objective(**probe.tensors(batch_size, device))["loss"].backward()
+    finally:
+        objective.zero_grad(set_to_none=True)
+        objective.train(was_training)
+
+
+def optimizer_state_bytes(objective: torch.nn.Module) -> int:
+    """AdamW's two fp32 moments per trainable parameter, allocated after the probe by the first step."""
+    return 2 * 4 * sum(p.numel() for p in objective.parameters() if p.requires_grad)
+
+
+def fits_device_memory(objective: torch.nn.Module, batch_size: int, probe: ProbeBatch) -> bool:
+    """Whether a training step of `batch_size` worst-case sequences fits the CUDA device's memory (measured, not
+    estimated). Off CUDA there is nothing to probe: host memory is not the limit of a device, so all fits."""
+    device = next(objective.parameters()).device
+    if device.type != "cuda":
+        return True
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    budget = MEMORY_HEADROOM * (torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device))
+    try:
+        probe_step(objective, batch_size, probe)
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        torch.cuda.empty_cache()
+    return torch.cuda.max_memory_allocated(device) + optimizer_state_bytes(objective) <= budget
+
+
+def longest_sequence(rows) -> int:
+    """The longest tokenised sequence, from the Arrow offsets alone (no row is read)."""
+    import pyarrow.compute as pc
+
+    return int(pc.max(pc.list_value_length(rows.data.column("input_ids"))).as_py())
+
+
+def autocast_dtype(precision: dict) -> torch.dtype | None:
+    return torch.bfloat16 if precision["bf16"] else torch.float16 if precision["fp16"] else None
+
+
+def check_batch_sizes(train: dict) -> None:
+    """The global batch splits over the processes, and into the hand-set micro-batches."""
+    if train["per_device_batch_size"] == "auto":
+        micro_batch_candidates(train["global_batch_size"], process_count())
+    else:
+        gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"], process_count())
+
+
+def choose_micro_batch(train: dict, objective: torch.nn.Module, max_length: int, vocab_size: int,
+                       fits: Callable | None = None) -> int:
+    """The per-device batch: as configured, or for "auto" the largest divisor of the process's share of the global
+    batch whose training step fits the device (`fits(objective, n, probe)`; default: a measured CUDA step).
+    The objective moves to the training device first, where the Trainer would put it anyway."""
+    if train["per_device_batch_size"] != "auto":
+        return train["per_device_batch_size"]
+    candidates = micro_batch_candidates(train["global_batch_size"], process_count())
+    if torch.cuda.is_available():
+        objective.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    probe = ProbeBatch(max_length, vocab_size, train["mlm_probability"],
+                       autocast_dtype(precision_flags(train["precision"])))
+    fits = fits or fits_device_memory
+    chosen = largest_fitting(candidates, lambda n: fits(objective, n, probe))
+    return agree_across_processes(chosen)
+
+
+def process_count() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def agree_across_processes(batch_size: int) -> int:
+    """Every torchrun worker takes the smallest choice (a divisor of the same share), so all accumulate alike."""
+    if process_count() == 1:
+        return batch_size
+    from accelerate import PartialState
+
+    state = PartialState()  # the process group TrainingArguments would start anyway
+    value = torch.tensor(batch_size, device=state.device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+    return int(value.item())
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -348,7 +516,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[str], steps: int, train: dict,
-               parameters: int, final: dict, student_config) -> str:
+               parameters: int, final: dict, student_config, micro_batch_origin: str = "set by hand") -> str:
     weights = recipe.loss_weights
     formula = " + ".join(f"{w:g}*{name}" for name, w in weights.items())
     distilled = recipe.kind == "distillation"
@@ -362,6 +530,7 @@ def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[
         ("teacher" if distilled else "start_checkpoint"): source,
         "steps": steps,
         "global_batch_size": train["global_batch_size"],
+        "per_device_batch_size": train["per_device_batch_size"],
         "learning_rate": train["learning_rate"],
         "data": [str(d) for d in data],
         "losses": dict(weights),
@@ -382,6 +551,8 @@ def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[
         (f"{steps} optimizer steps, global batch {train['global_batch_size']}, peak learning rate "
          f"{train['learning_rate']}, {train['lr_scheduler']} schedule, warmup {train['warmup_steps']}, weight decay "
          f"{train['weight_decay']}, MLM probability {train['mlm_probability']}"),
+        (f"Per-device micro-batch {train['per_device_batch_size']}, accumulated to the global batch "
+         f"({micro_batch_origin})"),
     ]
     if distilled:
         mode = "on (as the official scripts)" if train["teacher_dropout"] else "off (teacher in eval mode)"
@@ -432,19 +603,27 @@ def build_objective(recipe: recipes.Recipe, teacher_dir: str | None, start_dir: 
 
 def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, train: dict,
                      teacher_dir: str | None = None, start_dir: str | None = None, student: dict | None = None,
-                     seed: int = 42, model_name: str = "", callbacks: list | None = None) -> dict:
-    """`run` with extra Trainer callbacks (tests use one to simulate a job killed after a checkpoint)."""
+                     seed: int = 42, model_name: str = "", callbacks: list | None = None,
+                     micro_batch_fits: Callable | None = None) -> dict:
+    """`run` with extra Trainer callbacks (tests use one to simulate a job killed after a checkpoint) and another
+    memory test for per_device_batch_size "auto" (`fits_device_memory`'s signature)."""
     spec = recipes.get_recipe(recipe)
     unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
     if unknown:
         raise ValueError(f"unknown train setting(s): {', '.join(unknown)}")
     train = {**TRAIN_DEFAULTS, **train}
-    args = training_arguments(train, checkpoint_dir, seed)
+    check_batch_sizes(train)  # before anything loads
     rows = load_shards(shard_dirs)
     objective, tokenizer = build_objective(spec, teacher_dir, start_dir, student, train["teacher_dropout"], seed)
     if len(tokenizer) > objective.student.config.vocab_size:
         raise InputError(teacher_dir or start_dir, f"tokenizer has {len(tokenizer)} tokens but the model only "
                                                    f"{objective.student.config.vocab_size}")
+    micro_batch = choose_micro_batch(train, objective, longest_sequence(rows), len(tokenizer), micro_batch_fits)
+    origin = "the largest that fits the device" if train["per_device_batch_size"] == "auto" else "set by hand"
+    train = {**train, "per_device_batch_size": micro_batch}
+    args = training_arguments(train, checkpoint_dir, seed)
+    print(f"per-device batch {micro_batch} x {args.gradient_accumulation_steps} accumulation step(s) x "
+          f"{args.world_size} process(es) = global batch {train['global_batch_size']}", flush=True)
 
     fingerprint = run_fingerprint(recipe, seed, teacher_dir, start_dir, student, shard_dirs, train)
     args.output_dir = str(run_dir(checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
@@ -469,7 +648,7 @@ def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoin
     final = {k: v for k, v in (history[-1] if history else {}).items() if k == "loss" or k.startswith("loss_")}
     summary = {
         "recipe": recipe, "model_name": model_name, "steps": trainer.state.global_step,
-        "global_batch_size": train["global_batch_size"],
+        "global_batch_size": train["global_batch_size"], "per_device_batch_size": micro_batch,
         "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
         "final_losses": final, "parameters": count_parameters(objective.student),
         "resumed_from": resume_from, "out_dir": str(out_dir),
@@ -477,7 +656,7 @@ def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoin
     if trainer.is_world_process_zero():
         source = source_name(teacher_dir or start_dir)
         card = model_card(spec, model_name, source, shard_dirs, trainer.state.global_step,
-                          train, summary["parameters"], final, objective.student.config)
+                          train, summary["parameters"], final, objective.student.config, origin)
         export(objective, tokenizer, out_dir, card, history)
     trainer.accelerator.wait_for_everyone()
     return summary
