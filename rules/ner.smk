@@ -12,7 +12,6 @@ if config["ner"]["archive_url"]:
             expand(f"{DATA_DIR}/{{dataset}}/{{split}}.tsv", dataset=DATASETS, split=SPLITS),
         params:
             url=config["ner"]["archive_url"],
-            data_dir=DATA_DIR,
             datasets=DATASETS,
         log:
             "logs/fetch_ner.log",

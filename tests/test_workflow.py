@@ -15,8 +15,9 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
-def test_lint_is_clean():
-    result = snakemake("--lint")
+@pytest.mark.parametrize("configfile", [[], ["--configfile", "config/paper.yaml"]], ids=["demo", "paper"])
+def test_lint_is_clean(configfile):
+    result = snakemake("--lint", *configfile)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr
 
@@ -49,6 +50,26 @@ def test_corpus_from_a_huggingface_dataset(tmp_path):
     corpus = pd.read_parquet(workdir / "results/pubmed/corpus.parquet")
     assert corpus["text"].tolist() == ["Title 3. Text.", "Title 1. Text.", "Title 2. Text."]
     assert not (workdir / "results/pubmed/raw").exists()  # no baseline file was fetched
+
+
+def test_config_overrides_apply_to_the_demo_config():
+    # `--config` alone keeps the demo config and overrides one key (it used to replace the whole config).
+    result = snakemake("-n", "--cores", "4", "--config", "threads=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "threads: 2" in result.stdout
+
+
+def test_a_configfile_replaces_the_demo_config_and_config_overrides_it(tmp_path):
+    own = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    own["models"] = {"MyTiny": own["models"]["TinyBioBERT"]}
+    own["ner"]["seeds"] = [1]
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(own))
+    result = snakemake("-n", "--cores", "4", "--configfile", str(tmp_path / "own.yaml"), "--config", "threads=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["pretrain"] == 1  # the demo's six models were not merged in
+    assert counts["finetune_ner"] == 2  # teacher and MyTiny x one dataset x one seed
+    assert "threads: 3" in result.stdout
 
 
 def test_invalid_config_value_stops_with_the_key(tmp_path):
