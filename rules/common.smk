@@ -8,6 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from compact_biomed import config as cfg
+from compact_biomed import ner_data
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -87,3 +88,12 @@ def pretrain_inputs(wildcards):
     else:
         inputs["start"] = f"results/start/{wildcards.student}"
     return inputs
+
+
+def ner_split_files(wildcards):
+    """The files fine-tuning reads: fetched and generated sets have all four splits; a local folder needs only
+    train, test and train_dev.tsv or devel.tsv, as for the CLI (the config check found them)."""
+    folder = f"{config['ner']['data_dir']}/{wildcards.dataset}"
+    if cfg.ner_source(config) == "local":
+        return [str(path) for path in ner_data.split_files(folder)]
+    return expand(f"{folder}/{{split}}.tsv", split=SPLITS)

@@ -24,7 +24,7 @@ if config["ner"]["archive_url"]:
 rule finetune_ner:
     input:
         model=model_dir,
-        data=expand(f"{DATA_DIR}/{{{{dataset}}}}/{{split}}.tsv", split=SPLITS),
+        data=ner_split_files,
     output:
         metrics="results/ner/{model}/{dataset}/seed{seed}/metrics.json",
         predictions="results/ner/{model}/{dataset}/seed{seed}/predictions.tsv",

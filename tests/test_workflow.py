@@ -82,6 +82,30 @@ def test_invalid_config_value_stops_with_the_key(tmp_path):
     assert "invalid config value at 'ner.hparams.epochs'" in result.stdout + result.stderr
 
 
+def test_a_misspelt_dataset_stops_before_any_job(tmp_path):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"]["datasets"] = ["demo-desease"]
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(tmp_path / "typo.yaml"))
+    assert result.returncode != 0
+    assert "invalid config value at 'ner.datasets': 'demo-desease' is not a demo dataset" in result.stdout
+
+
+def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):
+    # The loader reads train_dev.tsv (else devel.tsv); the workflow asks for no more than that.
+    data = tmp_path / "ner" / "mine"
+    data.mkdir(parents=True)
+    for split in ("train", "test", "train_dev"):
+        (data / f"{split}.tsv").write_text("Aspirin\tB\n\n")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"].update(data_dir=str(tmp_path / "ner"), datasets=["mine"])
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(tmp_path / "local.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)["finetune_ner"] == 7 * 5
+    assert "devel.tsv" not in result.stdout
+
+
 @pytest.mark.slow
 def test_demo_runs_end_to_end_from_real_training(demo_workdir):
     workdir = demo_workdir  # the demo ran (and succeeded) in the fixture, once for the whole session

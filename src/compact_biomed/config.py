@@ -9,6 +9,9 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import best_match
 
+from . import demo, ner_archive, ner_data
+from .io import InputError
+
 
 class ConfigError(ValueError):
     """An invalid config value; the message names the key."""
@@ -36,6 +39,36 @@ def check_consistency(config: dict) -> None:
     files = config["pubmed"].get("files")
     if isinstance(files, dict) and files["first"] > files["last"]:
         raise ConfigError("invalid config value at 'pubmed.files': first is after last")
+    check_datasets(config)
+
+
+def ner_source(config: dict) -> str:
+    """Where the NER sets come from: BioBERT's `archive`, the `demo` generator, or a `local` folder."""
+    ner = config["ner"]
+    if ner.get("archive_url"):
+        return "archive"
+    if config.get("demo", {}).get("enabled") and Path(ner["data_dir"]) == Path(demo.NER_DIR):
+        return "demo"
+    return "local"
+
+
+def check_datasets(config: dict) -> None:
+    """Every NER dataset is one its source has, so a misspelt name stops the run before any job starts."""
+    source = ner_source(config)
+    for name in config["ner"]["datasets"]:
+        if source == "archive" and name not in ner_archive.NER_SETS:
+            problem = f"is not in BioBERT's NER archive (its sets: {', '.join(ner_archive.NER_SETS)})"
+        elif source == "demo" and name not in demo.NER_SETS:
+            problem = f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
+        elif source == "local":
+            try:
+                ner_data.split_files(Path(config["ner"]["data_dir"]) / name)
+                continue
+            except InputError as error:
+                problem = f"has no data ({error})"
+        else:
+            continue
+        raise ConfigError(f"invalid config value at 'ner.datasets': '{name}' {problem}")
 
 
 def pubmed_names(config: dict) -> list[str]:
