@@ -1,11 +1,14 @@
 # Shared set-up: config validation, the lists every stage expands over, wildcard constraints, input functions.
+import os
 import re
 import shutil
 import sys
 from pathlib import Path
 
-# The package is pip-installed for the jobs (`make setup`); the Snakefile itself also finds it in a bare clone.
+# The package is pip-installed for the jobs (`make setup`; environment.yml installs this folder for --sdm conda);
+# the Snakefile itself also finds it in a bare clone.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for environment.yml
 
 from compact_biomed import config as cfg
 from compact_biomed import ner_data

@@ -1,6 +1,9 @@
 """The Snakemake workflow itself: lint, the paper DAG offline, config errors, and the demo end to end."""
 
+import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -20,6 +23,22 @@ def test_lint_is_clean(configfile):
     result = snakemake("--lint", *configfile)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_conda_environment_installs_this_checkout(tmp_path):
+    # `--sdm conda`: Snakemake copies environment.yml to .snakemake/conda/<hash>.yaml; conda writes its pip list to
+    # a requirements file there and runs pip in that folder, with the workflow's environment variables.
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(entry["pip"] for entry in environment["dependencies"] if isinstance(entry, dict))
+    copied = tmp_path / ".snakemake" / "conda"
+    copied.mkdir(parents=True)
+    (copied / "condaenv.requirements.txt").write_text("\n".join(line for line in pip if line.startswith("-e")))
+    env = {**os.environ, "COMPACT_BIOMED_ROOT": str(REPO)}  # what rules/common.smk sets
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
+                             "--no-build-isolation", "-r", "condaenv.requirements.txt"],
+                            cwd=copied, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Would install compact-biomed-" in result.stdout
 
 
 def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
