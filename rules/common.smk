@@ -65,9 +65,10 @@ def shard_dirs(owner):
 
 
 def pubmed_source(suffix):
-    """A baseline file from the configured local folder, or nothing (then the fetch rule downloads it)."""
-    local = config["pubmed"]["local_dir"]
-    return (lambda wc: f"{local}/{wc.name}{suffix}") if local else []
+    """A baseline file as parse_pubmed reads it: in place in the configured local folder (no copy that could go
+    stale: errors name the user's file, and a replaced file is read again), else the download."""
+    folder = config["pubmed"]["local_dir"] or "results/pubmed/raw"
+    return lambda wc: f"{folder}/{wc.name}{suffix}"
 
 
 def parsed_pubmed_files():

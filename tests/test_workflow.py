@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: lint, the paper DAG offline, config errors, and the demo end to end."""
 
+import hashlib
 import os
 import re
 import subprocess
@@ -89,6 +90,37 @@ def test_a_configfile_replaces_the_demo_config_and_config_overrides_it(tmp_path)
     assert counts["pretrain"] == 1  # the demo's six models were not merged in
     assert counts["finetune_ner"] == 2  # teacher and MyTiny x one dataset x one seed
     assert "threads: 3" in result.stdout
+
+
+def test_a_fixed_local_pubmed_file_is_read_again_even_if_older(tmp_path):
+    from compact_biomed import demo
+
+    local = tmp_path / "local"
+    good = local / "pubmed26n0001.xml.gz"
+    demo.write_pubmed_file(good, first_pmid=1, count=5, seed=0)
+    fixed = good.read_bytes(), good.with_name(good.name + ".md5").read_bytes()
+    # A cut file whose sidecar matches it: the md5 check passes, parsing fails.
+    good.write_bytes(fixed[0][: len(fixed[0]) // 2])
+    good.with_name(good.name + ".md5").write_text(f"MD5({good.name})= {hashlib.md5(good.read_bytes()).hexdigest()}")
+    workdir = copy_workflow(tmp_path / "run")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["pubmed"].update(local_dir=str(local), files=[good.name.removesuffix(".xml.gz")])
+    (workdir / "local.yaml").write_text(yaml.safe_dump(config))
+    target = ["results/pubmed/parsed/pubmed26n0001.parquet", "--cores", "1", "--configfile", "local.yaml"]
+
+    result = snakemake(*target, cwd=workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"[parse_pubmed] error: {good}: " in output  # the user's file, not a copy
+    assert output.count("Error in rule parse_pubmed") == 1  # not retried: it would fail the same way
+
+    good.write_bytes(fixed[0])
+    good.with_name(good.name + ".md5").write_bytes(fixed[1])
+    for path in (good, good.with_name(good.name + ".md5")):
+        os.utime(path, (1e9, 1e9))  # a fixed copy that kept its old timestamp (cp -p, an archive)
+    result = snakemake(*target, cwd=workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert len(pd.read_parquet(workdir / "results/pubmed/parsed/pubmed26n0001.parquet")) == 5
 
 
 def test_invalid_config_value_stops_with_the_key(tmp_path):
