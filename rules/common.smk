@@ -16,7 +16,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 try:
-    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml")
+    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", architectures=workflow.is_main_process)
 except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
 validate(config, "../config/schema.yaml")  # fills in the schema's defaults

@@ -32,6 +32,11 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["teacher"].update(name="DistilBioBERT"), "teacher.name"),
         (lambda c: c["pubmed"].update(source="huggingface"), "pubmed"),  # without its `huggingface` block
         (lambda c: c["pubmed"].update(source="hf", huggingface={"path": "x"}), "pubmed.source"),
+        # A misspelt architecture key: transformers would store it and build the default architecture.
+        (lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64), "models.TinyBioBERT.student"),
+        (lambda c: c["teacher"]["random"]["config"].update(num_hiden_layers=2), "teacher.random.config"),
+        (lambda c: c["models"]["BioDistilBERT"]["start"]["random"]["config"].update(hidden_size=64, n_layer=2),
+         "models.BioDistilBERT.start.random.config"),
     ],
 )
 def test_invalid_value_names_the_key(mutate, key):
@@ -97,3 +102,12 @@ def test_a_local_dataset_needs_the_files_the_loader_reads(tmp_path):
         config["ner"]["datasets"] = [name]
         with pytest.raises(cfg.ConfigError, match=f"'ner.datasets': '{name}' has no data .*{missing}: missing"):
             cfg.check(config, SCHEMA)
+
+
+def test_a_misspelt_architecture_key_is_named_in_one_line():
+    config = load("config.yaml")
+    config["models"]["TinyBioBERT"]["student"]["hidden_sise"] = 64
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.check(config, SCHEMA)
+    assert str(error.value) == ("invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert "
+                                "config key (did you mean 'hidden_size'?)")

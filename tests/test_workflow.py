@@ -133,13 +133,19 @@ def test_invalid_config_value_stops_with_the_key(tmp_path):
     assert "invalid config value at 'ner.hparams.epochs'" in result.stdout + result.stderr
 
 
-def test_a_misspelt_dataset_stops_before_any_job(tmp_path):
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["ner"].update(datasets=["demo-desease"]),
+     "invalid config value at 'ner.datasets': 'demo-desease' is not a demo dataset"),
+    (lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64),
+     "invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert config key"),
+], ids=["dataset", "architecture"])
+def test_a_misspelt_name_stops_before_any_job(tmp_path, mutate, message):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
-    config["ner"]["datasets"] = ["demo-desease"]
+    mutate(config)
     (tmp_path / "typo.yaml").write_text(yaml.safe_dump(config))
     result = snakemake("-n", "--configfile", str(tmp_path / "typo.yaml"))
     assert result.returncode != 0
-    assert "invalid config value at 'ner.datasets': 'demo-desease' is not a demo dataset" in result.stdout
+    assert message in result.stdout
 
 
 def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):

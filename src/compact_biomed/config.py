@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
 from pathlib import Path
 
 import jsonschema
@@ -21,14 +23,19 @@ def dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def check(config: dict, schema_path: str | Path) -> None:
-    """Validate `config` against the JSON schema; raise ConfigError naming the first offending key."""
+def check(config: dict, schema_path: str | Path, architectures: bool = True) -> None:
+    """Validate `config` against the JSON schema; raise ConfigError naming the first offending key.
+
+    `architectures=False` skips the architecture keys' check, which imports transformers and torch (about 2 s):
+    Snakemake's job processes re-read a config that the main process checked."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     error = best_match(validator.iter_errors(config))
     if error is not None:
         raise ConfigError(f"invalid config value at '{dotted(error.absolute_path)}': {error.message}")
     check_consistency(config)
+    if architectures:
+        check_architectures(config)
 
 
 def check_consistency(config: dict) -> None:
@@ -69,6 +76,39 @@ def check_datasets(config: dict) -> None:
         else:
             continue
         raise ConfigError(f"invalid config value at 'ner.datasets': '{name}' {problem}")
+
+
+def check_architectures(config: dict) -> None:
+    """Architecture keys are attributes of their transformers config class: the class would store a misspelt key
+    and build the model with the default."""
+    for where, model_type, keys in architectures(config):
+        known = config_keys(model_type)
+        for key in keys:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"invalid config value at '{where}': '{key}' is not a {model_type} config key{hint}")
+
+
+def architectures(config: dict):
+    """(config key, model type, architecture keys) of every random model and distillation student."""
+    random = config["teacher"].get("random")
+    if random:
+        yield "teacher.random.config", random["model_type"], random["config"]
+    for name, model in config["models"].items():
+        if "student" in model:  # the teacher's config with these keys changed; recipes need a BERT teacher
+            yield f"models.{name}.student", "bert", model["student"]
+        random = model.get("start", {}).get("random")
+        if random:
+            yield f"models.{name}.start.random.config", random["model_type"], random["config"]
+
+
+@functools.cache
+def config_keys(model_type: str) -> frozenset[str]:
+    from transformers import AutoConfig  # here, not at the top: it imports torch (about 2 s)
+
+    config = AutoConfig.for_model(model_type)
+    return frozenset(config.to_dict()) | frozenset(config.attribute_map)
 
 
 def pubmed_names(config: dict) -> list[str]:
