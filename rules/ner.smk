@@ -15,6 +15,7 @@ if config["ner"]["archive_url"]:
             datasets=DATASETS,
         log:
             "logs/fetch_ner.log",
+        retries: 0  # the download retries itself; a bad archive stays bad
         conda:
             "../environment.yml"
         script:

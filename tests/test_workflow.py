@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import tarfile
 
 import pandas as pd
 import pytest
@@ -146,6 +147,22 @@ def test_a_misspelt_name_stops_before_any_job(tmp_path, mutate, message):
     result = snakemake("-n", "--configfile", str(tmp_path / "typo.yaml"))
     assert result.returncode != 0
     assert message in result.stdout
+
+
+def test_fetch_ner_extracts_the_configured_sets_into_data_dir(tmp_path):
+    archive = tmp_path / "datasets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "devel", "test", "train_dev"):
+            (tmp_path / f"{split}.tsv").write_text(f"{split}\tO\n\n")
+            tar.add(tmp_path / f"{split}.tsv", arcname=f"datasets/NER/BC5CDR-chem/{split}.tsv")
+    workdir = copy_workflow(tmp_path / "run")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"].update(archive_url=str(archive), data_dir="resources/biobert/NER", datasets=["BC5CDR-chem"])
+    (workdir / "archive.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("resources/biobert/NER/BC5CDR-chem/train_dev.tsv", "--cores", "1", "--configfile",
+                       "archive.yaml", cwd=workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert (workdir / "resources/biobert/NER/BC5CDR-chem/devel.tsv").read_text() == "devel\tO\n\n"
 
 
 def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):
