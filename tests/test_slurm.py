@@ -75,7 +75,8 @@ def scaled_profile(workdir, partition):
     del profile["default-resources"]["slurm_account"]
     profile["default-resources"].update(slurm_partition=partition, gpu_partition=partition)
     for rule in profile["set-resources"].values():
-        rule.update(slurm_partition=partition) if "slurm_partition" in rule else None
+        if "slurm_partition" in rule:
+            rule["slurm_partition"] = partition
         if "mem_mb" in rule:
             mem = rule["mem_mb"]
             rule["mem_mb"] = mem // 16 if isinstance(mem, int) else re.sub(r"^\d+", lambda m: str(int(m[0]) // 16), mem)
@@ -142,3 +143,4 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
     assert sorted(attempts.values()) == [1, 1, 1, 1, 2]  # two shards, manifest, pretrain; finetune_ner retried
     grown = [job for rule, _, job in jobs if rule == "finetune_ner"]
     assert minutes(grown[1]["TimeLimit"]) == 2 * minutes(grown[0]["TimeLimit"])  # the retry asked for more
+    assert int(grown[1]["MinMemoryNode"].rstrip("M")) == 2 * int(grown[0]["MinMemoryNode"].rstrip("M"))

@@ -63,34 +63,38 @@ def check_datasets(config: dict) -> None:
     """Every NER dataset is one its source has, so a misspelt name stops the run before any job starts."""
     source = ner_source(config)
     for name in config["ner"]["datasets"]:
-        if source == "archive" and name not in ner_archive.NER_SETS:
-            problem = f"is not in BioBERT's NER archive (its sets: {', '.join(ner_archive.NER_SETS)})"
-        elif source == "demo" and name not in demo.NER_SETS:
-            problem = f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
-        elif source == "local":
-            try:
-                ner_data.split_files(Path(config["ner"]["data_dir"]) / name)
-                continue
-            except InputError as error:
-                problem = f"has no data ({error})"
-        else:
-            continue
-        raise ConfigError(f"invalid config value at 'ner.datasets': '{name}' {problem}")
+        problem = dataset_problem(source, Path(config["ner"]["data_dir"]), name)
+        if problem:
+            raise ConfigError(f"invalid config value at 'ner.datasets': '{name}' {problem}")
+
+
+def dataset_problem(source: str, data_dir: Path, name: str) -> str | None:
+    if source == "archive" and name not in ner_archive.NER_SETS:
+        return f"is not in BioBERT's NER archive (its sets: {', '.join(ner_archive.NER_SETS)})"
+    if source == "demo" and name not in demo.NER_SETS:
+        return f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
+    if source == "local":
+        try:
+            ner_data.split_files(data_dir / name)
+        except InputError as error:
+            return f"has no data ({error})"
+    return None
 
 
 def check_architectures(config: dict) -> None:
     """Architecture keys are attributes of their transformers config class: the class would store a misspelt key
     and build the model with the default."""
-    for where, model_type, keys in architectures(config):
+    for where, model_type, keys in architecture_blocks(config):
         known = config_keys(model_type)
         for key in keys:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"invalid config value at '{where}': '{key}' is not a {model_type} config key{hint}")
+                raise ConfigError(f"invalid config value at '{where}': '{key}' is not a {model_type} config key"
+                                  f"{hint}")
 
 
-def architectures(config: dict):
+def architecture_blocks(config: dict):
     """(config key, model type, architecture keys) of every random model and distillation student."""
     random = config["teacher"].get("random")
     if random:
