@@ -4,9 +4,9 @@
 # `snakemake --configfile config/paper.yaml --workflow-profile profiles/slurm` (see README.md).
 
 
-# The demo config is the default; a --configfile replaces it whole (Snakemake would otherwise deep-merge the
-# two, mixing the demo's random checkpoints into the paper's hub ones).
-if not config:
+# The demo config unless a --configfile is given: Snakemake would deep-merge a --configfile into it, mixing the
+# demo's random checkpoints into the paper's hub ones. `--config key=value` applies on top of either.
+if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
 

@@ -6,10 +6,13 @@ import sys
 import uuid
 from pathlib import Path
 
-# The package is pip-installed for the jobs (`make setup`); the Snakefile itself also finds it in a bare clone.
+# The package is pip-installed for the jobs (`make setup`; environment.yml installs this folder for --sdm conda);
+# the Snakefile itself also finds it in a bare clone.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for environment.yml
 
 from compact_biomed import config as cfg
+from compact_biomed import ner_data
 from compact_biomed.smk import RUN_ID
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -17,7 +20,7 @@ from snakemake.utils import validate
 os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: see compact_biomed.smk
 
 try:
-    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml")
+    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", architectures=workflow.is_main_process)
 except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
 validate(config, "../config/schema.yaml")  # fills in the schema's defaults
@@ -78,9 +81,10 @@ def shard_dirs(owner):
 
 
 def pubmed_source(suffix):
-    """A baseline file from the configured local folder, or nothing (then the fetch rule downloads it)."""
-    local = config["pubmed"]["local_dir"]
-    return (lambda wc: f"{local}/{wc.name}{suffix}") if local else []
+    """A baseline file as parse_pubmed reads it: in place in the configured local folder (no copy that could go
+    stale: errors name the user's file, and a replaced file is read again), else the download."""
+    folder = config["pubmed"]["local_dir"] or "results/pubmed/raw"
+    return lambda wc: f"{folder}/{wc.name}{suffix}"
 
 
 def parsed_pubmed_files():
@@ -104,3 +108,12 @@ def pretrain_inputs(wildcards):
     else:
         inputs["start"] = f"results/start/{wildcards.student}"
     return inputs
+
+
+def ner_split_files(wildcards):
+    """The files fine-tuning reads: fetched and generated sets have all four splits; a local folder needs only
+    train, test and train_dev.tsv or devel.tsv, as for the CLI (the config check found them)."""
+    folder = f"{config['ner']['data_dir']}/{wildcards.dataset}"
+    if cfg.ner_source(config) == "local":
+        return [str(path) for path in ner_data.split_files(folder)]
+    return expand(f"{folder}/{{split}}.tsv", split=SPLITS)

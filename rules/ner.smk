@@ -12,10 +12,10 @@ if config["ner"]["archive_url"]:
             expand(f"{DATA_DIR}/{{dataset}}/{{split}}.tsv", dataset=DATASETS, split=SPLITS),
         params:
             url=config["ner"]["archive_url"],
-            data_dir=DATA_DIR,
             datasets=DATASETS,
         log:
             "logs/fetch_ner.log",
+        retries: 0  # the download retries itself; a bad archive stays bad
         conda:
             "../environment.yml"
         script:
@@ -25,7 +25,7 @@ if config["ner"]["archive_url"]:
 rule finetune_ner:
     input:
         model=model_dir,
-        data=expand(f"{DATA_DIR}/{{{{dataset}}}}/{{split}}.tsv", split=SPLITS),
+        data=ner_split_files,
     output:
         metrics="results/ner/{model}/{dataset}/seed{seed}/metrics.json",
         predictions="results/ner/{model}/{dataset}/seed{seed}/predictions.tsv",

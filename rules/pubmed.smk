@@ -9,18 +9,16 @@ localrules:
 
 rule fetch_pubmed:
     # One job per file so a cluster fetches them in parallel; a local rule, as compute nodes often lack internet.
-    input:
-        xml=pubmed_source(".xml.gz"),
-        md5=pubmed_source(".xml.gz.md5"),
+    # Only for downloads (pubmed.local_dir: null). No Snakemake retries: the download retries itself with back-off,
+    # and an md5 mismatch after those attempts will not change.
     output:
         xml="results/pubmed/raw/{name}.xml.gz",
         md5="results/pubmed/raw/{name}.xml.gz.md5",
     params:
-        local_dir=config["pubmed"]["local_dir"],
         base_url=config["pubmed"]["base_url"],
     log:
         "logs/fetch_pubmed/{name}.log",
-    retries: 2
+    retries: 0
     conda:
         "../environment.yml"
     script:
@@ -28,13 +26,16 @@ rule fetch_pubmed:
 
 
 rule parse_pubmed:
-    # One job per file: the 1,200+ baseline files parse in parallel, each in constant memory.
+    # One job per file: the 1,200+ baseline files parse in parallel, each in constant memory, after their md5
+    # check. No retries: a bad file fails the same way again.
     input:
-        "results/pubmed/raw/{name}.xml.gz",
+        xml=pubmed_source(".xml.gz"),
+        md5=pubmed_source(".xml.gz.md5"),
     output:
         "results/pubmed/parsed/{name}.parquet",
     log:
         "logs/parse_pubmed/{name}.log",
+    retries: 0
     conda:
         "../environment.yml"
     script:

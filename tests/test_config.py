@@ -32,6 +32,11 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["teacher"].update(name="DistilBioBERT"), "teacher.name"),
         (lambda c: c["pubmed"].update(source="huggingface"), "pubmed"),  # without its `huggingface` block
         (lambda c: c["pubmed"].update(source="hf", huggingface={"path": "x"}), "pubmed.source"),
+        # A misspelt architecture key: transformers would store it and build the default architecture.
+        (lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64), "models.TinyBioBERT.student"),
+        (lambda c: c["teacher"]["random"]["config"].update(num_hiden_layers=2), "teacher.random.config"),
+        (lambda c: c["models"]["BioDistilBERT"]["start"]["random"]["config"].update(hidden_size=64, n_layer=2),
+         "models.BioDistilBERT.start.random.config"),
     ],
 )
 def test_invalid_value_names_the_key(mutate, key):
@@ -60,3 +65,49 @@ def test_tokenizer_owners_and_table_rows():
     assert cfg.tokenizer_owner(config, "DistilBioBERT") == "teacher"
     assert cfg.tokenizer_owner(config, "BioMobileBERT") == "BioMobileBERT"
     assert cfg.table_models(config)[:2] == ["BioBERT", "DistilBioBERT"]
+
+
+def ner_folder(root, name, splits):
+    folder = root / name
+    folder.mkdir(parents=True)
+    for split in splits:
+        (folder / f"{split}.tsv").write_text("Aspirin\tB\n\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    "config_name, datasets, expected",
+    [
+        ("paper.yaml", ["BC5CDR-chm"], "'BC5CDR-chm' is not in BioBERT's NER archive"),
+        ("config.yaml", ["BC5CDR-chem"], "'BC5CDR-chem' is not a demo dataset"),
+        ("config.yaml", ["demo-disease", "demo-desease"], "'demo-desease' is not a demo dataset"),
+    ],
+)
+def test_dataset_names_are_checked_against_their_source(config_name, datasets, expected):
+    config = load(config_name)
+    config["ner"]["datasets"] = datasets
+    with pytest.raises(cfg.ConfigError, match=f"^invalid config value at 'ner.datasets': {expected}"):
+        cfg.check(config, SCHEMA)
+
+
+def test_a_local_dataset_needs_the_files_the_loader_reads(tmp_path):
+    config = load("config.yaml")
+    config["demo"]["enabled"] = False
+    config["ner"]["data_dir"] = str(ner_folder(tmp_path, "no-devel", ["train", "test", "train_dev"]))
+    ner_folder(tmp_path, "devel-only", ["train", "test", "devel"])
+    ner_folder(tmp_path, "no-test", ["train", "devel", "train_dev"])
+    config["ner"]["datasets"] = ["no-devel", "devel-only"]
+    cfg.check(config, SCHEMA)  # devel.tsv or train_dev.tsv, as for the CLI
+    for name, missing in [("no-test", "no-test/test.tsv"), ("BC5CDR-chm", "BC5CDR-chm/train.tsv")]:
+        config["ner"]["datasets"] = [name]
+        with pytest.raises(cfg.ConfigError, match=f"'ner.datasets': '{name}' has no data .*{missing}: missing"):
+            cfg.check(config, SCHEMA)
+
+
+def test_a_misspelt_architecture_key_is_named_in_one_line():
+    config = load("config.yaml")
+    config["models"]["TinyBioBERT"]["student"]["hidden_sise"] = 64
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.check(config, SCHEMA)
+    assert str(error.value) == ("invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert "
+                                "config key (did you mean 'hidden_size'?)")

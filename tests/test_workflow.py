@@ -1,6 +1,11 @@
 """The Snakemake workflow itself: lint, the paper DAG offline, config errors, and the demo end to end."""
 
+import hashlib
+import os
 import re
+import subprocess
+import sys
+import tarfile
 
 import pandas as pd
 import pytest
@@ -15,10 +20,27 @@ def job_counts(output: str) -> dict[str, int]:
     return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.MULTILINE)}
 
 
-def test_lint_is_clean():
-    result = snakemake("--lint")
+@pytest.mark.parametrize("configfile", [[], ["--configfile", "config/paper.yaml"]], ids=["demo", "paper"])
+def test_lint_is_clean(configfile):
+    result = snakemake("--lint", *configfile)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_conda_environment_installs_this_checkout(tmp_path):
+    # `--sdm conda`: Snakemake copies environment.yml to .snakemake/conda/<hash>.yaml; conda writes its pip list to
+    # a requirements file there and runs pip in that folder, with the workflow's environment variables.
+    environment = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(entry["pip"] for entry in environment["dependencies"] if isinstance(entry, dict))
+    copied = tmp_path / ".snakemake" / "conda"
+    copied.mkdir(parents=True)
+    (copied / "condaenv.requirements.txt").write_text("\n".join(line for line in pip if line.startswith("-e")))
+    env = {**os.environ, "COMPACT_BIOMED_ROOT": str(REPO)}  # what rules/common.smk sets
+    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
+                             "--no-build-isolation", "-r", "condaenv.requirements.txt"],
+                            cwd=copied, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Would install compact-biomed-" in result.stdout
 
 
 def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
@@ -51,6 +73,57 @@ def test_corpus_from_a_huggingface_dataset(tmp_path):
     assert not (workdir / "results/pubmed/raw").exists()  # no baseline file was fetched
 
 
+def test_config_overrides_apply_to_the_demo_config():
+    # `--config` alone keeps the demo config and overrides one key (it used to replace the whole config).
+    result = snakemake("-n", "--cores", "4", "--config", "threads=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "threads: 2" in result.stdout
+
+
+def test_a_configfile_replaces_the_demo_config_and_config_overrides_it(tmp_path):
+    own = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    own["models"] = {"MyTiny": own["models"]["TinyBioBERT"]}
+    own["ner"]["seeds"] = [1]
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(own))
+    result = snakemake("-n", "--cores", "4", "--configfile", str(tmp_path / "own.yaml"), "--config", "threads=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["pretrain"] == 1  # the demo's six models were not merged in
+    assert counts["finetune_ner"] == 2  # teacher and MyTiny x one dataset x one seed
+    assert "threads: 3" in result.stdout
+
+
+def test_a_fixed_local_pubmed_file_is_read_again_even_if_older(tmp_path):
+    from compact_biomed import demo
+
+    local = tmp_path / "local"
+    good = local / "pubmed26n0001.xml.gz"
+    demo.write_pubmed_file(good, first_pmid=1, count=5, seed=0)
+    fixed = good.read_bytes(), good.with_name(good.name + ".md5").read_bytes()
+    # A cut file whose sidecar matches it: the md5 check passes, parsing fails.
+    good.write_bytes(fixed[0][: len(fixed[0]) // 2])
+    good.with_name(good.name + ".md5").write_text(f"MD5({good.name})= {hashlib.md5(good.read_bytes()).hexdigest()}")
+    workdir = copy_workflow(tmp_path / "run")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["pubmed"].update(local_dir=str(local), files=[good.name.removesuffix(".xml.gz")])
+    (workdir / "local.yaml").write_text(yaml.safe_dump(config))
+    target = ["results/pubmed/parsed/pubmed26n0001.parquet", "--cores", "1", "--configfile", "local.yaml"]
+
+    result = snakemake(*target, cwd=workdir)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"[parse_pubmed] error: {good}: " in output  # the user's file, not a copy
+    assert output.count("Error in rule parse_pubmed") == 1  # not retried: it would fail the same way
+
+    good.write_bytes(fixed[0])
+    good.with_name(good.name + ".md5").write_bytes(fixed[1])
+    for path in (good, good.with_name(good.name + ".md5")):
+        os.utime(path, (1e9, 1e9))  # a fixed copy that kept its old timestamp (cp -p, an archive)
+    result = snakemake(*target, cwd=workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert len(pd.read_parquet(workdir / "results/pubmed/parsed/pubmed26n0001.parquet")) == 5
+
+
 def test_invalid_config_value_stops_with_the_key(tmp_path):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["ner"]["hparams"]["epochs"] = 0
@@ -59,6 +132,52 @@ def test_invalid_config_value_stops_with_the_key(tmp_path):
     result = snakemake("-n", "--configfile", str(bad))
     assert result.returncode != 0
     assert "invalid config value at 'ner.hparams.epochs'" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c["ner"].update(datasets=["demo-desease"]),
+     "invalid config value at 'ner.datasets': 'demo-desease' is not a demo dataset"),
+    (lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64),
+     "invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert config key"),
+], ids=["dataset", "architecture"])
+def test_a_misspelt_name_stops_before_any_job(tmp_path, mutate, message):
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    mutate(config)
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(tmp_path / "typo.yaml"))
+    assert result.returncode != 0
+    assert message in result.stdout
+
+
+def test_fetch_ner_extracts_the_configured_sets_into_data_dir(tmp_path):
+    archive = tmp_path / "datasets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "devel", "test", "train_dev"):
+            (tmp_path / f"{split}.tsv").write_text(f"{split}\tO\n\n")
+            tar.add(tmp_path / f"{split}.tsv", arcname=f"datasets/NER/BC5CDR-chem/{split}.tsv")
+    workdir = copy_workflow(tmp_path / "run")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"].update(archive_url=str(archive), data_dir="resources/biobert/NER", datasets=["BC5CDR-chem"])
+    (workdir / "archive.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("resources/biobert/NER/BC5CDR-chem/train_dev.tsv", "--cores", "1", "--configfile",
+                       "archive.yaml", cwd=workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert (workdir / "resources/biobert/NER/BC5CDR-chem/devel.tsv").read_text() == "devel\tO\n\n"
+
+
+def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):
+    # The loader reads train_dev.tsv (else devel.tsv); the workflow asks for no more than that.
+    data = tmp_path / "ner" / "mine"
+    data.mkdir(parents=True)
+    for split in ("train", "test", "train_dev"):
+        (data / f"{split}.tsv").write_text("Aspirin\tB\n\n")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"].update(data_dir=str(tmp_path / "ner"), datasets=["mine"])
+    (tmp_path / "local.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(tmp_path / "local.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)["finetune_ner"] == 7 * 5
+    assert "devel.tsv" not in result.stdout
 
 
 @pytest.mark.slow

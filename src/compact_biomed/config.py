@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import copy
+import difflib
+import functools
 from pathlib import Path
 
 import jsonschema
 import yaml
 from jsonschema.exceptions import best_match
+
+from . import demo, ner_archive, ner_data
+from .io import InputError
 
 
 class ConfigError(ValueError):
@@ -18,14 +23,19 @@ def dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def check(config: dict, schema_path: str | Path) -> None:
-    """Validate `config` against the JSON schema; raise ConfigError naming the first offending key."""
+def check(config: dict, schema_path: str | Path, architectures: bool = True) -> None:
+    """Validate `config` against the JSON schema; raise ConfigError naming the first offending key.
+
+    `architectures=False` skips the architecture keys' check, which imports transformers and torch (about 2 s):
+    Snakemake's job processes re-read a config that the main process checked."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     error = best_match(validator.iter_errors(config))
     if error is not None:
         raise ConfigError(f"invalid config value at '{dotted(error.absolute_path)}': {error.message}")
     check_consistency(config)
+    if architectures:
+        check_architectures(config)
 
 
 # Keys only a model trained here has; a pretrained row is fine-tuned as it is.
@@ -48,6 +58,73 @@ def check_consistency(config: dict) -> None:
     files = config.get("pubmed", {}).get("files")
     if isinstance(files, dict) and files["first"] > files["last"]:
         raise ConfigError("invalid config value at 'pubmed.files': first is after last")
+    check_datasets(config)
+
+
+def ner_source(config: dict) -> str:
+    """Where the NER sets come from: BioBERT's `archive`, the `demo` generator, or a `local` folder."""
+    ner = config["ner"]
+    if ner.get("archive_url"):
+        return "archive"
+    if config.get("demo", {}).get("enabled") and Path(ner["data_dir"]) == Path(demo.NER_DIR):
+        return "demo"
+    return "local"
+
+
+def check_datasets(config: dict) -> None:
+    """Every NER dataset is one its source has, so a misspelt name stops the run before any job starts."""
+    source = ner_source(config)
+    for name in config["ner"]["datasets"]:
+        problem = dataset_problem(source, Path(config["ner"]["data_dir"]), name)
+        if problem:
+            raise ConfigError(f"invalid config value at 'ner.datasets': '{name}' {problem}")
+
+
+def dataset_problem(source: str, data_dir: Path, name: str) -> str | None:
+    if source == "archive" and name not in ner_archive.NER_SETS:
+        return f"is not in BioBERT's NER archive (its sets: {', '.join(ner_archive.NER_SETS)})"
+    if source == "demo" and name not in demo.NER_SETS:
+        return f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
+    if source == "local":
+        try:
+            ner_data.split_files(data_dir / name)
+        except InputError as error:
+            return f"has no data ({error})"
+    return None
+
+
+def check_architectures(config: dict) -> None:
+    """Architecture keys are attributes of their transformers config class: the class would store a misspelt key
+    and build the model with the default."""
+    for where, model_type, keys in architecture_blocks(config):
+        known = config_keys(model_type)
+        for key in keys:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"invalid config value at '{where}': '{key}' is not a {model_type} config key"
+                                  f"{hint}")
+
+
+def architecture_blocks(config: dict):
+    """(config key, model type, architecture keys) of every random model and distillation student."""
+    random = config.get("teacher", {}).get("random")
+    if random:
+        yield "teacher.random.config", random["model_type"], random["config"]
+    for name, model in config["models"].items():
+        if "student" in model:  # the teacher's config with these keys changed; recipes need a BERT teacher
+            yield f"models.{name}.student", "bert", model["student"]
+        random = model.get("start", {}).get("random")
+        if random:
+            yield f"models.{name}.start.random.config", random["model_type"], random["config"]
+
+
+@functools.cache
+def config_keys(model_type: str) -> frozenset[str]:
+    from transformers import AutoConfig  # here, not at the top: it imports torch (about 2 s)
+
+    config = AutoConfig.for_model(model_type)
+    return frozenset(config.to_dict()) | frozenset(config.attribute_map)
 
 
 def check_row(name: str, model: dict) -> None:

@@ -44,6 +44,9 @@ CONTEXTS = {
 FILLER = ["The", "study", "included", "patients", "with", "normal", "renal", "function", "and", "no", "history",
           "of", "adverse", "events", "were", "recorded", "during", "follow", "-", "up", "in", "the", "cohort", "."]
 OTHER_WORDS = ["smoking", "alcohol", "glucose", "protein", "plasma", "oxygen", "radiation", "stress"]
+# The NER sets the demo generates (demo-<kind>) and where rules/demo.smk writes them.
+NER_SETS = tuple(f"demo-{kind}" for kind in ENTITY_SUFFIXES)
+NER_DIR = "resources/demo/ner"
 
 
 def entity_names(kind: str, rng: random.Random) -> list[str]:

@@ -14,6 +14,8 @@ from .download import download_to, with_retries
 from .io import InputError, atomic_path
 
 SPLITS = ("train", "devel", "test", "train_dev")
+# The NER sets in the archive (datasets/NER/<name>/), spelled as there.
+NER_SETS = ("NCBI-disease", "BC5CDR-disease", "BC5CDR-chem", "BC4CHEMD", "JNLPBA", "BC2GM", "linnaeus", "s800")
 
 
 def extract(archive: str | Path, data_dir: str | Path, names: list[str]) -> None:

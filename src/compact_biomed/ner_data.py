@@ -99,6 +99,12 @@ def dev_file(data_dir: str | os.PathLike, protocol: str = "paper") -> Path:
     return _split_file(Path(data_dir), "devel.tsv")
 
 
+def split_files(data_dir: str | os.PathLike, protocol: str = "paper") -> list[Path]:
+    """The files load_dataset_dir reads (train, dev source, test); InputError names the first one missing."""
+    data_dir = Path(data_dir)
+    return [_split_file(data_dir, "train.tsv"), dev_file(data_dir, protocol), _split_file(data_dir, "test.tsv")]
+
+
 def _split_file(data_dir: Path, name: str) -> Path:
     path = data_dir / name
     if not path.is_file():

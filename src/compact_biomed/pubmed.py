@@ -122,6 +122,11 @@ def _parse_sidecar_bytes(url: str, data: bytes) -> str:
     return _parse_md5_line(url, line)
 
 
+def verify(path, sidecar) -> None:
+    """Check a baseline file against its md5 sidecar; InputError names the file."""
+    _check_md5(path, parse_md5_sidecar(sidecar), file_md5(path))
+
+
 def _check_md5(source, expected: str, actual: str) -> None:
     if actual != expected:
         raise ChecksumMismatch(source, f"md5 mismatch: sidecar says {expected}, data has {actual}")
