@@ -120,23 +120,18 @@ class Budget:
         return float("inf") if self.seconds is None else self.seconds - (time.time() - self.started)
 
 
-def run_row(arm: str, jobs: int, seeds: list[int], hp: dict, ctx: dict, budget: Budget, estimate: float) -> list:
-    """Each seed's run (one process each, one after another), or for jobs > 1 `jobs` processes at once (seeds
-    seed, seed+1, ...). Returns the metrics of the runs that finished."""
+def run_group(arm: str, jobs: int, seed: int, hp: dict, ctx: dict, budget: Budget, estimate: float) -> list:
+    """One run (a fresh process), or for jobs > 1 that many processes at once (seeds seed, seed+1, ...).
+    Returns [their metrics], or [] when skipped for the budget or failed."""
     if budget.left() < estimate:
         print(f"skipped {arm} x{jobs} pad {hp['pad_to_multiple_of']}: {budget.left():.0f} s of budget left",
               file=sys.stderr)
         return []
-    runs = []
-    for seed in seeds:
-        group = [seed + i for i in range(jobs)]
-        logs = [ctx["tmp"] / f"{arm}-{hp['pad_to_multiple_of']}-{jobs}-{s}.log" for s in group]
-        processes = [start_worker(arm, ctx["model_dir"], ctx["data_dir"], s, hp, log) for s, log in zip(group, logs)]
-        results = [finish(p, log, budget.left()) for p, log in zip(processes, logs)]
-        if None in results:
-            break
-        runs.append(results)
-    return runs
+    seeds = [seed + i for i in range(jobs)]
+    logs = [ctx["tmp"] / f"{arm}-{hp['pad_to_multiple_of']}-{jobs}-{s}.log" for s in seeds]
+    processes = [start_worker(arm, ctx["model_dir"], ctx["data_dir"], s, hp, log) for s, log in zip(seeds, logs)]
+    results = [finish(p, log, budget.left()) for p, log in zip(processes, logs)]
+    return [] if None in results else [results]
 
 
 def summarise(label: str, pad: str, jobs: int, runs: list[list[dict]]) -> dict | None:
@@ -262,13 +257,16 @@ def main() -> None:
         hp = dict(learning_rate=learning_rate, epochs=args.epochs, warmup_ratio=0.1, max_length=512,
                   max_train_sentences=args.train_sentences, max_eval_sentences=args.eval_sentences,
                   threads=args.threads, group_by_length=False, logging_steps=1000)
-        rows, estimate = [], 0.0
-        for arm, pad, jobs in plan(args, cuda):
-            runs = run_row(arm, jobs, args.seeds, {**hp, "pad_to_multiple_of": pad}, ctx, budget, estimate)
-            row = summarise(arm, "exact" if pad in (None, 1) else str(pad), jobs, runs)
-            if row:
-                rows.append(row)
-                estimate = max(estimate, 1.1 * row["process"] * (1 if jobs == 1 else 2))
+        runs, estimate = {row: [] for row in plan(args, cuda)}, 0.0
+        for seed in args.seeds:  # arms interleaved, so drifts in machine load affect them alike
+            for arm, pad, jobs in runs:
+                done = run_group(arm, jobs, seed, {**hp, "pad_to_multiple_of": pad}, ctx, budget, estimate)
+                runs[arm, pad, jobs] += done
+                if done:
+                    process = max(m["process_seconds"] for m in done[0])
+                    estimate = max(estimate, 1.1 * process * (1 if jobs == 1 else 2))
+        rows = [summarise(arm, "exact" if pad in (None, 1) else str(pad), jobs, done)
+                for (arm, pad, jobs), done in runs.items() if done]
 
     model = args.model_dir or f"random BERT {args.shape} ({'x'.join(map(str, SHAPES[args.shape][:2]))})"
     report = [f"NER fine-tuning, fresh processes: {device}; torch {torch.__version__}, "
