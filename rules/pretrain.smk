@@ -17,6 +17,7 @@ rule pretrain:
     threads: config["threads"]
     resources:
         gpu=GPU_PER_JOB,
+        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
     log:
         "logs/pretrain/{student}.log",
     conda:
