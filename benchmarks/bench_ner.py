@@ -6,8 +6,8 @@ batch shapes. Rows, with random batches (the paper's) on both sides:
 
 * loop     - the previous loop, batches padded to their longest window;
 * trainer  - the Trainer job, batches padded to a multiple of 1 (exact), 8 or 64 (`pad_to_multiple_of`);
-* CUDA only: k Trainer jobs started at once on the one GPU; their aggregate rate (all their training samples over
-  the span from the first start to the last end of training) against one job's.
+* k Trainer jobs started at once (--jobs; default 4 on CUDA, none on CPU): their aggregate rate (all their
+  training samples over the span from the first start to the last end of training) against one job's.
 
 Columns: training samples/s of the whole job, its first and last epoch's rate (first/last = warm-up cost), test
 F1 in both scorings (seqeval, mean over seeds) and the seconds the process took. The model is either --model-dir
@@ -148,19 +148,27 @@ def summarise(label: str, pad: str, jobs: int, runs: list[list[dict]]) -> dict |
     first = statistics.median(m["epoch_samples_per_second"][0] for m in flat)
     last = statistics.median(m["epoch_samples_per_second"][-1] for m in flat)
     return {"label": label, "pad": pad, "jobs": jobs, "rate": rate, "first": first, "last": last,
-            "paper": statistics.mean(m["test"]["paper"]["f1"] for m in flat),
-            "word": statistics.mean(m["test"]["word"]["f1"] for m in flat),
+            **{mode: f1_spread([m["test"][mode]["f1"] for m in flat]) for mode in ("paper", "word")},
             "process": statistics.median(m["process_seconds"] for m in flat), "runs": len(flat)}
+
+
+def f1_spread(values: list[float]) -> tuple[float, float]:
+    """Mean and sd (0 for one run) of F1 over runs."""
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def table(rows: list[dict]) -> list[str]:
     lines = [f"{'arm':<12}{'pad':>6}{'jobs':>5}{'samples/s':>11}{'epoch 1':>9}{'last ep':>9}{'1st/last':>9}"
-             f"{'paper F1':>10}{'word F1':>9}{'proc s':>8}{'runs':>5}"]
+             f"{'paper F1 (sd)':>15}{'word F1 (sd)':>15}{'proc s':>8}{'runs':>5}"]
     for r in rows:
         lines.append(f"{r['label']:<12}{r['pad']:>6}{r['jobs']:>5}{r['rate']:>11.1f}{r['first']:>9.1f}"
-                     f"{r['last']:>9.1f}{r['first'] / r['last']:>9.2f}{r['paper']:>10.3f}{r['word']:>9.3f}"
+                     f"{r['last']:>9.1f}{r['first'] / r['last']:>9.2f}{spread(r['paper']):>15}{spread(r['word']):>15}"
                      f"{r['process']:>8.1f}{r['runs']:>5}")
     return lines
+
+
+def spread(mean_sd: tuple[float, float]) -> str:
+    return f"{mean_sd[0]:.3f} ({mean_sd[1]:.3f})"
 
 
 def ratios(rows: list[dict]) -> list[str]:
@@ -169,8 +177,9 @@ def ratios(rows: list[dict]) -> list[str]:
     loop = by.get(("loop", "exact", 1))
     for (label, pad, jobs), row in by.items():
         if label == "trainer" and jobs == 1 and loop:
+            paper, word = (row[mode][0] - loop[mode][0] for mode in ("paper", "word"))
             lines.append(f"trainer pad {pad} / loop: {row['rate'] / loop['rate']:.2f}x samples/s, "
-                         f"F1 paper {row['paper'] - loop['paper']:+.3f}, word {row['word'] - loop['word']:+.3f}")
+                         f"F1 difference paper {paper:+.3f}, word {word:+.3f}")
         if jobs > 1 and (label, pad, 1) in by:
             lines.append(f"{jobs} jobs at once / 1 job (pad {pad}): {row['rate'] / by[label, pad, 1]['rate']:.2f}x")
     return lines
@@ -203,9 +212,9 @@ def data_folder(args, tmp: Path) -> Path:
 
 def plan(args, cuda: bool) -> list[tuple[str, int | None, int]]:
     """(arm, pad_to_multiple_of, jobs) rows in the order they run: the most important first on a budget."""
-    pads = args.pad_multiples or ([8, 64] if cuda else [1])
+    pads = args.pad_multiples or ([64, 8] if cuda else [1])
     rows = [("loop", None, 1)] + [("trainer", pad, 1) for pad in pads]
-    if cuda and args.jobs > 1:
+    if args.jobs > 1:
         rows.insert(2, ("trainer", max(pads), args.jobs))  # before the other pads: the 1-vs-k figure matters more
     return rows
 
@@ -217,14 +226,14 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, help="a masked-LM checkpoint; default: a random one of --shape")
     parser.add_argument("--shape", choices=sorted(SHAPES), help="default: tiny on CPU, bert-base on CUDA")
     parser.add_argument("--vocab-size", type=int, default=8000)
-    parser.add_argument("--train-sentences", type=int, help="default: 1000 on CPU, 2000 on CUDA")
+    parser.add_argument("--train-sentences", type=int, help="default: 1000 on CPU, 1500 on CUDA")
     parser.add_argument("--eval-sentences", type=int, default=300)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--learning-rate", type=float, help="default: 1e-3 for tiny/small, 1e-4 otherwise")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: 1 2 3 on CPU, 1 on CUDA")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per job")
-    parser.add_argument("--pad-multiples", type=int, nargs="+", help="Trainer rows; default: 1 on CPU, 8 64 on CUDA")
-    parser.add_argument("--jobs", type=int, default=4, help="concurrent Trainer jobs on one GPU (CUDA only)")
+    parser.add_argument("--pad-multiples", type=int, nargs="+", help="Trainer rows; default: 1 on CPU, 64 8 on CUDA")
+    parser.add_argument("--jobs", type=int, help="concurrent Trainer jobs on the device; default: 4 on CUDA, 1 on CPU")
     parser.add_argument("--budget-s", type=float, help="wall-clock limit of the whole run; rows that miss it skip")
     parser.add_argument("--out", type=Path, help="also write the table here")
     parser.add_argument("--worker", choices=["loop", "trainer"], help=argparse.SUPPRESS)
@@ -245,8 +254,9 @@ def main() -> None:
     if not cuda:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the workers' device follows what they can see
     args.shape = args.shape or ("bert-base" if cuda else "tiny")
-    args.train_sentences = args.train_sentences or (2000 if cuda else 1000)
+    args.train_sentences = args.train_sentences or (1500 if cuda else 1000)
     args.seeds = args.seeds or ([1] if cuda else [1, 2, 3])
+    args.jobs = args.jobs or (4 if cuda else 1)
     learning_rate = args.learning_rate or (1e-3 if args.shape in ("tiny", "small") else 1e-4)
     device = torch.cuda.get_device_name(0) if cuda else f"CPU, {args.threads} thread(s) per job"
 
