@@ -122,8 +122,8 @@ class Budget:
 
 def run_group(arm: str, jobs: int, seed: int, hp: dict, ctx: dict, budget: Budget, estimate: float) -> list:
     """One run (a fresh process), or for jobs > 1 that many processes at once (seeds seed, seed+1, ...).
-    Returns [their metrics], or [] when skipped for the budget or failed."""
-    if budget.left() < estimate:
+    Returns [their metrics], or [] when skipped for the budget (`estimate`: seconds of one job) or failed."""
+    if budget.left() < estimate * (1 if jobs == 1 else 2):  # k jobs at once take about twice one job's time
         print(f"skipped {arm} x{jobs} pad {hp['pad_to_multiple_of']}: {budget.left():.0f} s of budget left",
               file=sys.stderr)
         return []
@@ -272,9 +272,8 @@ def main() -> None:
             for arm, pad, jobs in runs:
                 done = run_group(arm, jobs, seed, {**hp, "pad_to_multiple_of": pad}, ctx, budget, estimate)
                 runs[arm, pad, jobs] += done
-                if done:
-                    process = max(m["process_seconds"] for m in done[0])
-                    estimate = max(estimate, 1.1 * process * (1 if jobs == 1 else 2))
+                if done and jobs == 1:
+                    estimate = max(estimate, 1.1 * done[0][0]["process_seconds"])
         rows = [summarise(arm, "exact" if pad in (None, 1) else str(pad), jobs, done)
                 for (arm, pad, jobs), done in runs.items() if done]
 
