@@ -263,11 +263,15 @@ def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) ->
         output_dir=scratch, seed=seed, learning_rate=hp["learning_rate"], weight_decay=hp["weight_decay"],
         lr_scheduler_type=hp["scheduler"], warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
         num_train_epochs=hp["epochs"], per_device_train_batch_size=hp["batch_size"],
-        per_device_eval_batch_size=hp["eval_batch_size"], max_grad_norm=1.0, bf16=cuda,
+        per_device_eval_batch_size=hp["eval_batch_size"], max_grad_norm=1.0, bf16=bf16(),
         train_sampling_strategy="group_by_length" if hp["group_by_length"] else "random",
         eval_strategy="no", save_strategy="no", logging_strategy="steps", logging_steps=hp["logging_steps"],
         report_to="none", disable_tqdm=True, dataloader_pin_memory=cuda,
     )
+
+
+def bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
 def argmax_labels(logits, labels):
@@ -280,7 +284,8 @@ def train_and_predict(model, tokenizer, encoded: dict, hp: dict, seed: int) -> t
     train_features = window_features(encoded["train"], with_labels=True)
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple(hp))
     progress = ProgressLog(len(train_features), hp["batch_size"])
-    device = "cuda (bf16)" if torch.cuda.is_available() else f"cpu ({torch.get_num_threads()} threads)"
+    device = f"cuda ({'bf16' if bf16() else 'fp32'})" if torch.cuda.is_available() else (
+        f"cpu ({torch.get_num_threads()} threads)")
     print(f"training on {len(train_features)} windows, {hp['epochs']} epochs, batch {hp['batch_size']}, {device}, "
           f"{'length-grouped' if hp['group_by_length'] else 'random'} batches padded to a multiple of "
           f"{pad_multiple(hp) or 1}", flush=True)
