@@ -40,6 +40,10 @@ SPLITS = ["train", "devel", "test", "train_dev"]
 # Training jobs hold one GPU where there is one; the profile caps how many run at once (profiles/default: one).
 # A CPU-only machine requests none, so its training jobs run side by side on the cores.
 GPU_PER_JOB = 1 if shutil.which("nvidia-smi") else 0
+# Several NER fine-tunings share one GPU (one alone leaves it mostly idle): each takes one of the GPU's
+# `gpu_slots` (profiles/default: 4, or `--resources gpu_slots=K`); pre-training and model_stats take them all.
+# On SLURM the same sharing comes from group jobs (profiles/slurm: groups, group-components).
+GPU_SLOTS = getattr(workflow.global_resources.get("gpu_slots"), "value", None) or 1
 
 
 def one_of(names):

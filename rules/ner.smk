@@ -34,7 +34,7 @@ rule finetune_ner:
         hparams=config["ner"]["hparams"],
     threads: config["threads"]
     resources:
-        gpu=GPU_PER_JOB,
+        gpu_slots=GPU_PER_JOB,  # one of the GPU's slots, not the whole GPU (common.smk)
     log:
         "logs/finetune_ner/{model}/{dataset}/seed{seed}.log",
     conda:

@@ -22,6 +22,7 @@ rule pretrain:
     resources:
         gpu=GPU_PER_JOB,
         runtime=lambda wc, attempt: pretrain_runtime_minutes(config, wc.student, attempt),
+        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
     log:
         "logs/pretrain/{student}.log",
     conda:

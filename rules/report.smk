@@ -22,6 +22,7 @@ rule model_stats:
     threads: config["threads"]
     resources:
         gpu=GPU_PER_JOB,
+        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
     log:
         "logs/model_stats.log",
     conda:

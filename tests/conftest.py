@@ -63,8 +63,8 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "config", "profiles", "environment.yml"]
 
 
-def run_snakemake(*args, cwd=REPO, timeout=600):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def run_snakemake(*args, cwd=REPO, timeout=600, extra_env=None):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(extra_env or {})}
     return subprocess.run([*SNAKEMAKE, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

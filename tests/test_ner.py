@@ -213,21 +213,24 @@ def test_words_from_pieces_round_trip_and_pieceless_word_becomes_O():
 
 def test_entity_scores_on_a_hand_computed_case():
     # gold chunks: B@0, B@1, I@3 (an I after O starts a chunk) = 3; predicted: B-I@0-1, I@3 = 2; correct: I@3.
+    # Strict IOB2: gold B@0, B@1 (the lone I is no entity); predicted B-I@0-1; none correct.
     scores = ner.score_words([["B", "B", "O", "I"]], [["B", "I", "O", "I"]])
-    assert scores == pytest.approx({"precision": 1 / 2, "recall": 1 / 3, "f1": 0.4})
+    assert scores == pytest.approx({"precision": 1 / 2, "recall": 1 / 3, "f1": 0.4, "strict_f1": 0.0})
 
 
 def test_paper_scoring_counts_every_piece_of_a_B_word_as_an_entity():
     # "Cisplatin" (B) = 3 pieces, predicted B on its first piece only.
     gold_pieces, pred_pieces = [["B", "B", "B", "O"]], [["B", "O", "O", "O"]]
-    assert ner.score_paper(gold_pieces, pred_pieces) == pytest.approx({"precision": 1.0, "recall": 1 / 3, "f1": 0.5})
+    assert ner.score_paper(gold_pieces, pred_pieces) == pytest.approx(
+        {"precision": 1.0, "recall": 1 / 3, "f1": 0.5, "strict_f1": 0.5})
     word_ids = np.array([0, 0, 0, 1])
     assert ner.words_from_pieces(word_ids, pred_pieces[0], 2) == ["B", "O"]
     assert ner.score_words([["B", "O"]], [["B", "O"]])["f1"] == 1.0
 
 
 def test_scoring_with_no_entities_predicted_is_zero_not_an_error():
-    assert ner.score_words([["B", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    assert ner.score_words([["B", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                                           "strict_f1": 0.0}
 
 
 def test_scoring_rejects_misaligned_sequences():
@@ -263,14 +266,6 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
         ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "paper", "x.tsv")
 
 
-def test_length_grouped_batches_cover_every_window_once_with_similar_lengths():
-    lengths = np.array([random.Random(i).randint(3, 60) for i in range(200)])
-    batches = ner.length_grouped_batches(lengths, 16, np.random.default_rng(0))
-    assert sorted(np.concatenate(batches).tolist()) == list(range(200))
-    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
-    assert spread < 10  # random batches of 16 would spread over ~50
-
-
 # --- fine-tuning ---------------------------------------------------------------------------------------
 
 QUICK = dict(learning_rate=5e-3, epochs=4, batch_size=8, max_length=16, threads=1)
@@ -282,12 +277,14 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
     assert read_json(out / "metrics.json") == metrics
     assert set(metrics) == {"seed", "epochs", "model_dir", "data_dir", "label_mode_train", "train_sentences",
-                            "split_sentences", "wall_seconds", "train_samples_per_second", "dev", "test"}
+                            "split_sentences", "wall_seconds", "train_samples_per_second", "epoch_samples_per_second",
+                            "dev", "test"}
     assert metrics["seed"] == 3 and metrics["epochs"] == 4 and metrics["train_sentences"] == 64
+    assert len(metrics["epoch_samples_per_second"]) == 4
     assert metrics["split_sentences"]["test"] >= 1  # the 4x sentence does not fit 16 sub-tokens
     for split in ("dev", "test"):
         for mode in ("paper", "word"):
-            assert set(metrics[split][mode]) == {"precision", "recall", "f1"}
+            assert set(metrics[split][mode]) == {"precision", "recall", "f1", "strict_f1"}
             assert 0.0 <= metrics[split][mode]["f1"] <= 1.0
     assert metrics["test"]["word"]["f1"] > 0.5  # the toy task is learnable
 
@@ -308,6 +305,30 @@ def test_finetune_is_deterministic_per_seed_and_word_mode_runs(tiny_bert_dir, to
     assert first["label_mode_train"] == "word" and first["train_sentences"] == 20
     assert first["test"] == second["test"] and first["dev"] == second["dev"]
     assert (tmp_path / "a" / "predictions.tsv").read_bytes() == (tmp_path / "b" / "predictions.tsv").read_bytes()
+
+
+def test_finetune_logs_progress_and_writes_nothing_outside_its_output(tiny_bert_dir, toy_data_dir, tmp_path,
+                                                                      monkeypatch, capsys):
+    """Loss every `logging_steps` steps and each epoch's rate reach the job's log; the Trainer's own output
+    folder is a scratch folder of ours, so the working directory stays untouched."""
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    hp = {**QUICK, "epochs": 2, "logging_steps": 3, "max_train_sentences": 48, "max_eval_sentences": 4}
+    ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
+    lines = capsys.readouterr().out.splitlines()
+    steps = [line for line in lines if line.startswith("step ")]
+    assert [line.split()[1] for line in steps] == ["3/12", "6/12", "9/12", "12/12"]  # 48 windows / 8 x 2 epochs
+    assert all(" loss " in line and line.endswith("samples/s") for line in steps)
+    assert [line.split(":")[0] for line in lines if line.startswith("epoch ")] == ["epoch 1", "epoch 2"]
+    assert list(workdir.iterdir()) == []
+
+
+def test_finetune_length_grouping_is_an_option(tiny_bert_dir, toy_data_dir, tmp_path, capsys):
+    hp = {**QUICK, "epochs": 1, "group_by_length": True, "pad_to_multiple_of": 8, "max_eval_sentences": 4}
+    metrics = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
+    assert "length-grouped batches padded to a multiple of 8" in capsys.readouterr().out
+    assert 0.0 <= metrics["test"]["word"]["f1"] <= 1.0
 
 
 def test_finetune_rejects_unknown_hparams_and_leaves_no_output(tiny_bert_dir, toy_data_dir, tmp_path):
@@ -340,20 +361,72 @@ def test_finetune_on_real_bc5cdr_chem_reaches_nontrivial_f1(tmp_path):
     assert metrics["test"]["paper"]["f1"] > 0.2
 
 
-def test_entity_scores_equal_seqeval_on_real_tags_with_noise():
-    """The built-in scorer gives seqeval's numbers (default mode, micro) on real gold tags and noisy predictions."""
-    import random
+# --- today's hand-written scorer, kept here only as the reference the seqeval scoring must equal ------------
 
-    from seqeval.metrics import f1_score, precision_score, recall_score
 
-    from compact_biomed.ner import entity_scores, read_split
+def reference_chunks(sentences: list[list[str]]) -> set[tuple[str, int, int]]:
+    """Entity chunks (type, first, last) as conlleval finds them: `I` without `B` opens a chunk, a type change
+    closes one; sentences are joined with an `O`. (ner.py's scorer before it moved to seqeval.)"""
+    tags = [tag for sentence in sentences for tag in [*sentence, "O"]]
+    chunks, begin, prev_tag, prev_type = set(), 0, "O", ""
+    for i, label in enumerate([*tags, "O"]):
+        tag, kind = label[0], label[1:].split("-", maxsplit=1)[-1] or "_"
+        if (prev_tag in "ES" or (prev_tag in "BI" and tag in "BSO")
+                or (prev_tag not in "O." and prev_type != kind)):
+            chunks.add((prev_type, begin, i - 1))
+        if tag in "BS" or (prev_tag in "ESO" and tag in "EI") or (tag not in "O." and prev_type != kind):
+            begin = i
+        prev_tag, prev_type = tag, kind
+    return chunks
 
-    gold = [tags for _, tags in read_split(shared_path("ner", "BC5CDR-disease") / "test.tsv")][:800]
-    rng = random.Random(0)
-    labels = ["O", "B", "I", "B-Chemical", "I-Chemical", "I-Disease"]
-    pred = [[rng.choice(labels) if rng.random() < 0.15 else t for t in tags] for tags in gold]
-    ours = entity_scores(gold, pred)
-    assert ours["precision"] == pytest.approx(precision_score(gold, pred))
-    assert ours["recall"] == pytest.approx(recall_score(gold, pred))
-    assert ours["f1"] == pytest.approx(f1_score(gold, pred))
+
+def reference_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    true, predicted = reference_chunks(gold), reference_chunks(pred)
+    hits = len(true & predicted)
+    precision = hits / len(predicted) if predicted else 0.0
+    recall = hits / len(true) if true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def perturbed(gold: list[list[str]], rng: random.Random, labels: list[str], rate: float) -> list[list[str]]:
+    return [[rng.choice(labels) if rng.random() < rate else tag for tag in tags] for tags in gold]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_seqeval_scores_equal_the_previous_scorer_on_perturbed_tags(seed):
+    """Untyped (BioBERT) and typed tags, I without B, type changes, empty predictions: both protocols' numbers
+    are unchanged by the move to seqeval."""
+    rng = random.Random(seed)
+    labels = ["O", "B", "I"] if seed % 2 else ["O", "B-Chemical", "I-Chemical", "B-Disease", "I-Disease"]
+    gold = [[rng.choice(labels) for _ in range(rng.randint(1, 12))] for _ in range(60)]
+    pred = perturbed(gold, rng, labels, rate=0.05 + 0.04 * seed)
+    expected = reference_scores(gold, pred)
+    assert 0.0 < expected["f1"] < 1.0
+    scores = ner.entity_scores(gold, pred)
+    assert {key: scores[key] for key in expected} == pytest.approx(expected, abs=1e-12)
+    assert ner.entity_scores(gold, [["O"] * len(tags) for tags in gold])["f1"] == 0.0
+
+
+def test_seqeval_scores_equal_the_previous_scorer_on_real_finetuned_predictions(tiny_bert_dir, toy_data_dir,
+                                                                              tmp_path):
+    """Both protocols, dev and test, on the predictions of a real fine-tuning run."""
+    hp = {**QUICK, "epochs": 2}
+    metrics = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "run", seed=2, hparams=hp)
+    rows = [block.split("\n") for block in (tmp_path / "run" / "predictions.tsv").read_text(encoding="utf-8")
+            .rstrip("\n").split("\n\n")]
+    gold = [[line.split("\t")[1] for line in block] for block in rows]
+    pred = [[line.split("\t")[2] for line in block] for block in rows]
+    expected = reference_scores(gold, pred)
+    assert 0.0 < expected["f1"]
+    assert {key: metrics["test"]["word"][key] for key in expected} == pytest.approx(expected, abs=1e-12)
+
+
+def test_seqeval_scores_equal_the_previous_scorer_on_real_tags_with_noise():
+    """The scores equal the previous scorer's on real gold tags and noisy predictions."""
+    gold = [tags for _, tags in ner.read_split(shared_path("ner", "BC5CDR-disease") / "test.tsv")][:800]
+    pred = perturbed(gold, random.Random(0), ["O", "B", "I", "B-Chemical", "I-Chemical", "I-Disease"], rate=0.15)
+    expected = reference_scores(gold, pred)
+    ours = ner.entity_scores(gold, pred)
+    assert {key: ours[key] for key in expected} == pytest.approx(expected, abs=1e-12)
     assert 0.3 < ours["f1"] < 0.95  # the noise matters: this is not a trivial all-equal case

@@ -57,6 +57,46 @@ def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
     assert "demo_pubmed" not in counts
 
 
+def job_resources(output: str) -> dict[str, list[str]]:
+    """Per rule of a dry run, the 'resources:' line of each of its jobs."""
+    found = {}
+    for block in output.split("rule ")[1:]:
+        rule = block.split(":", 1)[0]
+        match = re.search(r"^\s*resources: (.*)$", block, re.MULTILINE)
+        found.setdefault(rule, []).append(match[1] if match else "")
+    return found
+
+
+def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone(tmp_path):
+    """With a GPU (nvidia-smi on the PATH), a fine-tuning takes one of the profile's 4 gpu_slots and no whole GPU;
+    pre-training and model_stats take the GPU and every slot, also when the user sets another number of slots."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    for extra, slots in (([], 4), (["--resources", "gpu_slots=2"], 2)):
+        result = snakemake("-n", "--cores", "8", *extra, extra_env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        resources = job_resources(result.stdout)
+        assert resources["finetune_ner"] and all("gpu_slots=1" in r and not re.search(r"\bgpu=", r)
+                                                 for r in resources["finetune_ner"])
+        for rule in ("pretrain", "model_stats"):
+            assert resources[rule] and all(f"gpu=1, gpu_slots={slots}" in r for r in resources[rule]), rule
+
+
+def test_slurm_profile_groups_ner_jobs_four_to_one_gpu_job():
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    result = snakemake("-n", "--configfile", "config/paper.yaml", "--workflow-profile", "profiles/slurm", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    groups = result.stdout.split("Group job ner_gpu (jobs in lexicogr. order):")[1:]
+    finetunes = [group.split("\n[")[0].count("rule finetune_ner:") for group in groups]
+    assert sum(finetunes) == 7 * 5 * 5 and len(groups) == 44  # 175 jobs, 4 to a group job
+    assert sorted(set(finetunes)) == [3, 4]
+    # A string gres is not added up over a group's jobs (an integer gpu would request 4 GPUs).
+    assert all("gres=gpu:1" in r and not re.search(r"\bgpu=", r) for r in job_resources(result.stdout)["finetune_ner"])
+
+
 def test_corpus_from_a_huggingface_dataset(tmp_path):
     # The paper's source: a dataset in the layout of the HF `pubmed` dataset (here a local folder).
     citations = [(pmid, f"[Title {pmid}.]", "Text.") for pmid in (3, 1, 2)]

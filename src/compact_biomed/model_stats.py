@@ -2,9 +2,10 @@
 
 Speed is measured the way the NER jobs predict: the model's own tokenizer turns each NER test set into the
 same windows `ner.encode_split` builds, a freshly headed token-classification model runs forward over
-length-sorted batches under `torch.inference_mode`, and only the forward passes are timed (tokenisation and
-loading are excluded). Passes repeat until `min_seconds` have elapsed, so tiny models still give a stable
-sentences-per-second figure. The device (cuda when available, as in fine-tuning) is recorded with the numbers.
+length-sorted batches (the NER jobs' collator and precision) under `torch.inference_mode`, and only the
+batching and forward passes are timed (tokenisation and loading are excluded). Passes repeat until
+`min_seconds` have elapsed, so tiny models still give a stable sentences-per-second figure. The device (cuda
+when available, as in fine-tuning) is recorded with the numbers.
 """
 
 from __future__ import annotations
@@ -53,25 +54,27 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)  # CUDA runs asynchronously: wait before reading the clock
 
 
-def forward_pass(model, split: ner.EncodedSplit, batch_size: int, device, pad_id: int) -> None:
-    """One inference pass over every window of the split, in length-sorted batches (as ner.predict)."""
-    order = np.argsort([len(ids) for ids in split.input_ids], kind="stable")
+def forward_pass(model, features: list[dict], order: np.ndarray, batch_size: int, device, collator) -> None:
+    """One inference pass over every window, in length-sorted batches padded by the NER jobs' collator, in bf16
+    where they use it (as ner.predict)."""
     for start in range(0, len(order), batch_size):
-        batch = ner.collate(split, order[start:start + batch_size], pad_id, device)
-        with ner.autocast(device):
-            model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        batch = collator([features[i] for i in order[start:start + batch_size]])
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=ner.bf16()):
+            model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
 
 
 @torch.inference_mode()
-def time_passes(model, split: ner.EncodedSplit, batch_size: int, device, pad_id: int,
+def time_passes(model, split: ner.EncodedSplit, batch_size: int, device, collator,
                 min_seconds: float) -> tuple[int, float]:
     """(passes, seconds): one untimed warm-up pass, then whole passes until min_seconds have elapsed."""
     model.eval()
-    forward_pass(model, split, batch_size, device, pad_id)  # first-call allocations and kernel selection
+    features = ner.window_features(split, with_labels=False)
+    order = np.argsort([len(ids) for ids in split.input_ids], kind="stable")
+    forward_pass(model, features, order, batch_size, device, collator)  # first-call allocations, kernel selection
     synchronize(device)
     passes, start = 0, time.perf_counter()
     while passes == 0 or time.perf_counter() - start < min_seconds:
-        forward_pass(model, split, batch_size, device, pad_id)
+        forward_pass(model, features, order, batch_size, device, collator)
         synchronize(device)
         passes += 1
     return passes, time.perf_counter() - start
@@ -80,13 +83,15 @@ def time_passes(model, split: ner.EncodedSplit, batch_size: int, device, pad_id:
 def dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size: int, max_length: int,
                   min_seconds: float) -> tuple[dict, dict[str, int]]:
     """Speed on one test set, and the parameter counts of the token-classification model built for it."""
+    from transformers import DataCollatorForTokenClassification
+
     sentences = read_split(test_tsv)
     id2label = labels_in(sentences)
     model = ner.load_token_classifier(model_dir, id2label).to(device)
     window = ner.window_length(model, max_length)
     split = ner.encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "paper", test_tsv)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    passes, seconds = time_passes(model, split, batch_size, device, pad_id, min_seconds)
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=ner.pad_multiple(ner.DEFAULT_HPARAMS))
+    passes, seconds = time_passes(model, split, batch_size, device, collator, min_seconds)
     speed = {"sentences": len(sentences), "windows": len(split.input_ids), "passes": passes,
              "seconds": round(seconds, 4), "sentences_per_second": round(passes * len(sentences) / seconds, 2)}
     return speed, count_parameters(model.base_model)
@@ -119,7 +124,7 @@ def measure(model_dir, test_sets: dict[str, str | Path], batch_size: int = 64, m
         "speed": speeds,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
         "device_type": device.type,
-        "precision": "bf16" if device.type == "cuda" else "fp32",  # ner.autocast, as in fine-tuning
+        "precision": "bf16" if ner.bf16() else "fp32",  # as in fine-tuning
         "threads": torch.get_num_threads(),
         "batch_size": batch_size,
         "torch": torch.__version__,

@@ -1,11 +1,14 @@
-"""NER fine-tuning and scoring (spec §4.1), as a small plain-PyTorch loop.
+"""NER fine-tuning and scoring (spec §4.1) on the Hugging Face Trainer, scored with seqeval.
 
 One `finetune` call = one (model, dataset, seed) job: load the splits, put a freshly initialised
-token-classification head on a masked-LM checkpoint, train, then score dev and test two ways:
+token-classification head on a masked-LM checkpoint, train with `Trainer` (random batches as the official
+code, `DataCollatorForTokenClassification`), then score dev and test two ways:
 
 * "paper": seqeval over SUB-TOKENS, every piece of a word carrying the word's tag (a B word cut into
   three pieces counts as three entities), exactly what the official ner.py measures;
 * "word": the first piece's prediction stands for the word, seqeval over words (BioBERT/BLURB convention).
+
+Both also report seqeval's strict IOB2 F1 (`strict_f1`: an I without its B is no entity).
 
 Sentences longer than the model's window are cut at word boundaries and re-joined after prediction, so
 nothing is truncated. Words the tokenizer turns into zero pieces (a lone zero-width or control character)
@@ -16,13 +19,23 @@ predicted "O".
 from __future__ import annotations
 
 import math
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForTokenClassification, AutoTokenizer, get_scheduler, set_seed
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
 from transformers.utils import logging as hf_logging
 
 from .io import InputError, atomic_path, write_json
@@ -30,7 +43,7 @@ from .ner_data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: 
 
 IGNORE = -100  # label index the loss skips (special tokens, and continuation pieces in "word" mode)
 LABEL_MODES = ("paper", "word")
-MEGA_BATCH_MULT = 50  # length-grouping window, in batches (as HF's LengthGroupedSampler)
+CUDA_PAD_MULTIPLE = 64  # fewer distinct batch shapes: fresh GPU jobs ran 3x faster than with exact padding (issue 14)
 
 DEFAULT_HPARAMS = {
     "learning_rate": 5e-5,
@@ -45,7 +58,9 @@ DEFAULT_HPARAMS = {
     "max_eval_sentences": None,  # first N dev and test sentences (quick runs)
     "threads": None,  # torch CPU threads; None = torch's default
     "eval_batch_size": 64,
-    "group_by_length": True,  # False = plain random batches (the benchmark's baseline)
+    "group_by_length": False,  # True = HF's length-grouped batches; the paper's code used random batches
+    "pad_to_multiple_of": None,  # None = 64 on CUDA, exact (longest window) on CPU; 1 = exact everywhere
+    "logging_steps": 50,  # one progress line in the job's log every this many optimizer steps
 }
 
 
@@ -95,45 +110,18 @@ def words_from_pieces(word_ids, piece_tags, n_words: int, fill: str = "O") -> li
 # Scoring
 
 
-def entity_chunks(sentences: list[list[str]]) -> set[tuple[str, int, int]]:
-    """Entity chunks (type, first, last) over all sentences, exactly as seqeval's default (conlleval) mode
-    finds them: `I` without `B` opens a chunk, a type change closes one; sentences are joined with an `O`."""
-    tags = [tag for sentence in sentences for tag in [*sentence, "O"]]
-    chunks, begin, prev_tag, prev_type = set(), 0, "O", ""
-    for i, label in enumerate([*tags, "O"]):
-        tag, kind = label[0], label[1:].split("-", maxsplit=1)[-1] or "_"
-        if chunk_ends(prev_tag, tag, prev_type, kind):
-            chunks.add((prev_type, begin, i - 1))
-        if chunk_starts(prev_tag, tag, prev_type, kind):
-            begin = i
-        prev_tag, prev_type = tag, kind
-    return chunks
-
-
-def chunk_ends(prev_tag: str, tag: str, prev_type: str, kind: str) -> bool:
-    return (prev_tag in "ES" or (prev_tag in "BI" and tag in "BSO")
-            or (prev_tag not in "O." and prev_type != kind))
-
-
-def chunk_starts(prev_tag: str, tag: str, prev_type: str, kind: str) -> bool:
-    return (tag in "BS" or (prev_tag in "ESO" and tag in "EI")
-            or (tag not in "O." and prev_type != kind))
-
-
 def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
-    """seqeval's default-mode micro precision/recall/F1 over entity chunks, as fractions.
+    """seqeval's micro precision/recall/F1 over entity chunks in its default (conlleval) mode, as fractions,
+    plus its strict IOB2 F1. Imported here: seqeval pulls in scikit-learn, which only scoring needs."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
 
-    The same numbers as `seqeval.metrics` (tests check it on real data) without importing seqeval, which pulls
-    in scikit-learn: ~2 s of start-up in each of the workflow's many fine-tuning jobs.
-    """
-    if [len(s) for s in gold] != [len(s) for s in pred]:
-        raise ValueError("gold and predicted sequences differ in length")
-    true, predicted = entity_chunks(gold), entity_chunks(pred)
-    hits = len(true & predicted)
-    precision = hits / len(predicted) if predicted else 0.0
-    recall = hits / len(true) if true else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1}
+    return {
+        "precision": float(precision_score(gold, pred, zero_division=0)),
+        "recall": float(recall_score(gold, pred, zero_division=0)),
+        "f1": float(f1_score(gold, pred, zero_division=0)),
+        "strict_f1": float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0)),
+    }
 
 
 def score_paper(gold_subtoken_tags: list[list[str]], pred_subtoken_tags: list[list[str]]) -> dict:
@@ -223,104 +211,109 @@ def sentence_pieces(split: EncodedSplit, window_values: list[np.ndarray]) -> lis
 
 
 # ---------------------------------------------------------------------------------------------------
-# Batching
+# Training and prediction (Hugging Face Trainer)
 
 
-def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffle, sort by length inside mega-batches, cut into batches, shuffle the batch order: batches of
-    similar lengths (little padding) whose composition and order still change every epoch."""
-    order = rng.permutation(len(lengths))
-    mega = batch_size * MEGA_BATCH_MULT
-    batches = []
-    for start in range(0, len(order), mega):
-        chunk = order[start:start + mega]
-        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    rng.shuffle(batches)
-    return batches
+class ProgressLog(TrainerCallback):
+    """Progress in the job's log: loss, epoch and samples/s every `logging_steps`, and each epoch's rate."""
+
+    def __init__(self, samples_per_epoch: int, batch_size: int):
+        self.samples_per_epoch, self.batch_size = samples_per_epoch, batch_size
+        self.epoch_rates: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the GPU's queued steps belong to this epoch
+        self.epoch_rates.append(round(self.samples_per_epoch / (time.perf_counter() - self.epoch_started), 2))
+        print(f"epoch {len(self.epoch_rates)}: {self.epoch_rates[-1]} samples/s", flush=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            rate = state.global_step * self.batch_size / (time.perf_counter() - self.started)
+            print(f"step {state.global_step}/{state.max_steps} epoch {state.epoch:.2f} loss {logs['loss']:.4f} "
+                  f"lr {logs.get('learning_rate', 0):.3g} {rate:.1f} samples/s", flush=True)
 
 
-def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    order = rng.permutation(len(lengths))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+def window_features(split: EncodedSplit, with_labels: bool) -> list[dict]:
+    """The windows as the collator's features (plain lists: what tokenizer.pad expects)."""
+    if not with_labels:
+        return [{"input_ids": ids.tolist()} for ids in split.input_ids]
+    return [{"input_ids": ids.tolist(), "labels": labels.tolist()} for ids, labels in zip(split.input_ids, split.labels)
+            # A window without any trained label (e.g. only zero-piece words) would give a NaN loss.
+            if (labels != IGNORE).any()]
 
 
-def collate(split: EncodedSplit, indices, pad_id: int, device) -> dict:
-    """Pad the chosen windows to the longest of them (dynamic padding)."""
-    length = max(len(split.input_ids[i]) for i in indices)
-    input_ids = np.full((len(indices), length), pad_id, dtype=np.int64)
-    attention_mask = np.zeros((len(indices), length), dtype=np.int64)
-    labels = np.full((len(indices), length), IGNORE, dtype=np.int64)
-    for row, i in enumerate(indices):
-        n = len(split.input_ids[i])
-        input_ids[row, :n] = split.input_ids[i]
-        attention_mask[row, :n] = 1
-        labels[row, :n] = split.labels[i]
-    batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
-    return {key: torch.from_numpy(value).to(device) for key, value in batch.items()}
+def pad_multiple(hp: dict) -> int | None:
+    multiple = hp["pad_to_multiple_of"] or (CUDA_PAD_MULTIPLE if torch.cuda.is_available() else 1)
+    return None if multiple == 1 else multiple
 
 
-# ---------------------------------------------------------------------------------------------------
-# Training and prediction
+def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) -> TrainingArguments:
+    """The paper's recipe as Trainer settings: AdamW (no decay on biases and LayerNorm), gradient clipping at
+    1, no evaluation or checkpoints during training; bf16 on CUDA, fp32 on CPU."""
+    total_steps = math.ceil(train_windows / hp["batch_size"]) * hp["epochs"]
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=scratch, seed=seed, learning_rate=hp["learning_rate"], weight_decay=hp["weight_decay"],
+        lr_scheduler_type=hp["scheduler"], warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
+        num_train_epochs=hp["epochs"], per_device_train_batch_size=hp["batch_size"],
+        per_device_eval_batch_size=hp["eval_batch_size"], max_grad_norm=1.0, bf16=bf16(),
+        train_sampling_strategy="group_by_length" if hp["group_by_length"] else "random",
+        eval_strategy="no", save_strategy="no", logging_strategy="steps", logging_steps=hp["logging_steps"],
+        report_to="none", disable_tqdm=True, dataloader_pin_memory=cuda,
+    )
 
 
-def autocast(device: torch.device):
-    """bf16 on CUDA; plain fp32 on CPU (CPU bf16 is slower for these small matmuls)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def build_optimizer(model, learning_rate: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW; biases and LayerNorm weights (the 1-d parameters) get no weight decay, as HF Trainer."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=learning_rate)
+def argmax_labels(logits, labels):
+    return logits.argmax(-1)  # keep label ids, not the logits, across batches
 
 
-def train(model, split: EncodedSplit, hp: dict, seed: int, device, pad_id: int) -> tuple[float, int]:
-    """Fine-tune in place; returns (seconds, windows seen)."""
-    # A window without any trained label (e.g. only zero-piece words) would give a NaN loss.
-    usable = np.array([i for i, labels in enumerate(split.labels) if (labels != IGNORE).any()], dtype=np.int64)
-    lengths = np.array([len(split.input_ids[i]) for i in usable])
-    make_batches = length_grouped_batches if hp["group_by_length"] else random_batches
-    steps_per_epoch = math.ceil(len(usable) / hp["batch_size"])
-    total_steps = steps_per_epoch * hp["epochs"]
-    optimizer = build_optimizer(model, hp["learning_rate"], hp["weight_decay"])
-    scheduler = get_scheduler(hp["scheduler"], optimizer, num_warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
-                              num_training_steps=total_steps)
-    rng = np.random.default_rng(seed)
-    model.train()
-    start = time.perf_counter()
-    for _ in range(hp["epochs"]):
-        for batch_indices in make_batches(lengths, hp["batch_size"], rng):
-            batch = collate(split, usable[batch_indices], pad_id, device)
-            with autocast(device):
-                loss = model(**batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - start, len(usable) * hp["epochs"]
+def train_and_predict(model, tokenizer, encoded: dict, hp: dict, seed: int) -> tuple[dict, dict]:
+    """Fine-tune in place, then predict dev and test. Returns (training figures, per split the arg-max label
+    id of every position of every window)."""
+    train_features = window_features(encoded["train"], with_labels=True)
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple(hp))
+    progress = ProgressLog(len(train_features), hp["batch_size"])
+    device = f"cuda ({'bf16' if bf16() else 'fp32'})" if torch.cuda.is_available() else (
+        f"cpu ({torch.get_num_threads()} threads)")
+    print(f"training on {len(train_features)} windows, {hp['epochs']} epochs, batch {hp['batch_size']}, {device}, "
+          f"{'length-grouped' if hp['group_by_length'] else 'random'} batches padded to a multiple of "
+          f"{pad_multiple(hp) or 1}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="compact-biomed-ner-") as scratch:  # Trainer's output_dir: ours alone
+        trainer = Trainer(model=model, args=training_arguments(scratch, hp, seed, len(train_features)),
+                          data_collator=collator, train_dataset=train_features, callbacks=[progress],
+                          preprocess_logits_for_metrics=argmax_labels)
+        trainer.remove_callback(PrinterCallback)  # ProgressLog prints instead of raw log dicts
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+        predictions = {name: predict(trainer, encoded[name]) for name in ("dev", "test")}
+    samples = len(train_features) * hp["epochs"]
+    figures = {"train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
+               "epoch_samples_per_second": progress.epoch_rates}
+    return figures, predictions
 
 
-@torch.inference_mode()
-def predict(model, split: EncodedSplit, batch_size: int, device, pad_id: int) -> list[np.ndarray]:
-    """Arg-max label id for every position of every window (length-sorted batches: little padding)."""
-    model.eval()
+def predict(trainer: Trainer, split: EncodedSplit) -> list[np.ndarray]:
+    """Arg-max label id per window position; windows go in length order (little padding) and come back in
+    split order."""
     lengths = np.array([len(ids) for ids in split.input_ids])
     order = np.argsort(lengths, kind="stable")
+    features = window_features(split, with_labels=False)
+    best = trainer.predict([features[i] for i in order]).predictions
     predictions: list[np.ndarray] = [None] * len(lengths)  # type: ignore[list-item]
-    for start in range(0, len(order), batch_size):
-        indices = order[start:start + batch_size]
-        batch = collate(split, indices, pad_id, device)
-        with autocast(device):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        best = logits.argmax(-1).cpu().numpy()
-        for row, i in enumerate(indices):
-            predictions[i] = best[row, :lengths[i]]
+    for row, i in enumerate(order):
+        predictions[i] = best[row, :lengths[i]]
     return predictions
 
 
@@ -416,10 +409,9 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_seed(seed)  # before building the model: the new classification head is drawn from this seed
-    model = load_token_classifier(model_dir, id2label).to(device)
+    model = load_token_classifier(model_dir, id2label)
     max_length = window_length(model, hp["max_length"])
     sources = {"train": data_dir / "train.tsv", "dev": dev_file(data_dir), "test": data_dir / "test.tsv"}
     encoded = {
@@ -428,12 +420,10 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
         for name, sentences in splits.items()
     }
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    train_seconds, samples = train(model, encoded["train"], hp, seed, device, pad_id)
+    figures, predictions = train_and_predict(model, tokenizer, encoded, hp, seed)
     results, predicted_words = {}, {}
     for name in ("dev", "test"):
-        predictions = predict(model, encoded[name], hp["eval_batch_size"], device, pad_id)
-        results[name], predicted_words[name] = evaluate(encoded[name], predictions, id2label)
+        results[name], predicted_words[name] = evaluate(encoded[name], predictions[name], id2label)
 
     metrics = {
         "seed": seed,
@@ -444,7 +434,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
         "train_sentences": len(splits["train"]),
         "split_sentences": {name: split.split_sentences for name, split in encoded.items()},
         "wall_seconds": round(time.perf_counter() - started, 3),
-        "train_samples_per_second": round(samples / train_seconds, 2) if train_seconds > 0 else None,
+        **figures,
         "dev": results["dev"],
         "test": results["test"],
     }
