@@ -82,7 +82,8 @@ def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone
         assert resources["finetune_ner"] and all("gpu_slots=1" in r and not re.search(r"\bgpu=", r)
                                                  for r in resources["finetune_ner"])
         for rule in ("pretrain", "model_stats"):
-            assert resources[rule] and all(f"gpu=1, gpu_slots={slots}" in r for r in resources[rule]), rule
+            assert resources[rule] and all(re.search(r"\bgpu=1\b", r) and re.search(rf"\bgpu_slots={slots}\b", r)
+                                           for r in resources[rule]), rule
 
 
 def test_slurm_profile_groups_ner_jobs_four_to_one_gpu_job():
