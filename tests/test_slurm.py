@@ -16,6 +16,8 @@ from conftest import SNAKEMAKE, copy_workflow
 from conftest import run_snakemake as snakemake
 from test_faults import small_config
 
+from compact_biomed.cost import pretrain_runtime_minutes
+
 pytestmark = pytest.mark.slow
 
 
@@ -130,17 +132,23 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
             lines.append(line)
             if submitted := re.search(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/([^/]+)/", line):
                 jobs.append((submitted[2], submitted[3], granted(submitted[1])))
+            elif group := re.search(r"submitted with SLURM jobid (\d+) \(log: \S*/group_ner_gpu_(\w+)/", line):
+                jobs.append((group[2], "group", granted(group[1])))  # fine-tunings go in group jobs
     assert run.returncode == 0, "".join(lines)[-6000:]
 
     attempts = {}
     for rule, wildcards, job in jobs:
         attempts[rule, wildcards] = attempt = attempts.get((rule, wildcards), 0) + 1
-        gpus = requested(profile, rule, "gpu", attempt)
+        gres = profile["set-resources"].get(rule, {}).get("gres")  # "gpu:N": not summed over a group's jobs
+        gpus = int(gres.split(":")[-1]) if gres else requested(profile, rule, "gpu", attempt)
         threads = profile["set-threads"].get(rule, 1)
         assert job["NumCPUs"] == str(threads), (rule, job)
-        assert job.get("TresPerJob", "none") == (f"gres:gpu:{gpus}" if gpus else "none"), (rule, job)
+        tres = job.get("TresPerJob") or job.get("TresPerNode") or "none"
+        assert tres.replace("gres/", "gres:") == (f"gres:gpu:{gpus}" if gpus else "none"), (rule, job)
         assert job["MinMemoryNode"] == f"{requested(profile, rule, 'mem_mb', attempt)}M", (rule, job)
-        assert minutes(job["TimeLimit"]) == requested(profile, rule, "runtime", attempt), (rule, job)
+        runtime = (pretrain_runtime_minutes(config, wildcards.split("=")[-1], attempt) if rule == "pretrain"
+                   else requested(profile, rule, "runtime", attempt))  # pre-training's from its measured speed
+        assert minutes(job["TimeLimit"]) == runtime, (rule, job)
     assert sorted(attempts.values()) == [1, 1, 1, 1, 2]  # two shards, manifest, pretrain; finetune_ner retried
     grown = [job for rule, _, job in jobs if rule == "finetune_ner"]
     assert minutes(grown[1]["TimeLimit"]) == 2 * minutes(grown[0]["TimeLimit"])  # the retry asked for more
