@@ -1,6 +1,7 @@
 """Aggregation over seeds: mean and sample sd, missing runs, tidy CSV."""
 
 import json
+import re
 import statistics
 
 import pandas as pd
@@ -87,6 +88,11 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     assert "\\toprule" in latex and "\\bottomrule" in latex
     assert "DistilBioBERT & \\textbf{87.00} $\\pm$ 1.41" in latex  # best in the column is bold
     assert "TinyBioBERT & 81.00 $\\pm$ 1.41" in latex
+
+    reference.write_text(PUBLISHED + "BC2GM\tBioBERT\tword\tF1\t83.82\tBLURB\nBC2GM\tX\tpaper\tF1\t86.00\tPWC\n")
+    aggregate.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference)
+    headers = re.findall(r"^## Published.*\n\n(\| Model .*)$", md.read_text(), re.MULTILINE)
+    assert headers == ["| Model | BC2GM | NCBI-disease |"] * 2  # configured datasets first, same in both protocols
 
 
 def test_published_file_without_scoring_column_is_one_line_error(tmp_path):

@@ -130,12 +130,15 @@ def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
                  "published value of this protocol are left out, never shown as 0.")
 
 
-def published_table(published: pd.DataFrame, mode: str) -> Table | None:
-    """The published values of one protocol as models x datasets: the reference a run aims at."""
+def published_table(published: pd.DataFrame, mode: str, datasets: list[str]) -> Table | None:
+    """The published values of one protocol as models x datasets: the reference a run aims at. Columns: the
+    configured datasets first, then the others in the file's order, the same for both protocols."""
     rows = published[published.scoring == mode]
     if rows.empty:
         return None
+    order = [d for d in dict.fromkeys([*datasets, *published["dataset"]]) if d in set(rows["dataset"])]
     wide = rows.pivot_table(index="model", columns="dataset", values="value", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=order)
     cells = [[model, *("" if math.isnan(v) else f"{v:.2f}" for v in values)] for model, values in wide.iterrows()]
     sources = "; ".join(dict.fromkeys(rows["source"]))
     return Table(f"Published test F1 (%), {mode} scoring", ["Model", *wide.columns], cells,
@@ -157,7 +160,7 @@ def f1_tables(stats, models, datasets, modes, published, sources=None, demo=Fals
         tables.append(f1_table(lookup, models, datasets, mode))
         comparison = comparison_table(lookup, published_lookup(published, mode), models, datasets, mode)
         tables += [comparison] if comparison and not demo else []
-    tables += [t for t in (published_table(published, mode) for mode in modes) if t]
+    tables += [t for t in (published_table(published, mode, datasets) for mode in modes) if t]
     tables += [provenance_table(sources)] if sources else []
     return tables
 
