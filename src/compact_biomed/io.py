@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -94,3 +95,19 @@ def write_json(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     return json.loads(Path(path).read_text())
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def folder_digest(folder: str | os.PathLike, patterns) -> str:
+    """sha256 over the names and contents of a folder's top-level files matching `patterns`."""
+    files = sorted({path for pattern in patterns for path in Path(folder).glob(pattern) if path.is_file()})
+    if not files:
+        raise InputError(folder, "no model or data files found")
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{file_digest(path)}\n".encode())
+    return digest.hexdigest()

@@ -32,7 +32,7 @@ from transformers import (AutoTokenizer, DataCollatorForLanguageModeling, Traine
 
 from . import recipes
 from .checkpoints import source_name
-from .io import InputError, atomic_path
+from .io import InputError, atomic_path, folder_digest
 from .shards import STATS_NAME
 
 FIT_DENSE_FILE = "fit_dense.safetensors"
@@ -230,22 +230,6 @@ def remove_incomplete_checkpoints(checkpoint_dir: str | Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def file_digest(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def folder_digest(folder: str | Path, patterns: tuple[str, ...] = MODEL_FILE_PATTERNS) -> str:
-    """sha256 over the names and contents of a folder's top-level files matching `patterns`."""
-    files = sorted({path for pattern in patterns for path in Path(folder).glob(pattern) if path.is_file()})
-    if not files:
-        raise InputError(folder, "no model or data files found")
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.name}\0{file_digest(path)}\n".encode())
-    return digest.hexdigest()
-
-
 def shard_digest(shard_dir: str | Path) -> str:
     """The content checksum tokenize_shard recorded (also in the manifest), else the hash of the shard's files."""
     stats = Path(shard_dir) / STATS_NAME
@@ -259,8 +243,8 @@ def run_fingerprint(recipe: str, seed: int, teacher_dir: str | None, start_dir: 
     """What the trained weights depend on: the CONTENT of the teacher / start model and of the shards (in order),
     and the settings. Paths are left out: a moved folder still resumes, a changed file at the same path does not."""
     return {"recipe": recipe, "seed": seed, "student": student or {},
-            "teacher": folder_digest(teacher_dir) if teacher_dir else None,
-            "start": folder_digest(start_dir) if start_dir else None,
+            "teacher": folder_digest(teacher_dir, MODEL_FILE_PATTERNS) if teacher_dir else None,
+            "start": folder_digest(start_dir, MODEL_FILE_PATTERNS) if start_dir else None,
             "shards": [shard_digest(shard_dir) for shard_dir in shard_dirs],
             **{key: train[key] for key in FINGERPRINT_TRAIN_KEYS}}
 

@@ -7,7 +7,6 @@ names its revision and the commit it resolved to is recorded in `source.json`, w
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -15,7 +14,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from .checkpoints import SOURCE_FILE
-from .io import InputError, atomic_path, write_json
+from .io import InputError, atomic_path, folder_digest, write_json
 
 CONFIG_FILE = "config.json"
 # What fine-tuning reads: config, weights (safetensors preferred, single or sharded), tokenizer files.
@@ -131,21 +130,9 @@ def copy_files(source: Path, dest: Path, patterns: list[str]) -> list[str]:
     return names
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def weights_digest(folder: Path) -> str:
-    """sha256 over the weight files, in name order: the provenance of a local folder, which has no commit."""
-    files = sorted(p for p in folder.iterdir() if matches(p.name, sum(WEIGHT_PATTERNS.values(), [])))
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.name}:{file_digest(path)}\n".encode())
-    return digest.hexdigest()
+    """sha256 over the weight files: the provenance of a local folder, which has no commit."""
+    return folder_digest(folder, [p for patterns in WEIGHT_PATTERNS.values() for p in patterns])
 
 
 def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
