@@ -381,5 +381,5 @@ def write_data_stats(corpus_stats, manifest_paths, markdown_path, html_path, tea
     owner = lambda path: f"{teacher} (teacher)" if teacher and path.parent.name == "teacher" else path.parent.name
     manifests = {owner(Path(p)): read_json(p) for p in manifest_paths}
     tables = [*corpus_tables(read_json(corpus_stats)), shard_table(manifests)]
-    write_text(markdown_path, "# Data\n\n" + "\n".join(markdown_table(t) for t in tables))
+    write_text(markdown_path, markdown_page("Data", tables))
     write_text(html_path, html_page("Data", tables))

@@ -49,9 +49,9 @@ def check_consistency(config: dict) -> None:
     for name, model in config["models"].items():
         check_row(name, model)
     trained = trained_models(config)
-    for section in TRAINING_SECTIONS:
-        if trained and section not in config:
-            raise ConfigError(f"invalid config value at '{section}': required to train models.{trained[0]}")
+    missing = [section for section in TRAINING_SECTIONS if section not in config]
+    if trained and missing:
+        raise ConfigError(f"invalid config value at '{missing[0]}': required to train models.{trained[0]}")
     teacher = config.get("teacher", {}).get("name")
     if teacher in config["models"]:
         raise ConfigError(f"invalid config value at 'teacher.name': '{teacher}' is also a model name")

@@ -175,9 +175,9 @@ def fetch_hub_row(source: dict, dest: Path, key: str) -> dict:
 def fetch_hub(source: dict, dest: Path) -> dict:
     hub_id, revision = source["hub_id"], resolve_revision(source["hub_id"], source["revision"])
     tokenizer_id = source.get("tokenizer_hub_id")
-    model_patterns = [CONFIG_FILE, *hub_weight_patterns(hub_id, revision)]
-    snapshot = hub_snapshot(hub_id, revision, model_patterns + ([] if tokenizer_id else TOKENIZER_PATTERNS))
-    copy_files(snapshot, dest, model_patterns + ([] if tokenizer_id else TOKENIZER_PATTERNS))
+    patterns = [CONFIG_FILE, *hub_weight_patterns(hub_id, revision), *([] if tokenizer_id else TOKENIZER_PATTERNS)]
+    snapshot = hub_snapshot(hub_id, revision, patterns)
+    copy_files(snapshot, dest, patterns)
     provenance = {"hub_id": hub_id, "revision": source["revision"], "commit": snapshot.name}
     if tokenizer_id:  # e.g. a repository whose bare vocab.txt AutoTokenizer would lower-case
         tokenizer_revision = source.get("tokenizer_revision", "main")
