@@ -20,7 +20,7 @@ from snakemake.utils import validate
 os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: see compact_biomed.smk
 
 try:
-    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", architectures=workflow.is_main_process)
+    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", model_checks=workflow.is_main_process)
 except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
 validate(config, "../config/schema.yaml")  # fills in the schema's defaults

@@ -23,19 +23,20 @@ def dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def check(config: dict, schema_path: str | Path, architectures: bool = True) -> None:
+def check(config: dict, schema_path: str | Path, model_checks: bool = True) -> None:
     """Validate `config` against the JSON schema; raise ConfigError naming the first offending key.
 
-    `architectures=False` skips the architecture keys' check, which imports transformers and torch (about 2 s):
-    Snakemake's job processes re-read a config that the main process checked."""
+    `model_checks=False` skips the checks that import transformers and torch (about 2 s): architecture keys and
+    pretrained rows' local folders. Snakemake's job processes re-read a config that the main process checked."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = jsonschema.Draft202012Validator(schema)
     error = best_match(validator.iter_errors(config))
     if error is not None:
         raise ConfigError(f"invalid config value at '{dotted(error.absolute_path)}': {error.message}")
     check_consistency(config)
-    if architectures:
+    if model_checks:
         check_architectures(config)
+        check_pretrained_folders(config)
 
 
 # Keys only a model trained here has; a pretrained row is fine-tuned as it is.
@@ -143,12 +144,17 @@ def check_row(name: str, model: dict) -> None:
     if ("hub_id" in source) == ("path" in source):
         raise ConfigError(f"invalid config value at '{key}.pretrained': give exactly one of 'hub_id' (with "
                           f"'revision') or 'path'")
-    if "path" in source:
-        from .pretrained import encoder_problem
 
-        problem = encoder_problem(Path(source["path"]))
+
+def check_pretrained_folders(config: dict) -> None:
+    """A pretrained row's local folder is an encoder with weights and a tokenizer."""
+    from .pretrained import encoder_problem  # imports transformers' model tables
+
+    for name, model in config["models"].items():
+        path = model.get("pretrained", {}).get("path")
+        problem = encoder_problem(Path(path)) if path else None
         if problem:
-            raise ConfigError(f"invalid config value at '{key}.pretrained.path': {source['path']}: {problem}")
+            raise ConfigError(f"invalid config value at 'models.{name}.pretrained.path': {path}: {problem}")
 
 
 def pubmed_names(config: dict) -> list[str]:
