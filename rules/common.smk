@@ -28,7 +28,7 @@ validate(config, "../config/schema.yaml")  # fills in the schema's defaults
 TRAINED_MODELS = cfg.trained_models(config)  # pre-trained here from a recipe
 PRETRAINED_MODELS = cfg.pretrained_models(config)  # published checkpoints, fine-tuned as they are
 # The teacher (also the baseline row) and everything before pre-training exist only when a model is trained.
-TEACHER = config["teacher"]["name"] if TRAINED_MODELS else None
+TEACHER = cfg.teacher_name(config)
 TABLE_MODELS = cfg.table_models(config)  # the tables' rows: the teacher baseline, then the models in config order
 BASELINE = TEACHER or TABLE_MODELS[0]  # the model table's speed reference
 TOKENIZER_OWNERS = cfg.tokenizer_owners(config)

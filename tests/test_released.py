@@ -51,6 +51,15 @@ def test_trained_and_published_rows_mix_in_one_config(tmp_path):
     assert counts["finetune_ner"] == (1 + trained + 1) * len(config["ner"]["datasets"]) * len(config["ner"]["seeds"])
 
 
+def test_a_teacher_section_without_trained_rows_adds_no_row(tmp_path):
+    config = yaml.safe_load((REPO / "config/released.yaml").read_text())
+    config["teacher"] = {"name": "Teacher", "hub_id": "dmis-lab/biobert-base-cased-v1.2"}  # left in, unused
+    (tmp_path / "with-teacher.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", str(tmp_path / "with-teacher.yaml"), timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert job_counts(result.stdout)["finetune_ner"] == len(config["models"]) * 5 * 5  # the released rows only
+
+
 ROWS = {"CasedBERT": ("bert", False), "CasedDistilBERT": ("distilbert", False), "UncasedMobileBERT": ("mobilebert", True)}
 
 

@@ -194,7 +194,12 @@ def pretrained_models(config: dict) -> list[str]:
     return [m for m, model in config["models"].items() if "pretrained" in model]
 
 
+def teacher_name(config: dict) -> str | None:
+    """The teacher's row name; only a config that trains a model has a teacher (nothing builds it otherwise)."""
+    return config["teacher"]["name"] if trained_models(config) else None
+
+
 def table_models(config: dict) -> list[str]:
     """Rows of the results table in config order: the teacher baseline (when there is one), then the models."""
-    teacher = config.get("teacher", {}).get("name")
+    teacher = teacher_name(config)
     return [*([teacher] if teacher else []), *config["models"]]
