@@ -1,5 +1,6 @@
 # compact-biomed: "On the Effectiveness of Compact Biomedical Transformers" (Rohanian et al.), end to end.
-# PubMed -> tokenisation shards -> teacher and start checkpoints -> six compact models -> NER x seeds -> tables.
+# PubMed -> corpus -> tokenisation shards -> base models (teacher, starts) -> six compact models -> NER x seeds
+# -> tables and figures.
 # `snakemake --cores 2` runs the embedded offline demo (config/config.yaml); the full reproduction is
 # `snakemake --configfile config/paper.yaml --workflow-profile profiles/slurm` (see README.md).
 
@@ -19,15 +20,16 @@ include: "rules/demo.smk"
 if TRAINED_MODELS:
 
     include: "rules/pubmed.smk"
-    include: "rules/tokenize.smk"
-    include: "rules/checkpoints.smk"
+    include: "rules/corpus.smk"
+    include: "rules/shards.smk"
+    include: "rules/base_models.smk"
     include: "rules/pretrain.smk"
 
 
 include: "rules/pretrained.smk"
 include: "rules/ner.smk"
-include: "rules/aggregate.smk"
-include: "rules/report.smk"
+include: "rules/tables.smk"
+include: "rules/figures.smk"
 
 
 # `snakemake --report report.html`: this description, then every output marked report() with its caption.

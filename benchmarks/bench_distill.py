@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import BertConfig, BertForMaskedLM
 
-from compact_biomed import recipes
+from compact_biomed.pretrain import recipes
 
 TOLERANCE = 1e-5
 # the reference reproduces the official KLDivLoss(reduction="mean") on purpose (spec §1.3)

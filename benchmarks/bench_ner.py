@@ -56,7 +56,7 @@ def worker(args) -> None:
     import ner_loop
     import transformers
 
-    from compact_biomed import ner
+    from compact_biomed.ner import finetune as ner
 
     span = {}
 
@@ -186,8 +186,8 @@ def ratios(rows: list[dict]) -> list[str]:
 
 
 def build_model(args, data_dir: Path, out: Path) -> Path:
-    from compact_biomed import ner
-    from compact_biomed.checkpoints import random_init
+    from compact_biomed.ner import finetune as ner
+    from compact_biomed.base_models import random_init
 
     layers, hidden, heads = SHAPES[args.shape]
     train = ner.read_split(data_dir / "train.tsv")  # the whole split: a realistic vocabulary

@@ -42,7 +42,8 @@ from transformers import (AutoModelForMaskedLM, BertConfig, BertTokenizer, DataC
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distill import reference_loss  # noqa: E402  the official computation, written plainly
 
-from compact_biomed import pretrain, recipes  # noqa: E402
+from compact_biomed.pretrain import recipes  # noqa: E402
+from compact_biomed.pretrain import train as pretrain  # noqa: E402
 
 PAPER_STEPS = {"distillation": 100_000, "continual": 200_000}
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]

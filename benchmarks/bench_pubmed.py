@@ -86,7 +86,7 @@ def best_times(functions: list, repeats: int) -> list[tuple[float, object]]:
 
 
 def bench_parse(path: Path, work: Path, repeats: int) -> None:
-    from compact_biomed.corpus import parse_to_parquet
+    from compact_biomed.pubmed import parse_to_parquet
 
     megabytes = path.stat().st_size / 2**20
     runs = best_times([lambda: ours_parse(path), lambda: baseline_parse(path),
@@ -220,7 +220,7 @@ def synthetic_parsed_files(work: Path, files: int, rows_per_file: int) -> list[P
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from compact_biomed.corpus import PARSED_SCHEMA
+    from compact_biomed.pubmed import PARSED_SCHEMA
 
     paths = []
     for index in range(files):

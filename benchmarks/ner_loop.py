@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, get_scheduler, set_seed
 
-from compact_biomed import ner
+from compact_biomed.ner import finetune as ner
 
 MEGA_BATCH_MULT = 50  # length-grouping window, in batches (as HF's LengthGroupedSampler)
 

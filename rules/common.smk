@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for environment.yml
 
 from compact_biomed import config as cfg
-from compact_biomed import ner_data
+from compact_biomed.ner import data as ner_data
 from compact_biomed.smk import RUN_ID
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -99,12 +99,12 @@ def parsed_pubmed_files():
 
 
 def corpus_if_random(source):
-    """Random demo checkpoints train their tokenizer on the corpus; hub checkpoints need no input."""
-    return ["results/pubmed/corpus.parquet"] if "random" in source else []
+    """Random demo base models train their tokenizer on the corpus; hub models need no input."""
+    return {"corpus": "results/pubmed/corpus.parquet"} if "random" in source else {}
 
 
 def pretrain_inputs(wildcards):
-    """Shards of the tokenizer the model trains on, plus the teacher or the start checkpoint."""
+    """Shards of the tokenizer the model trains on, plus the teacher or the start model."""
     owner = cfg.tokenizer_owner(config, wildcards.student)
     inputs = {"shards": shard_dirs(owner), "manifest": f"results/shards/{owner}/manifest.json"}
     if owner == "teacher":

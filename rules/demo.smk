@@ -13,7 +13,7 @@ if config["demo"]["enabled"]:
         conda:
             "../environment.yml"
         script:
-            "../workflow/scripts/demo_pubmed.py"
+            "../workflow/scripts/demo.py"
 
     rule demo_ner:
         output:
@@ -25,4 +25,4 @@ if config["demo"]["enabled"]:
         conda:
             "../environment.yml"
         script:
-            "../workflow/scripts/demo_ner.py"
+            "../workflow/scripts/demo.py"

@@ -19,7 +19,7 @@ if config["ner"]["archive_url"]:
         conda:
             "../environment.yml"
         script:
-            "../workflow/scripts/fetch_ner.py"
+            "../workflow/scripts/ner.py"
 
 
 rule finetune_ner:
@@ -40,4 +40,4 @@ rule finetune_ner:
     conda:
         "../environment.yml"
     script:
-        "../workflow/scripts/finetune_ner.py"
+        "../workflow/scripts/ner.py"

@@ -1,10 +1,10 @@
-# The six compact models: distillation from the teacher or continual MLM from a start checkpoint.
+# The six compact models: distillation from the teacher or continual MLM from a start model.
 # Trainer checkpoints live in results/checkpoints/{student}/run-<key>, outside the declared output, so a rerun
 # after a kill resumes from the newest complete checkpoint instead of starting over; the key hashes the inputs'
 # content and the settings, so changed inputs start afresh.
-# The time limit a cluster job asks for comes from each model's measured speed (compact_biomed.cost); the
+# The time limit a cluster job asks for comes from each model's measured speed (compact_biomed.pretrain.cost); the
 # workflow profile's pretrain block sets everything else.
-from compact_biomed.cost import pretrain_runtime_minutes
+from compact_biomed.pretrain.cost import pretrain_runtime_minutes
 
 
 rule pretrain:

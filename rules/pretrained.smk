@@ -21,4 +21,4 @@ rule fetch_pretrained:
     conda:
         "../environment.yml"
     script:
-        "../workflow/scripts/fetch_pretrained.py"
+        "../workflow/scripts/pretrained.py"

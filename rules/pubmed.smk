@@ -1,5 +1,5 @@
-# PubMed: fetch each baseline file (md5-verified), parse each to Parquet, then merge them into one corpus table.
-# With `pubmed.source: huggingface` the Hugging Face dataset replaces the first two steps.
+# PubMed: fetch each baseline file (md5-verified) and parse each to Parquet (rules/corpus.smk merges them).
+# With `pubmed.source: huggingface` the Hugging Face dataset, in the same parsed layout, replaces both.
 
 
 localrules:
@@ -22,7 +22,7 @@ rule fetch_pubmed:
     conda:
         "../environment.yml"
     script:
-        "../workflow/scripts/fetch_pubmed.py"
+        "../workflow/scripts/pubmed.py"
 
 
 rule parse_pubmed:
@@ -39,7 +39,7 @@ rule parse_pubmed:
     conda:
         "../environment.yml"
     script:
-        "../workflow/scripts/parse_pubmed.py"
+        "../workflow/scripts/pubmed.py"
 
 
 rule fetch_huggingface_pubmed:
@@ -54,21 +54,4 @@ rule fetch_huggingface_pubmed:
     conda:
         "../environment.yml"
     script:
-        "../workflow/scripts/fetch_huggingface_pubmed.py"
-
-
-rule build_corpus:
-    # Holds the key columns of every record in memory (about 60 bytes each), never the whole text.
-    input:
-        parsed_pubmed_files(),
-    output:
-        corpus="results/pubmed/corpus.parquet",
-        stats="results/pubmed/corpus_stats.json",
-    params:
-        recipe=config["pubmed"]["text_recipe"],
-    log:
-        "logs/build_corpus.log",
-    conda:
-        "../environment.yml"
-    script:
-        "../workflow/scripts/build_corpus.py"
+        "../workflow/scripts/pubmed.py"

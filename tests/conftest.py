@@ -36,7 +36,7 @@ def shared_path(*parts) -> Path:
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory):
     """A 4-layer, 32-hidden random BertForMaskedLM with a cased WordPiece tokenizer, as a HF directory."""
-    from compact_biomed.checkpoints import random_init
+    from compact_biomed.base_models import random_init
 
     out = tmp_path_factory.mktemp("models") / "tiny-bert"
     random_init(TINY_TEXTS, out, "bert", lowercase=False, vocab_size=300, seed=0,

@@ -7,7 +7,7 @@ import statistics
 import pandas as pd
 import pytest
 
-from compact_biomed import aggregate
+from compact_biomed.tables import ner_f1
 
 
 def write_run(root, model, dataset, seed, f1_paper, f1_word):
@@ -23,7 +23,7 @@ def test_mean_sd_and_missing(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", s, f, f / 2) for s, f in [(1, 0.80), (2, 0.84), (3, 0.90)]]
     paths.append(write_run(tmp_path, "B", "d1", 1, 0.5, 0.4))
     md, csv = tmp_path / "t.md", tmp_path / "t.csv"
-    stats = aggregate.write_tables(paths, md, csv, models=["A", "B", "C"], datasets=["d1", "d2"], mode="paper")
+    stats = ner_f1.write_tables(paths, md, csv, models=["A", "B", "C"], datasets=["d1", "d2"], mode="paper")
 
     a = stats[(stats.model == "A") & (stats["mode"] == "paper")].set_index("statistic")["value"]
     assert a["mean"] == pytest.approx(statistics.fmean([80, 84, 90]))
@@ -42,7 +42,7 @@ def test_mean_sd_and_missing(tmp_path):
 
 def test_word_mode_table(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
-    aggregate.write_tables(paths, tmp_path / "t.md", tmp_path / "t.csv", ["A"], ["d1"], mode="word")
+    ner_f1.write_tables(paths, tmp_path / "t.md", tmp_path / "t.csv", ["A"], ["d1"], mode="word")
     text = (tmp_path / "t.md").read_text()
     assert text.index("word scoring") < text.index("paper scoring")  # the chosen protocol first, both shown
     assert "| A | 70.00 ± – (1) |" in text and "| A | 90.00 ± – (1) |" in text
@@ -51,8 +51,8 @@ def test_word_mode_table(tmp_path):
 def test_bad_metrics_path_is_one_line_error(tmp_path):
     bad = tmp_path / "metrics.json"
     bad.write_text("{}")
-    with pytest.raises(aggregate.InputError, match="metrics.json"):
-        aggregate.collect([bad])
+    with pytest.raises(ner_f1.InputError, match="metrics.json"):
+        ner_f1.collect([bad])
 
 
 PUBLISHED = ("# source lines\ndataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
@@ -67,7 +67,7 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     reference = tmp_path / "published.tsv"
     reference.write_text(PUBLISHED)
     md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
-    aggregate.write_tables(paths, md, csv, ["BioBERT", "DistilBioBERT", "TinyBioBERT"], ["NCBI-disease"],
+    ner_f1.write_tables(paths, md, csv, ["BioBERT", "DistilBioBERT", "TinyBioBERT"], ["NCBI-disease"],
                            latex_path=tex, published=reference)
     text = md.read_text()
     paper, word = text.split("## Test F1 (%), word scoring")
@@ -90,7 +90,7 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     assert "TinyBioBERT & 81.00 $\\pm$ 1.41" in latex
 
     reference.write_text(PUBLISHED + "BC2GM\tBioBERT\tword\tF1\t83.82\tBLURB\nBC2GM\tX\tpaper\tF1\t86.00\tPWC\n")
-    aggregate.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference)
+    ner_f1.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference)
     headers = re.findall(r"^## Published.*\n\n(\| Model .*)$", md.read_text(), re.MULTILINE)
     assert headers == ["| Model | BC2GM | NCBI-disease |"] * 2  # configured datasets first, same in both protocols
 
@@ -98,14 +98,14 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
 def test_published_file_without_scoring_column_is_one_line_error(tmp_path):
     reference = tmp_path / "published.tsv"
     reference.write_text("dataset\tmodel\tmetric\tvalue\tsource\nNCBI-disease\tX\tF1\t80\tsomewhere\n")
-    with pytest.raises(aggregate.InputError, match=r"published.tsv: missing columns \['scoring'\]"):
-        aggregate.read_published(reference)
+    with pytest.raises(ner_f1.InputError, match=r"published.tsv: missing columns \['scoring'\]"):
+        ner_f1.read_published(reference)
 
 
 def test_demo_tables_say_they_cannot_be_compared(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
     md, html_path, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
-    aggregate.write_tables(paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path,
+    ner_f1.write_tables(paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path,
                            demo=True)
     for path in (md, html_path, tex):
         assert "cannot be compared with the paper" in path.read_text(), path.name

@@ -115,7 +115,7 @@ def test_a_second_run_replaces_its_own_previous_output(tmp_path, tiny_bert_dir, 
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
 
 
-@pytest.mark.parametrize("step", ["tokenize-shard", "checkpoint", "pretrain"])
+@pytest.mark.parametrize("step", ["tokenize-shard", "base-model", "pretrain"])
 def test_other_folder_outputs_refuse_a_folder_they_did_not_write(tmp_path, tiny_bert_dir, capsys, step):
     out = tmp_path / "existing"
     out.mkdir()
@@ -125,7 +125,7 @@ def test_other_folder_outputs_refuse_a_folder_they_did_not_write(tmp_path, tiny_
     args = {
         "tokenize-shard": ["--corpus", str(corpus), "--tokenizer", str(tiny_bert_dir), "--shard", "0",
                            "--num-shards", "1"],
-        "checkpoint": ["teacher", "--corpus", str(corpus)],
+        "base-model": ["teacher", "--corpus", str(corpus)],
         "pretrain": ["DistilBioBERT", "--shards", str(tiny_bert_dir), "--teacher", str(tiny_bert_dir),
                      "--checkpoint-dir", str(tmp_path / "ckpt")],
     }[step]

@@ -7,13 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from compact_biomed.corpus import (
-    CORPUS_SCHEMA,
-    PARSED_SCHEMA,
-    build_corpus,
-    huggingface_to_parquet,
-    parse_to_parquet,
-)
+from compact_biomed.corpus import CORPUS_SCHEMA, build_corpus
+from compact_biomed.pubmed import PARSED_SCHEMA, huggingface_to_parquet, parse_to_parquet
 from compact_biomed.io import InputError
 from compact_biomed.pubmed import iter_citations
 from conftest import huggingface_pubmed_dataset, shared_path

@@ -5,7 +5,7 @@ import copy
 import yaml
 from conftest import REPO
 
-from compact_biomed import cost
+from compact_biomed.pretrain import cost
 
 
 def paper_config():

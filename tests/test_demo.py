@@ -42,7 +42,7 @@ def test_ner_dataset_layout_and_unseen_test_entities(tmp_path):
 
 
 def test_checkpoint_source_names_hub_id_or_path(tmp_path):
-    from compact_biomed.checkpoints import SOURCE_FILE, source_name
+    from compact_biomed.base_models import SOURCE_FILE, source_name
     from compact_biomed.io import write_json
 
     assert source_name(tmp_path) == str(tmp_path)  # a user's own folder

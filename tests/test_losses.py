@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from compact_biomed import losses
+from compact_biomed.pretrain import losses
 
 torch.set_num_threads(1)
 

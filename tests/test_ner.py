@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import shared_path
 
-from compact_biomed import ner
+from compact_biomed.ner import finetune as ner
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
-from compact_biomed.ner_data import load_dataset_dir
+from compact_biomed.ner.data import load_dataset_dir
 
 torch.set_num_threads(1)
 
@@ -343,7 +343,7 @@ def test_finetune_rejects_unknown_hparams_and_leaves_no_output(tiny_bert_dir, to
 @pytest.mark.slow
 def test_finetune_on_real_bc5cdr_chem_reaches_nontrivial_f1(tmp_path):
     """A 2-layer random BERT with a WordPiece vocabulary trained on the training text learns real NER."""
-    from compact_biomed.checkpoints import random_init
+    from compact_biomed.base_models import random_init
 
     data_dir = shared_path("ner", "BC5CDR-chem")
     train = ner.read_split(data_dir / "train.tsv")[:1500]

@@ -5,7 +5,7 @@ import tarfile
 
 import pytest
 
-from compact_biomed import ner_archive
+from compact_biomed.ner import archive as ner_archive
 from compact_biomed.io import OUTPUT_MARKER, InputError
 from conftest import shared_path
 

@@ -13,8 +13,9 @@ from conftest import TINY_TEXTS
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, TrainerCallback
 
-from compact_biomed import pretrain, recipes
-from compact_biomed.checkpoints import random_init
+from compact_biomed.pretrain import recipes
+from compact_biomed.pretrain import train as pretrain
+from compact_biomed.base_models import random_init
 from compact_biomed.io import InputError
 
 torch.set_num_threads(1)

@@ -11,7 +11,7 @@ from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from compact_biomed import config as cfg
 from compact_biomed import pretrained
-from compact_biomed.checkpoints import SOURCE_FILE, random_init
+from compact_biomed.base_models import SOURCE_FILE, random_init
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 
 SCHEMA = REPO / "config/schema.yaml"

@@ -9,7 +9,8 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 
-from compact_biomed.corpus import build_corpus, build_text, parse_to_parquet
+from compact_biomed.corpus import build_corpus, build_text
+from compact_biomed.pubmed import parse_to_parquet
 from compact_biomed.io import InputError, read_json
 from compact_biomed.pubmed import (
     fetch,

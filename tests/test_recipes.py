@@ -15,7 +15,7 @@ from transformers import (
     MobileBertForMaskedLM,
 )
 
-from compact_biomed import recipes
+from compact_biomed.pretrain import recipes
 
 torch.set_num_threads(1)
 

@@ -16,8 +16,9 @@ import torch
 from conftest import run_snakemake
 from test_aggregate import write_run
 
-from compact_biomed import aggregate, model_stats, plots
-from compact_biomed.aggregate import MODES
+from compact_biomed import figures
+from compact_biomed.tables import data_stats, model_stats, ner_f1
+from compact_biomed.tables.ner_f1 import MODES
 from compact_biomed.io import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,7 +35,7 @@ def tidy(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", s, f, f / 2) for s, f in [(1, 0.80), (2, 0.84), (3, 0.90)]]
     paths.append(write_run(tmp_path, "B", "d1", 1, 0.5, 0.4))
     csv = tmp_path / "t.csv"
-    aggregate.write_tables(paths, tmp_path / "t.md", csv, ["A", "B", "C"], ["d1", "d2"],
+    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["A", "B", "C"], ["d1", "d2"],
                            html_path=tmp_path / "t.html")
     return pd.read_csv(csv)
 
@@ -50,7 +51,7 @@ def test_html_table_shows_the_markdown_cells(tmp_path, tidy):
 
 @pytest.mark.parametrize("mode,scale", [("paper", 1.0), ("word", 0.5)])
 def test_errorbars_are_mean_and_sample_sd_over_seeds(tidy, mode, scale):
-    bars = plots.f1_errorbars(tidy, ["A", "B", "C"], ["d1", "d2"], mode).set_index(["model", "dataset"])
+    bars = figures.f1_errorbars(tidy, ["A", "B", "C"], ["d1", "d2"], mode).set_index(["model", "dataset"])
     f1 = [scale * v for v in (80, 84, 90)]
     assert bars.loc[("A", "d1"), "mean"] == pytest.approx(statistics.fmean(f1), abs=1e-3)
     assert bars.loc[("A", "d1"), "sd"] == pytest.approx(statistics.stdev(f1), abs=1e-3)
@@ -62,9 +63,9 @@ def test_errorbars_are_mean_and_sample_sd_over_seeds(tidy, mode, scale):
 
 
 def test_f1_figure_draws_both_modes_with_errorbars_and_marks_missing(tidy):
-    figure = plots.f1_figure(tidy, ["A", "B", "C"], ["d1", "d2"])
+    figure = figures.f1_figure(tidy, ["A", "B", "C"], ["d1", "d2"])
     panels = figure.axes  # rows: protocols; columns: datasets
-    assert [ax.get_title() for ax in panels] == [f"{d}\n{plots.MODE_LABELS[m]}" for m in MODES for d in ("d1", "d2")]
+    assert [ax.get_title() for ax in panels] == [f"{d}\n{figures.MODE_LABELS[m]}" for m in MODES for d in ("d1", "d2")]
     for ax, scale in zip(panels[::2], (1.0, 0.5)):
         assert ax.get_ylabel() == "Test F1 (%)"
         a_point = ax.containers[0]  # model A on d1: the mean, one sample sd either side
@@ -84,8 +85,8 @@ def test_f1_axis_shows_a_one_point_difference_and_the_published_value(tmp_path):
     published = tmp_path / "published.tsv"
     published.write_text("dataset\tmodel\tscoring\tmetric\tvalue\tsource\nd1\tA\tpaper\tF1\t88.60\tPWC\n")
     csv = tmp_path / "t.csv"
-    aggregate.write_tables(paths, tmp_path / "t.md", csv, ["A", "B"], ["d1"], published=published)
-    figure = plots.f1_figure(pd.read_csv(csv), ["A", "B"], ["d1"])
+    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["A", "B"], ["d1"], published=published)
+    figure = figures.f1_figure(pd.read_csv(csv), ["A", "B"], ["d1"])
     paper_panel = figure.axes[0]
     low, high = paper_panel.get_ylim()
     assert high - low <= 6  # the ~1-point gap between A and B spans a sixth of the axis or more, not 1% of 0-100
@@ -97,7 +98,7 @@ def test_f1_axis_shows_a_one_point_difference_and_the_published_value(tmp_path):
 
 def test_plot_f1_writes_a_png(tmp_path, tidy):
     tidy.to_csv(tmp_path / "tidy.csv", index=False)
-    plots.plot_f1(tmp_path / "tidy.csv", tmp_path / "f1.png", ["A", "B", "C"], ["d1", "d2"])
+    figures.plot_f1(tmp_path / "tidy.csv", tmp_path / "f1.png", ["A", "B", "C"], ["d1", "d2"])
     data = (tmp_path / "f1.png").read_bytes()
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
@@ -118,26 +119,26 @@ def test_loss_figure_one_panel_per_model_one_line_per_term(tmp_path):
         for s in (10, 5, 15)])  # out of order on purpose
     continual = write_log(tmp_path / "c/train_log.jsonl", [
         {"step": s, "lr": 1e-4, "loss": 7.0 - s / 10, "loss_mlm": 7.0 - s / 10} for s in (5, 10)])
-    figure = plots.loss_figure({"Distil": plots.read_train_log(distilled), "Bio": plots.read_train_log(continual)})
+    figure = figures.loss_figure({"Distil": figures.read_train_log(distilled), "Bio": figures.read_train_log(continual)})
     distil_ax, bio_ax = [ax for ax in figure.axes if ax.get_visible()]
     assert [line.get_label() for line in distil_ax.lines] == ["total (weighted)", "cosine", "kl", "mlm"]
     assert list(distil_ax.lines[0].get_xdata()) == [5, 10, 15]  # sorted by step
     assert distil_ax.get_yscale() == "log" and distil_ax.get_xlabel() == "optimizer step"
     assert [line.get_label() for line in bio_ax.lines] == ["mlm (= total)"]  # drawn once, not twice
-    plots.save(figure, tmp_path / "loss.png")
+    figures.save(figure, tmp_path / "loss.png")
     assert (tmp_path / "loss.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_loss_panel_is_linear_when_a_term_is_not_positive(tmp_path):
-    log = plots.read_train_log(write_log(tmp_path / "l.jsonl", [{"step": 1, "loss": 1.0, "loss_a": 0.0,
+    log = figures.read_train_log(write_log(tmp_path / "l.jsonl", [{"step": 1, "loss": 1.0, "loss_a": 0.0,
                                                                    "loss_b": 1.0}]))
-    figure = plots.loss_figure({"M": log}, columns=1)
+    figure = figures.loss_figure({"M": log}, columns=1)
     assert figure.axes[0].get_yscale() == "linear"
 
 
 def test_empty_train_log_is_one_line_error(tmp_path):
     with pytest.raises(InputError, match="train_log.jsonl: no logging steps"):
-        plots.read_train_log(write_log(tmp_path / "train_log.jsonl", []))
+        figures.read_train_log(write_log(tmp_path / "train_log.jsonl", []))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -213,7 +214,7 @@ def test_model_stats_table_order_units_and_speedup(tmp_path):
     paths = [fake_stats(tmp_path / "TinyBioBERT.json", 15_000_000, 400.0),
              fake_stats(tmp_path / "BioBERT.json", 108_000_000, 100.0)]
     md, csv, page = tmp_path / "m.md", tmp_path / "m.csv", tmp_path / "m.html"
-    aggregate.write_model_stats(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], reference="BioBERT")
+    model_stats.write_table(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], reference="BioBERT")
     text = md.read_text()
     assert "| Model | Parameters | Without embeddings | Disk (MB) | Speed (sentences/s) | Speed vs BioBERT |" in text
     assert "| BioBERT | 108.0M | 81.0M | 432.0 | 100 | 1.00× |" in text
@@ -224,13 +225,13 @@ def test_model_stats_table_order_units_and_speedup(tmp_path):
     assert frame["sentences_per_second_d2"].tolist() == [200.0, 800.0]
     assert "<td>TinyBioBERT</td>" in page.read_text()
     assert "DEMO" not in text
-    aggregate.write_model_stats(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], demo=True)
+    model_stats.write_table(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], demo=True)
     assert "tiny random models" in md.read_text() and "tiny random models" in page.read_text()
 
 
 def test_model_stats_of_an_unknown_model_is_an_error(tmp_path):
     with pytest.raises(InputError, match="not in the table"):
-        aggregate.write_model_stats([fake_stats(tmp_path / "X.json", 10, 1.0)], tmp_path / "m.md",
+        model_stats.write_table([fake_stats(tmp_path / "X.json", 10, 1.0)], tmp_path / "m.md",
                                     tmp_path / "m.csv", tmp_path / "m.html", models=["A"])
 
 
@@ -254,7 +255,7 @@ def test_data_stats_tables(tmp_path):
         path.write_text(json.dumps({"shards": [shard], "totals": {"shards": 2, "rows": 499, "tokens": tokens,
                                                                     "truncated_tokens": 1736, "sha256": "x"}}))
         manifests.append(path)
-    aggregate.write_data_stats(corpus, manifests, tmp_path / "d.md", tmp_path / "d.html", teacher="BioBERT")
+    data_stats.write_table(corpus, manifests, tmp_path / "d.md", tmp_path / "d.html", teacher="BioBERT")
     text = (tmp_path / "d.md").read_text()
     assert "| Records kept | 499 |" in text and "| Characters | 144,437 |" in text
     assert "| b.xml.gz | 250 | 1 |" in text

@@ -16,7 +16,7 @@ from conftest import SNAKEMAKE, copy_workflow
 from conftest import run_snakemake as snakemake
 from test_faults import small_config
 
-from compact_biomed.cost import pretrain_runtime_minutes
+from compact_biomed.pretrain.cost import pretrain_runtime_minutes
 
 pytestmark = pytest.mark.slow
 

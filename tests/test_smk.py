@@ -15,7 +15,7 @@ def step(_):
     if sys.argv[3] == "fail":
         raise MemoryError("simulated failure of " + sys.argv[2])
 
-smk.run(types.SimpleNamespace(log=[sys.argv[1]], rule="job", threads=1), step)
+smk.run(types.SimpleNamespace(log=[sys.argv[1]], rule="step", threads=1), step)
 """
 
 

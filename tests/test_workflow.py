@@ -50,10 +50,10 @@ def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
     paper = yaml.safe_load((REPO / "config/paper.yaml").read_text())
     assert counts["finetune_ner"] == 7 * 5 * 5
     assert counts["pretrain"] == 6
-    assert counts["teacher"] == 1 and counts["start_checkpoint"] == 3 and counts["fetch_ner"] == 1
+    assert counts["teacher"] == 1 and counts["start_model"] == 3 and counts["fetch_ner"] == 1
     assert counts["fetch_pubmed"] == counts["parse_pubmed"] == paper["pubmed"]["files"]["last"]
     assert counts["tokenize_shard"] == 4 * paper["tokenize"]["num_shards"]  # teacher + 3 own tokenizers
-    assert counts["aggregate"] == 1 and counts["build_corpus"] == 1
+    assert counts["ner_f1_table"] == 1 and counts["build_corpus"] == 1
     assert "demo_pubmed" not in counts
 
 

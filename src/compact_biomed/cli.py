@@ -61,17 +61,17 @@ def cmd_fetch_pubmed(args):
 
 
 def cmd_parse_pubmed(args):
-    from . import corpus
+    from . import pubmed
 
     for xml in args.xml:
         out = Path(args.out_dir) / (Path(xml).name.removesuffix(".gz").removesuffix(".xml") + ".parquet")
-        print(corpus.parse_to_parquet(xml, out))
+        print(pubmed.parse_to_parquet(xml, out))
 
 
 def cmd_fetch_huggingface_pubmed(args):
-    from . import corpus
+    from . import pubmed
 
-    print(corpus.huggingface_to_parquet(args.path, args.out, name=args.name, split=args.split, revision=args.revision))
+    print(pubmed.huggingface_to_parquet(args.path, args.out, name=args.name, split=args.split, revision=args.revision))
 
 
 def cmd_build_corpus(args):
@@ -95,17 +95,13 @@ def cmd_shard_manifest(args):
     shards.write_manifest(args.shards, args.out)
 
 
-def cmd_checkpoint(args):
-    from . import checkpoints
+def cmd_base_model(args):
+    from . import base_models
 
     config = load_config(args.config)
     source = config["teacher"] if args.model == "teacher" else config["models"][args.model]["start"]
     check_replaceable(args.out, args.step)
-    if "hub_id" in source:
-        checkpoints.from_hub(source["hub_id"], args.out, revision=source.get("revision"),
-                             tokenizer_id=source.get("tokenizer_hub_id"))
-    else:
-        checkpoints.random_init(checkpoints.corpus_texts(args.corpus), args.out, seed=0, **source["random"])
+    base_models.make(source, args.out, corpus=args.corpus)
 
 
 def cmd_fetch_pretrained(args):
@@ -120,34 +116,34 @@ def cmd_fetch_pretrained(args):
 
 
 def cmd_pretrain(args):
-    from . import pretrain
+    from .pretrain import train
 
     config = load_config(args.config)
     model = config["models"][args.model]
     existing(*args.shards, args.teacher, args.start)
     check_replaceable(args.out, args.step)
-    print(pretrain.run(model["recipe"], args.shards, args.out, args.checkpoint_dir,
+    print(train.run(model["recipe"], args.shards, args.out, args.checkpoint_dir,
                        train=cfg.train_settings(config, args.model), teacher_dir=args.teacher,
                        start_dir=args.start, student=model.get("student", {}), seed=model.get("seed", 42),
                        model_name=args.model))
 
 
 def cmd_finetune_ner(args):
-    from . import ner
+    from .ner.finetune import finetune
 
     config = load_config(args.config)
     existing(args.model_dir, args.data_dir)
     check_replaceable(args.out_dir, args.step)
-    metrics = ner.finetune(args.model_dir, args.data_dir, args.out_dir, seed=args.seed,
+    metrics = finetune(args.model_dir, args.data_dir, args.out_dir, seed=args.seed,
                            hparams=config["ner"]["hparams"])
     print({split: metrics[split] for split in ("dev", "test")})
 
 
-def cmd_aggregate(args):
-    from . import aggregate
+def cmd_ner_f1_table(args):
+    from .tables import ner_f1
 
     config = load_config(args.config)
-    aggregate.write_tables(args.metrics, args.markdown, args.csv, models=cfg.table_models(config),
+    ner_f1.write_tables(args.metrics, args.markdown, args.csv, models=cfg.table_models(config),
                            datasets=config["ner"]["datasets"], mode=config["ner"]["table_mode"],
                            latex_path=args.latex, published=config["ner"].get("published"),
                            demo=config.get("demo", {}).get("enabled", False))
@@ -205,10 +201,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("shards", nargs="+")
     sub.add_argument("--out", required=True)
 
-    sub = with_config(step("checkpoint", cmd_checkpoint, "the teacher or a start checkpoint as a local directory"))
+    sub = with_config(step("base-model", cmd_base_model, "the teacher or a start model as a local directory"))
     sub.add_argument("model", help="'teacher' or a continual model's name")
     sub.add_argument("--out", required=True)
-    sub.add_argument("--corpus", help="corpus Parquet (random demo checkpoints train their tokenizer on it)")
+    sub.add_argument("--corpus", help="corpus Parquet (random demo models train their tokenizer on it)")
 
     sub = with_config(step("fetch-pretrained", cmd_fetch_pretrained,
                            "a published checkpoint row (hub at its pinned revision, or a local folder) as a directory"))
@@ -229,7 +225,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--out-dir", required=True)
     sub.add_argument("--seed", type=int, default=42)
 
-    sub = with_config(step("aggregate", cmd_aggregate, "F1 tables over seeds from metrics.json files"))
+    sub = with_config(step("ner-f1-table", cmd_ner_f1_table, "F1 tables over seeds from metrics.json files"))
     sub.add_argument("metrics", nargs="+")
     sub.add_argument("--markdown", required=True)
     sub.add_argument("--csv", required=True)

@@ -11,7 +11,9 @@ import jsonschema
 import yaml
 from jsonschema.exceptions import best_match
 
-from . import demo, ner_archive, ner_data
+from . import demo
+from .ner import archive as ner_archive
+from .ner import data as ner_data
 from .io import InputError
 
 

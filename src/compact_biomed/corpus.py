@@ -1,11 +1,6 @@
-"""The pre-training corpus: each source file parsed to Parquet on its own, then merged into one table.
+"""The pre-training corpus: the parsed PubMed files (pubmed.py, one job per file) merged into one table.
 
-Two stages, so that the 1,200+ baseline files of the paper's corpus parse in parallel jobs and the merge holds
-only keys in memory, not text:
-1. `parse_to_parquet` (one job per baseline file) writes every citation of a file as a row, `DeleteCitation`
-   entries as rows with `deleted = true`. `huggingface_to_parquet` writes the Hugging Face `pubmed` dataset,
-   the paper's source, in the same layout.
-2. `build_corpus` reads the key columns of all parsed files (peak memory grows by about 60 bytes per record,
+`build_corpus` reads the key columns of all parsed files (peak memory grows by about 60 bytes per record,
    about 2 GB for the whole baseline: benchmarks/bench_pubmed.py), decides which row wins for each PMID,
    then streams file by file into the corpus, adding the training text.
 
@@ -20,32 +15,18 @@ Records without an abstract are kept (title only); nothing is filtered or de-dup
 
 from __future__ import annotations
 
-import itertools
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .download import one_line
 from .io import InputError, atomic_path, write_json
-from .pubmed import iter_citations
+from .download import one_line
+from .pubmed import RECORD_FIELDS, ROW_GROUP_ROWS
 
-ROW_GROUP_ROWS = 10_000  # small enough that a tokenisation shard reads little beyond its own rows
 RECIPES = ("paper",)
 
-SECTION = pa.struct([("label", pa.string()), ("text", pa.string())])
-RECORD_FIELDS = [
-    ("pmid", pa.int64()),
-    ("version", pa.int32()),
-    ("title", pa.string()),
-    ("abstract", pa.string()),
-    ("sections", pa.list_(SECTION)),
-    ("language", pa.string()),
-    ("year", pa.int32()),
-]
-PARSED_SCHEMA = pa.schema([*RECORD_FIELDS, ("deleted", pa.bool_())])
 CORPUS_SCHEMA = pa.schema([*RECORD_FIELDS, ("text", pa.string())])
 KEY_COLUMNS = ["pmid", "version", "deleted"]
 
@@ -56,84 +37,6 @@ def build_text(title: str, abstract: str, recipe: str = "paper") -> str:
     if recipe not in RECIPES:
         raise ValueError(f"unknown text recipe {recipe!r}; known: {', '.join(RECIPES)}")
     return (title.replace("[", "").replace("]", "") + " " + abstract).strip()
-
-
-# ------------------------------------------------------------------------------------------ stage 1: parse
-
-
-def parse_to_parquet(xml_path, out_parquet) -> dict:
-    """Every citation and deletion of one PubMed XML file as rows of a Parquet file (PARSED_SCHEMA)."""
-    counts = {"file": Path(xml_path).name, "citations": 0, "deletions": 0}
-    with atomic_path(out_parquet) as tmp, pq.ParquetWriter(tmp, PARSED_SCHEMA) as writer:
-        batch = []
-        for record in iter_citations(xml_path):
-            counts["deletions" if record.get("deleted") else "citations"] += 1
-            batch.append(record)
-            if len(batch) == ROW_GROUP_ROWS:
-                writer.write_table(_parsed_table(batch))
-                batch = []
-        writer.write_table(_parsed_table(batch))
-    return counts
-
-
-def _parsed_table(records: list[dict]) -> pa.Table:
-    columns = {name: [record.get(name) for record in records] for name in PARSED_SCHEMA.names}
-    columns["deleted"] = [bool(flag) for flag in columns["deleted"]]
-    columns["sections"] = [None if sections is None else [{"label": label, "text": text} for label, text in sections]
-                           for sections in columns["sections"]]
-    return pa.table(columns, schema=PARSED_SCHEMA)
-
-
-def huggingface_to_parquet(path: str, out_parquet, name: str | None = None, split: str = "train",
-                           revision: str | None = None) -> dict:
-    """The Hugging Face `pubmed` dataset (the paper's corpus source, spec §2) in the parsed layout.
-
-    `path` is a hub id or a local folder holding the dataset in that layout (a `MedlineCitation` struct with
-    `PMID`, `Article.ArticleTitle`, `Article.Abstract.AbstractText`, `Article.Language`). It is streamed, so
-    memory stays flat whatever its size. Its abstract is what the dataset holds: for the 2022 script, the first
-    section of a structured abstract only (see pubmed.py).
-    """
-    import datasets
-
-    try:
-        dataset = datasets.load_dataset(path, name, split=split, revision=revision, streaming=True)
-        batches = dataset.iter(batch_size=ROW_GROUP_ROWS)
-        first = next(batches, None)
-    except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
-        raise InputError(path, f"cannot load the Hugging Face dataset ({one_line(err)[:300]})") from None
-    if first is None or "MedlineCitation" not in first:
-        columns = sorted(first) if first else []
-        raise InputError(path, f"not the Hugging Face pubmed layout: no MedlineCitation column (columns: {columns})")
-    rows = 0
-    with atomic_path(out_parquet) as tmp, pq.ParquetWriter(tmp, PARSED_SCHEMA) as writer:
-        try:
-            for number, batch in enumerate(itertools.chain([first], batches)):
-                records = [_huggingface_record(path, citation) for citation in batch["MedlineCitation"]]
-                writer.write_table(_parsed_table(records))
-                rows += len(records)
-                if number % 100 == 0:  # progress about every million citations
-                    print(f"{path}: {rows} citations", file=sys.stderr)
-        except OSError as err:  # the connection dropped mid-stream: nothing is kept, the job's retry starts over
-            raise InputError(path, f"reading failed after {rows} citations ({one_line(err)[:300]})") from None
-    return {"file": str(path), "citations": rows, "deletions": 0}
-
-
-def _huggingface_record(source, citation: dict) -> dict:
-    article = citation.get("Article") or {}
-    try:
-        pmid = int(citation["PMID"])
-    except (KeyError, TypeError, ValueError):
-        raise InputError(source, f"a MedlineCitation without a numeric PMID: {str(citation)[:120]}") from None
-    abstract = ((article.get("Abstract") or {}).get("AbstractText") or "").strip()
-    return {
-        "pmid": pmid,
-        "version": 1,
-        "title": article.get("ArticleTitle") or "",
-        "abstract": abstract,
-        "sections": [["", abstract]] if abstract else [],
-        "language": article.get("Language") or "",
-        "year": None,  # the dataset has completion and revision dates, not the publication year
-    }
 
 
 # ------------------------------------------------------------------------------------------ stage 2: merge

@@ -13,7 +13,7 @@ import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
-from .checkpoints import SOURCE_FILE
+from .base_models import SOURCE_FILE
 from .io import InputError, atomic_path, folder_digest, write_json
 
 CONFIG_FILE = "config.json"

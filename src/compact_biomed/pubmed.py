@@ -8,19 +8,26 @@ script produced: its dict conversion silently kept only the FIRST AbstractText o
 and, for sections with inline markup, the raw inner XML (tags included). `OtherAbstract` (e.g. the German
 abstract of a German paper) is ignored, as it was there.
 
-The corpus (merge, text recipe) is built from the parsed files in corpus.py.
+Parsed files: `parse_to_parquet` (one job per baseline file, so the 1,200+ files of the paper's corpus parse in
+parallel) writes every citation of a file as a row, `DeleteCitation` entries as rows with `deleted = true`;
+`huggingface_to_parquet` writes the Hugging Face `pubmed` dataset, the paper's source, in the same layout. The
+corpus (merge, text) is built from the parsed files in corpus.py.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import re
 import shutil
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from lxml import etree
 
 from .download import ChecksumMismatch, download_bytes, download_to, one_line, with_retries
@@ -29,6 +36,19 @@ from .io import InputError, atomic_path
 PUBMED_ROOTS = {"PubmedArticleSet", "MedlineCitationSet"}
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 20
+ROW_GROUP_ROWS = 10_000  # small enough that a tokenisation shard reads little beyond its own rows
+
+SECTION = pa.struct([("label", pa.string()), ("text", pa.string())])
+RECORD_FIELDS = [
+    ("pmid", pa.int64()),
+    ("version", pa.int32()),
+    ("title", pa.string()),
+    ("abstract", pa.string()),
+    ("sections", pa.list_(SECTION)),
+    ("language", pa.string()),
+    ("year", pa.int32()),
+]
+PARSED_SCHEMA = pa.schema([*RECORD_FIELDS, ("deleted", pa.bool_())])
 
 # ----------------------------------------------------------------------------------------------- checksums
 
@@ -321,3 +341,81 @@ def _describe_syntax_error(err: etree.XMLSyntaxError) -> str:
     if "Premature end of data" in message or "no element found" in message:
         return f"truncated XML ({message})"
     return f"malformed XML ({message})"
+
+
+# ------------------------------------------------------------------------------------------ parsed files
+
+
+def parse_to_parquet(xml_path, out_parquet) -> dict:
+    """Every citation and deletion of one PubMed XML file as rows of a Parquet file (PARSED_SCHEMA)."""
+    counts = {"file": Path(xml_path).name, "citations": 0, "deletions": 0}
+    with atomic_path(out_parquet) as tmp, pq.ParquetWriter(tmp, PARSED_SCHEMA) as writer:
+        batch = []
+        for record in iter_citations(xml_path):
+            counts["deletions" if record.get("deleted") else "citations"] += 1
+            batch.append(record)
+            if len(batch) == ROW_GROUP_ROWS:
+                writer.write_table(_parsed_table(batch))
+                batch = []
+        writer.write_table(_parsed_table(batch))
+    return counts
+
+
+def _parsed_table(records: list[dict]) -> pa.Table:
+    columns = {name: [record.get(name) for record in records] for name in PARSED_SCHEMA.names}
+    columns["deleted"] = [bool(flag) for flag in columns["deleted"]]
+    columns["sections"] = [None if sections is None else [{"label": label, "text": text} for label, text in sections]
+                           for sections in columns["sections"]]
+    return pa.table(columns, schema=PARSED_SCHEMA)
+
+
+def huggingface_to_parquet(path: str, out_parquet, name: str | None = None, split: str = "train",
+                           revision: str | None = None) -> dict:
+    """The Hugging Face `pubmed` dataset (the paper's corpus source, spec §2) in the parsed layout.
+
+    `path` is a hub id or a local folder holding the dataset in that layout (a `MedlineCitation` struct with
+    `PMID`, `Article.ArticleTitle`, `Article.Abstract.AbstractText`, `Article.Language`). It is streamed, so
+    memory stays flat whatever its size. Its abstract is what the dataset holds: for the 2022 script, the first
+    section of a structured abstract only (see pubmed.py).
+    """
+    import datasets
+
+    try:
+        dataset = datasets.load_dataset(path, name, split=split, revision=revision, streaming=True)
+        batches = dataset.iter(batch_size=ROW_GROUP_ROWS)
+        first = next(batches, None)
+    except (OSError, ValueError, datasets.exceptions.DatasetNotFoundError) as err:
+        raise InputError(path, f"cannot load the Hugging Face dataset ({one_line(err)[:300]})") from None
+    if first is None or "MedlineCitation" not in first:
+        columns = sorted(first) if first else []
+        raise InputError(path, f"not the Hugging Face pubmed layout: no MedlineCitation column (columns: {columns})")
+    rows = 0
+    with atomic_path(out_parquet) as tmp, pq.ParquetWriter(tmp, PARSED_SCHEMA) as writer:
+        try:
+            for number, batch in enumerate(itertools.chain([first], batches)):
+                records = [_huggingface_record(path, citation) for citation in batch["MedlineCitation"]]
+                writer.write_table(_parsed_table(records))
+                rows += len(records)
+                if number % 100 == 0:  # progress about every million citations
+                    print(f"{path}: {rows} citations", file=sys.stderr)
+        except OSError as err:  # the connection dropped mid-stream: nothing is kept, the job's retry starts over
+            raise InputError(path, f"reading failed after {rows} citations ({one_line(err)[:300]})") from None
+    return {"file": str(path), "citations": rows, "deletions": 0}
+
+
+def _huggingface_record(source, citation: dict) -> dict:
+    article = citation.get("Article") or {}
+    try:
+        pmid = int(citation["PMID"])
+    except (KeyError, TypeError, ValueError):
+        raise InputError(source, f"a MedlineCitation without a numeric PMID: {str(citation)[:120]}") from None
+    abstract = ((article.get("Abstract") or {}).get("AbstractText") or "").strip()
+    return {
+        "pmid": pmid,
+        "version": 1,
+        "title": article.get("ArticleTitle") or "",
+        "abstract": abstract,
+        "sections": [["", abstract]] if abstract else [],
+        "language": article.get("Language") or "",
+        "year": None,  # the dataset has completion and revision dates, not the publication year
+    }

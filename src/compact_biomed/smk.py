@@ -22,12 +22,15 @@ RUN_ID = "COMPACT_BIOMED_RUN_ID"
 _earlier_attempts = ""  # what redirect_output put at the top of this attempt's log
 
 
-def run(snakemake, step: Callable[[object], object]) -> None:
-    """Run `step(snakemake)` with stdout/stderr sent to the rule's log and torch limited to the rule's threads.
+def run(snakemake, *steps: Callable[[object], object]) -> None:
+    """Run the step named like the job's rule, `step(snakemake)`, with stdout/stderr sent to the rule's log and
+    torch limited to the rule's threads. A stage's adapter (workflow/scripts/<stage>.py) passes one step per
+    rule of its rules/<stage>.smk.
 
     Bad input ends the job with one line naming the file and the problem (in the log and on the console)
     instead of a traceback.
     """
+    step = {step.__name__: step for step in steps}[snakemake.rule]
     console = os.fdopen(os.dup(2), "w")
     log = snakemake.log[0] if snakemake.log else None
     if log:

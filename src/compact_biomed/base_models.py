@@ -1,0 +1,76 @@
+"""Base models as local Hugging Face directories: the teacher (also the baseline row) and the continual models'
+start models, the models pre-training begins from (training checkpoints are pretrain's, in results/checkpoints).
+
+Users get the real checkpoints with `from_pretrained(hub_id)`; the offline demo gets small randomly initialised
+models of the same architecture classes, with a WordPiece tokenizer trained on the demo corpus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+
+from .io import atomic_path, read_json, write_json
+from .tokenizer import build_wordpiece
+
+SOURCE_FILE = "source.json"  # where a local checkpoint came from, for the model cards of what is trained on it
+
+
+def make(source: dict, out_dir: str | Path, corpus: str | Path | None = None) -> None:
+    """The base model a config's `teacher` or `models.<name>.start` describes: from the hub, or randomly
+    initialised with a tokenizer trained on the corpus (the offline demo)."""
+    if "hub_id" in source:
+        from_hub(source["hub_id"], out_dir, revision=source.get("revision"), tokenizer_id=source.get("tokenizer_hub_id"))
+    else:
+        random_init(corpus_texts(corpus), out_dir, seed=0, **source["random"])
+
+
+def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, tokenizer_id: str | None = None) -> None:
+    """Download a masked-LM checkpoint and its tokenizer and save both to `out_dir`.
+
+    `tokenizer_id` takes the tokenizer from another repository: BioBERT v1.2 ships a bare vocab.txt, which
+    AutoTokenizer would lower-case; the official code used bert-base-cased's identical cased vocabulary.
+    """
+    with atomic_path(out_dir, is_dir=True, step="base_model") as tmp:
+        AutoTokenizer.from_pretrained(tokenizer_id or hub_id, revision=None if tokenizer_id else revision
+                                      ).save_pretrained(tmp)
+        AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
+        write_json(tmp / SOURCE_FILE, {"hub_id": hub_id, "revision": revision, "tokenizer_hub_id": tokenizer_id})
+
+
+def corpus_texts(corpus_parquet: str | Path) -> list[str]:
+    """The training texts of the corpus table, to train the demo's tokenizers on."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(corpus_parquet, columns=["text"]).column("text").to_pylist()
+
+
+def random_init(
+    texts: Iterable[str],
+    out_dir: str | Path,
+    model_type: str,
+    lowercase: bool,
+    vocab_size: int,
+    seed: int,
+    config: dict,
+) -> None:
+    """Save a randomly initialised masked LM of `model_type` (bert, distilbert, mobilebert...) with its own
+    tokenizer trained on `texts`. `config` holds the architecture's own keyword names (hidden_size, dim...)."""
+    with atomic_path(out_dir, is_dir=True, step="base_model") as tmp:
+        tokenizer = build_wordpiece(texts, tmp, lowercase=lowercase, vocab_size=vocab_size)
+        model_config = AutoConfig.for_model(
+            model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config
+        )
+        torch.manual_seed(seed)
+        AutoModelForMaskedLM.from_config(model_config).save_pretrained(tmp)
+        write_json(tmp / SOURCE_FILE, {"random": model_type, "seed": seed})
+
+
+def source_name(model_dir: str | Path) -> str:
+    """The hub id a local checkpoint was downloaded from, else its path (random demo models, user folders)."""
+    source = Path(model_dir) / SOURCE_FILE
+    hub_id = read_json(source).get("hub_id") if source.exists() else None
+    return hub_id or str(model_dir)

@@ -1,0 +1,444 @@
+"""NER fine-tuning and scoring (spec §4.1) on the Hugging Face Trainer, scored with seqeval.
+
+One `finetune` call = one (model, dataset, seed) job: load the splits, put a freshly initialised
+token-classification head on a masked-LM checkpoint, train with `Trainer` (random batches as the official
+code, `DataCollatorForTokenClassification`), then score dev and test two ways:
+
+* "paper": seqeval over SUB-TOKENS, every piece of a word carrying the word's tag (a B word cut into
+  three pieces counts as three entities), exactly what the official ner.py measures;
+* "word": the first piece's prediction stands for the word, seqeval over words (BioBERT/BLURB convention).
+
+Both also report seqeval's strict IOB2 F1 (`strict_f1`: an I without its B is no entity).
+
+Sentences longer than the model's window are cut at word boundaries and re-joined after prediction, so
+nothing is truncated. Words the tokenizer turns into zero pieces (a lone zero-width or control character)
+keep their own index, so they cannot shift later labels (the official code's bug); at word level they are
+predicted "O".
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.utils import logging as hf_logging
+
+from ..io import InputError, atomic_path, write_json
+from .data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: F401  (read_split: public API)
+
+IGNORE = -100  # label index the loss skips (special tokens, and continuation pieces in "word" mode)
+LABEL_MODES = ("paper", "word")
+CUDA_PAD_MULTIPLE = 64  # fewer distinct batch shapes: fresh GPU jobs ran 3x faster than with exact padding (issue 14)
+
+DEFAULT_HPARAMS = {
+    "learning_rate": 5e-5,
+    "batch_size": 16,
+    "epochs": 5,
+    "scheduler": "cosine",
+    "warmup_ratio": 0.0,
+    "weight_decay": 0.01,
+    "max_length": 512,
+    "label_mode_train": "paper",
+    "max_train_sentences": None,  # first N train sentences (quick runs)
+    "max_eval_sentences": None,  # first N dev and test sentences (quick runs)
+    "threads": None,  # torch CPU threads; None = torch's default
+    "eval_batch_size": 64,
+    "group_by_length": False,  # True = HF's length-grouped batches; the paper's code used random batches
+    "pad_to_multiple_of": None,  # None = 64 on CUDA, exact (longest window) on CPU; 1 = exact everywhere
+    "logging_steps": 50,  # one progress line in the job's log every this many optimizer steps
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Sub-token <-> word alignment
+
+
+def word_id_array(word_ids) -> np.ndarray:
+    """A tokenizer's word_ids() (None for special tokens) as an int array with -1 for special tokens."""
+    return np.array([-1 if w is None else w for w in word_ids], dtype=np.int64)
+
+
+def first_piece_mask(word_ids: np.ndarray) -> np.ndarray:
+    """True at the first sub-token of every word (word_ids with -1 for special tokens)."""
+    previous = np.concatenate(([-1], word_ids[:-1]))
+    return (word_ids >= 0) & (word_ids != previous)
+
+
+def align_labels(word_ids, word_labels, mode: str) -> np.ndarray:
+    """Per-sub-token training labels from per-word label ids.
+
+    word_ids: per sub-token the index of its word, None (or -1) for special tokens.
+    mode "paper": every piece gets its word's label (a B word gives B, B, B as in the official code);
+    mode "word": only the first piece, the rest IGNORE. Special tokens are always IGNORE. Labels are looked
+    up by word index, so a word with no pieces is skipped without shifting the words after it.
+    """
+    if mode not in LABEL_MODES:
+        raise ValueError(f"unknown label mode {mode!r}; expected one of {LABEL_MODES}")
+    word_ids = word_id_array(word_ids) if not isinstance(word_ids, np.ndarray) else word_ids
+    keep = word_ids >= 0 if mode == "paper" else first_piece_mask(word_ids)
+    labels = np.full(len(word_ids), IGNORE, dtype=np.int64)
+    labels[keep] = np.asarray(word_labels, dtype=np.int64)[word_ids[keep]]
+    return labels
+
+
+def words_from_pieces(word_ids, piece_tags, n_words: int, fill: str = "O") -> list[str]:
+    """Word-level tags from per-sub-token tags: each word takes its first piece's tag; words without
+    pieces get `fill`."""
+    word_ids = np.asarray(word_ids)
+    first = first_piece_mask(word_ids)
+    words = np.full(n_words, fill, dtype=object)
+    words[word_ids[first]] = np.asarray(piece_tags, dtype=object)[first]
+    return words.tolist()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Scoring
+
+
+def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict:
+    """seqeval's micro precision/recall/F1 over entity chunks in its default (conlleval) mode, as fractions,
+    plus its strict IOB2 F1. Imported here: seqeval pulls in scikit-learn, which only scoring needs."""
+    from seqeval.metrics import f1_score, precision_score, recall_score
+    from seqeval.scheme import IOB2
+
+    return {
+        "precision": float(precision_score(gold, pred, zero_division=0)),
+        "recall": float(recall_score(gold, pred, zero_division=0)),
+        "f1": float(f1_score(gold, pred, zero_division=0)),
+        "strict_f1": float(f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0)),
+    }
+
+
+def score_paper(gold_subtoken_tags: list[list[str]], pred_subtoken_tags: list[list[str]]) -> dict:
+    """The official metric: entity P/R/F over sub-tokens (gold = word tag on every piece)."""
+    return entity_scores(gold_subtoken_tags, pred_subtoken_tags)
+
+
+def score_words(gold_word_tags: list[list[str]], pred_word_tags: list[list[str]]) -> dict:
+    """The standard metric: entity P/R/F over words (pred = first piece's tag)."""
+    return entity_scores(gold_word_tags, pred_word_tags)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Encoding: sentences -> windows of at most max_length sub-tokens
+
+
+@dataclass
+class EncodedSplit:
+    """One split as model windows, plus what is needed to map window predictions back to sentences."""
+
+    sentences: list[Sentence]
+    input_ids: list[np.ndarray]  # one per window, special tokens included
+    word_ids: list[np.ndarray]  # per window position: word index within the SENTENCE, -1 for special tokens
+    labels: list[np.ndarray]  # training targets per window position (IGNORE where not trained)
+    window_sentence: np.ndarray  # sentence index of every window, in sentence order
+    split_sentences: int  # sentences that needed more than one window
+
+
+def window_word_ranges(piece_counts, budget: int) -> list[tuple[int, int]]:
+    """Greedy [start, end) word ranges whose piece counts each sum to at most `budget`."""
+    ranges, start, used = [], 0, 0
+    for word, count in enumerate(piece_counts):
+        if count > budget:
+            raise ValueError(f"word {word} alone has {count} sub-tokens, more than the {budget} that fit")
+        if used + count > budget:
+            ranges.append((start, word))
+            start, used = word, 0
+        used += count
+    ranges.append((start, len(piece_counts)))
+    return ranges
+
+
+def encode_split(tokenizer, sentences, label2id: dict, max_length: int, label_mode: str, source) -> EncodedSplit:
+    """Tokenize pre-split words; sentences over max_length sub-tokens become several windows."""
+    encoded = tokenizer([tokens for tokens, _ in sentences], is_split_into_words=True, verbose=False)
+    split = EncodedSplit(sentences, [], [], [], np.zeros(0, dtype=np.int64), 0)
+    window_sentence = []
+    for index, (tokens, tags) in enumerate(sentences):
+        windows = [(np.asarray(encoded["input_ids"][index]), word_id_array(encoded.word_ids(index)))]
+        if len(windows[0][0]) > max_length:
+            windows = _split_windows(tokenizer, tokens, windows[0][1], max_length, source, index)
+            split.split_sentences += 1
+        tag_ids = np.array([label2id[tag] for tag in tags], dtype=np.int64)
+        for input_ids, word_ids in windows:
+            split.input_ids.append(input_ids.astype(np.int64))
+            split.word_ids.append(word_ids)
+            split.labels.append(align_labels(word_ids, tag_ids, label_mode))
+            window_sentence.append(index)
+    split.window_sentence = np.array(window_sentence, dtype=np.int64)
+    return split
+
+
+def _split_windows(tokenizer, tokens, word_ids, max_length, source, index):
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    counts = np.bincount(word_ids[word_ids >= 0], minlength=len(tokens))
+    try:
+        ranges = window_word_ranges(counts, budget)
+    except ValueError as error:
+        raise InputError(source, f"sentence {index + 1} of the split: {error} (max_length {max_length})") from None
+    windows = []
+    for start, end in ranges:
+        window = tokenizer(tokens[start:end], is_split_into_words=True, verbose=False)
+        window_ids = word_id_array(window.word_ids())
+        window_ids[window_ids >= 0] += start  # back to sentence word indices
+        windows.append((np.asarray(window["input_ids"]), window_ids))
+    return windows
+
+
+def sentence_pieces(split: EncodedSplit, window_values: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Re-join windows: per sentence, (word_ids, values) over its non-special sub-tokens in order."""
+    joined = [([], []) for _ in split.sentences]
+    for sentence, word_ids, values in zip(split.window_sentence, split.word_ids, window_values):
+        real = word_ids >= 0
+        joined[sentence][0].append(word_ids[real])
+        joined[sentence][1].append(values[real])
+    return [(np.concatenate(ids), np.concatenate(vals)) for ids, vals in joined]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training and prediction (Hugging Face Trainer)
+
+
+class ProgressLog(TrainerCallback):
+    """Progress in the job's log: loss, epoch and samples/s every `logging_steps`, and each epoch's rate."""
+
+    def __init__(self, samples_per_epoch: int, batch_size: int):
+        self.samples_per_epoch, self.batch_size = samples_per_epoch, batch_size
+        self.epoch_rates: list[float] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.epoch_started = time.perf_counter()
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the GPU's queued steps belong to this epoch
+        self.epoch_rates.append(round(self.samples_per_epoch / (time.perf_counter() - self.epoch_started), 2))
+        print(f"epoch {len(self.epoch_rates)}: {self.epoch_rates[-1]} samples/s", flush=True)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            rate = state.global_step * self.batch_size / (time.perf_counter() - self.started)
+            print(f"step {state.global_step}/{state.max_steps} epoch {state.epoch:.2f} loss {logs['loss']:.4f} "
+                  f"lr {logs.get('learning_rate', 0):.3g} {rate:.1f} samples/s", flush=True)
+
+
+def window_features(split: EncodedSplit, with_labels: bool) -> list[dict]:
+    """The windows as the collator's features (plain lists: what tokenizer.pad expects)."""
+    if not with_labels:
+        return [{"input_ids": ids.tolist()} for ids in split.input_ids]
+    return [{"input_ids": ids.tolist(), "labels": labels.tolist()} for ids, labels in zip(split.input_ids, split.labels)
+            # A window without any trained label (e.g. only zero-piece words) would give a NaN loss.
+            if (labels != IGNORE).any()]
+
+
+def pad_multiple(hp: dict) -> int | None:
+    multiple = hp["pad_to_multiple_of"] or (CUDA_PAD_MULTIPLE if torch.cuda.is_available() else 1)
+    return None if multiple == 1 else multiple
+
+
+def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) -> TrainingArguments:
+    """The paper's recipe as Trainer settings: AdamW (no decay on biases and LayerNorm), gradient clipping at
+    1, no evaluation or checkpoints during training; bf16 on CUDA, fp32 on CPU."""
+    total_steps = math.ceil(train_windows / hp["batch_size"]) * hp["epochs"]
+    cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=scratch, seed=seed, learning_rate=hp["learning_rate"], weight_decay=hp["weight_decay"],
+        lr_scheduler_type=hp["scheduler"], warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
+        num_train_epochs=hp["epochs"], per_device_train_batch_size=hp["batch_size"],
+        per_device_eval_batch_size=hp["eval_batch_size"], max_grad_norm=1.0, bf16=bf16(),
+        train_sampling_strategy="group_by_length" if hp["group_by_length"] else "random",
+        eval_strategy="no", save_strategy="no", logging_strategy="steps", logging_steps=hp["logging_steps"],
+        report_to="none", disable_tqdm=True, dataloader_pin_memory=cuda,
+    )
+
+
+def bf16() -> bool:
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def argmax_labels(logits, labels):
+    return logits.argmax(-1)  # keep label ids, not the logits, across batches
+
+
+def train_and_predict(model, tokenizer, encoded: dict, hp: dict, seed: int) -> tuple[dict, dict]:
+    """Fine-tune in place, then predict dev and test. Returns (training figures, per split the arg-max label
+    id of every position of every window)."""
+    train_features = window_features(encoded["train"], with_labels=True)
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple(hp))
+    progress = ProgressLog(len(train_features), hp["batch_size"])
+    device = f"cuda ({'bf16' if bf16() else 'fp32'})" if torch.cuda.is_available() else (
+        f"cpu ({torch.get_num_threads()} threads)")
+    print(f"training on {len(train_features)} windows, {hp['epochs']} epochs, batch {hp['batch_size']}, {device}, "
+          f"{'length-grouped' if hp['group_by_length'] else 'random'} batches padded to a multiple of "
+          f"{pad_multiple(hp) or 1}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="compact-biomed-ner-") as scratch:  # Trainer's output_dir: ours alone
+        trainer = Trainer(model=model, args=training_arguments(scratch, hp, seed, len(train_features)),
+                          data_collator=collator, train_dataset=train_features, callbacks=[progress],
+                          preprocess_logits_for_metrics=argmax_labels)
+        trainer.remove_callback(PrinterCallback)  # ProgressLog prints instead of raw log dicts
+        started = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - started
+        predictions = {name: predict(trainer, encoded[name]) for name in ("dev", "test")}
+    samples = len(train_features) * hp["epochs"]
+    figures = {"train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
+               "epoch_samples_per_second": progress.epoch_rates}
+    return figures, predictions
+
+
+def predict(trainer: Trainer, split: EncodedSplit) -> list[np.ndarray]:
+    """Arg-max label id per window position; windows go in length order (little padding) and come back in
+    split order."""
+    lengths = np.array([len(ids) for ids in split.input_ids])
+    order = np.argsort(lengths, kind="stable")
+    features = window_features(split, with_labels=False)
+    best = trainer.predict([features[i] for i in order]).predictions
+    predictions: list[np.ndarray] = [None] * len(lengths)  # type: ignore[list-item]
+    for row, i in enumerate(order):
+        predictions[i] = best[row, :lengths[i]]
+    return predictions
+
+
+def evaluate(split: EncodedSplit, window_predictions, id2label: dict) -> tuple[dict, list[list[str]]]:
+    """({"paper": scores, "word": scores}, word-level predicted tags per sentence)."""
+    label_names = np.array([id2label[i] for i in range(len(id2label))], dtype=object)
+    gold_pieces, pred_pieces, gold_words, pred_words = [], [], [], []
+    for (tokens, tags), (word_ids, piece_preds) in zip(split.sentences, sentence_pieces(split, window_predictions)):
+        piece_tags = label_names[piece_preds]
+        gold_pieces.append(np.asarray(tags, dtype=object)[word_ids].tolist())
+        pred_pieces.append(piece_tags.tolist())
+        gold_words.append(tags)
+        pred_words.append(words_from_pieces(word_ids, piece_tags, len(tokens)))
+    scores = {"paper": score_paper(gold_pieces, pred_pieces), "word": score_words(gold_words, pred_words)}
+    return scores, pred_words
+
+
+# ---------------------------------------------------------------------------------------------------
+# The job
+
+
+def resolve_hparams(hparams: dict | None) -> dict:
+    """Defaults (the paper's) overlaid with `hparams`; unknown keys are an error so typos cannot pass."""
+    hparams = dict(hparams or {})
+    unknown = sorted(set(hparams) - set(DEFAULT_HPARAMS))
+    if unknown:
+        raise ValueError(f"unknown NER hparams {unknown}; known: {sorted(DEFAULT_HPARAMS)}")
+    hp = {**DEFAULT_HPARAMS, **hparams}
+    if hp["label_mode_train"] not in LABEL_MODES:
+        raise ValueError(f"label_mode_train must be one of {LABEL_MODES}, got {hp['label_mode_train']!r}")
+    if hp["batch_size"] < 1 or hp["epochs"] < 1:
+        raise ValueError("batch_size and epochs must be at least 1")
+    return hp
+
+
+def load_token_classifier(model_dir, id2label: dict):
+    """The masked-LM checkpoint with its MLM head dropped and a new token-classification head.
+
+    Only the new head may be missing from the checkpoint: anything else means the encoder would be
+    fine-tuned from random weights, which must fail loudly (it replaces the library's verbose load report).
+    """
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = AutoModelForTokenClassification.from_pretrained(
+            model_dir, num_labels=len(id2label), id2label=id2label,
+            label2id={label: i for i, label in id2label.items()}, output_loading_info=True,
+        )
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+    missing = sorted(key for key in info["missing_keys"] if not key.startswith("classifier."))
+    if missing:
+        raise InputError(model_dir, f"checkpoint lacks encoder weights, e.g. {missing[:3]} ({len(missing)} missing)")
+    return model
+
+
+def window_length(model, requested: int) -> int:
+    """max_length, capped by the model's position embeddings (small demo models have fewer than 512)."""
+    positions = getattr(model.config, "max_position_embeddings", None)
+    return min(requested, positions) if positions else requested
+
+
+def write_predictions(path: Path, sentences: list[Sentence], predicted: list[list[str]]) -> None:
+    """token<TAB>gold<TAB>pred, blank line after every sentence (conlleval's input layout)."""
+    lines = []
+    for (tokens, tags), preds in zip(sentences, predicted):
+        lines += [f"{token}\t{tag}\t{pred}" for token, tag, pred in zip(tokens, tags, preds)]
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = None) -> dict:
+    """Fine-tune `model_dir` (masked-LM HF directory with tokenizer) on the NER set in `data_dir`.
+
+    Writes metrics.json and predictions.tsv (test set, word level) into `out_dir` all-or-nothing and
+    returns the metrics. `seed` fixes the head initialisation, dropout and the data order.
+    """
+    started = time.perf_counter()
+    hp = resolve_hparams(hparams)
+    if hp["threads"]:
+        torch.set_num_threads(int(hp["threads"]))
+    data_dir = Path(data_dir)
+    data = load_dataset_dir(data_dir)
+    splits = {
+        "train": data["train"][: hp["max_train_sentences"]],
+        "dev": data["dev"][: hp["max_eval_sentences"]],
+        "test": data["test"][: hp["max_eval_sentences"]],
+    }
+    labels = data["labels"]
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    set_seed(seed)  # before building the model: the new classification head is drawn from this seed
+    model = load_token_classifier(model_dir, id2label)
+    max_length = window_length(model, hp["max_length"])
+    sources = {"train": data_dir / "train.tsv", "dev": dev_file(data_dir), "test": data_dir / "test.tsv"}
+    encoded = {
+        name: encode_split(tokenizer, sentences, label2id, max_length,
+                           hp["label_mode_train"] if name == "train" else "paper", sources[name])
+        for name, sentences in splits.items()
+    }
+
+    figures, predictions = train_and_predict(model, tokenizer, encoded, hp, seed)
+    results, predicted_words = {}, {}
+    for name in ("dev", "test"):
+        results[name], predicted_words[name] = evaluate(encoded[name], predictions[name], id2label)
+
+    metrics = {
+        "seed": seed,
+        "epochs": hp["epochs"],
+        "model_dir": str(model_dir),
+        "data_dir": str(data_dir),
+        "label_mode_train": hp["label_mode_train"],
+        "train_sentences": len(splits["train"]),
+        "split_sentences": {name: split.split_sentences for name, split in encoded.items()},
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        **figures,
+        "dev": results["dev"],
+        "test": results["test"],
+    }
+    with atomic_path(out_dir, is_dir=True, step="finetune-ner") as tmp:
+        write_predictions(tmp / "predictions.tsv", splits["test"], predicted_words["test"])
+        write_json(tmp / "metrics.json", metrics)
+    return metrics

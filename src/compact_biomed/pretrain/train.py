@@ -1,0 +1,660 @@
+"""How a compact model is trained: data, Hugging Face Trainer, resumable checkpoints and the exported student.
+
+`run()` is the single entry point of the Snakemake rule. Everything the library already does well (bf16, torchrun
+multi-GPU, gradient accumulation, optimizer, schedule, clipping, checkpoint files) is left to `Trainer`; this module
+adds only what the recipes need:
+- a collator whose MLM masks depend on (seed, example indices) only, so an interrupted-and-resumed run sees exactly
+  the masks of an uninterrupted one (the stock collator draws from the global RNG, and Trainer's dataloader
+  prefetches one batch ahead of the RNG state it checkpoints);
+- checkpoints holding the student (+ fit_dense) but never the frozen teacher, kept per run in a folder named by
+  the content of the run's inputs (`run_dir`), so changed inputs start afresh and never resume an old run; resume
+  from the newest COMPLETE checkpoint; a finished run is exported again from its last checkpoint, never trained on;
+- per-term losses in the Trainer log, written to train_log.jsonl with the exported model and its model card.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import safetensors.torch
+import torch
+import yaml
+from transformers import (AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainerState, TrainingArguments,
+                          set_seed)
+
+from . import recipes
+from ..base_models import source_name
+from ..io import InputError, atomic_path, folder_digest
+from ..shards import STATS_NAME
+
+FIT_DENSE_FILE = "fit_dense.safetensors"
+RUN_FINGERPRINT_FILE = "run.json"
+SHARD_COLUMNS = ("input_ids", "special_tokens_mask")
+CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
+RUN_DIR_PREFIX = "run-"
+# What from_pretrained reads from a model folder (weights, config, tokenizer files); hashed into the run's key.
+MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
+
+TRAIN_DEFAULTS = {
+    "max_steps": 1000, "global_batch_size": 192, "per_device_batch_size": "auto", "learning_rate": 5e-4,
+    "warmup_steps": 0, "weight_decay": 0.0, "lr_scheduler": "linear", "mlm_probability": 0.15,
+    "save_steps": 2500, "save_total_limit": 2, "logging_steps": 250, "teacher_dropout": True,
+    "max_grad_norm": 1.0, "precision": "auto", "dataloader_workers": 0,
+}
+# Settings that change what is learned: a checkpoint_dir written with other values must not be resumed.
+FINGERPRINT_TRAIN_KEYS = ("max_steps", "global_batch_size", "learning_rate", "warmup_steps", "weight_decay",
+                          "lr_scheduler", "mlm_probability", "teacher_dropout", "max_grad_norm")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------
+
+def load_shards(shard_dirs: list[str]):
+    """Concatenate tokenised shards saved with `Dataset.save_to_disk` (columns input_ids, special_tokens_mask)."""
+    import datasets
+
+    if not shard_dirs:
+        raise InputError("shard_dirs", "no tokenised shard given")
+    parts = []
+    for shard_dir in shard_dirs:
+        part = datasets.load_from_disk(str(shard_dir))
+        missing = [c for c in SHARD_COLUMNS if c not in part.column_names]
+        if missing:
+            raise InputError(shard_dir, f"shard lacks column(s) {', '.join(missing)}")
+        parts.append(part.select_columns(list(SHARD_COLUMNS)))
+    return datasets.concatenate_datasets(parts)
+
+
+class IndexedExamples(torch.utils.data.Dataset):
+    """The shards' rows, each tagged with its index so that the collator can derive the masking seed from it."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return self.__getitems__([index])[0]
+
+    def __getitems__(self, indices):  # one Arrow read per batch instead of one per example
+        columns = self.rows[list(indices)]
+        return [{"input_ids": ids, "special_tokens_mask": special, "example_index": int(index)}
+                for ids, special, index in zip(columns["input_ids"], columns["special_tokens_mask"], indices)]
+
+
+class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
+    """HF's MLM collator (15%, 80/10/10, dynamic padding) seeded per batch from (seed, example indices).
+
+    Masks therefore do not depend on when or in which process the batch is collated (prefetching, dataloader
+    workers, resume), and the global RNG, which drives dropout and which Trainer checkpoints, is left untouched.
+    An example meets new masks in every epoch because it meets a different batch.
+    """
+
+    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int):
+        super().__init__(tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability)
+        self.mask_seed = mask_seed
+
+    def masking_generator(self, indices: list[int]) -> torch.Generator:
+        entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
+        return torch.Generator().manual_seed(int(entropy[0]) << 32 | int(entropy[1]))
+
+    def torch_call(self, examples):
+        self.generator = self.masking_generator([example.pop("example_index") for example in examples])
+        if self.tokenizer.padding_side != "right":
+            batch = super().torch_call(examples)
+        else:  # HF's own masking on tensors padded as tokenizer.pad pads them, ~10x faster (bench_pretrain.py)
+            batch = pad_right(examples, self.tokenizer.pad_token_id)
+            batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
+                batch["input_ids"], special_tokens_mask=batch.pop("special_tokens_mask"))
+        # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
+        return {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
+
+
+def pad_right(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """`tokenizer.pad(examples, return_tensors="pt")` for input_ids + special_tokens_mask, through numpy: pad id,
+    attention 0 and special-token flag 1 after each sequence. The tokenizer converts nested lists element by element,
+    which took 95% of a 192-sequence batch's collation."""
+    lengths = [len(example["input_ids"]) for example in examples]
+    shape = (len(examples), max(lengths))
+    input_ids = np.full(shape, pad_token_id, dtype=np.int64)
+    special = np.ones(shape, dtype=np.int64)
+    attention = np.zeros(shape, dtype=np.int64)
+    for row, (example, length) in enumerate(zip(examples, lengths)):
+        input_ids[row, :length] = example["input_ids"]
+        special[row, :length] = example["special_tokens_mask"]
+        attention[row, :length] = 1
+    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention),
+            "special_tokens_mask": torch.from_numpy(special)}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Trainer: per-term logging, student-only checkpoints
+# ---------------------------------------------------------------------------------------------------------------
+
+class PretrainTrainer(Trainer):
+    # the objective returns per-micro-batch means, so Trainer divides by the accumulation steps as usual
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._term_names: list[str] | None = None
+        self._term_sums: torch.Tensor | None = None  # on device: no host sync per step
+        self._term_steps = 0.0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        if model.training:
+            self._accumulate_terms(outputs["terms"])
+        return (outputs["loss"], outputs) if return_outputs else outputs["loss"]
+
+    def _accumulate_terms(self, terms: dict[str, torch.Tensor]) -> None:
+        accumulation = self.current_gradient_accumulation_steps
+        values = torch.stack([value.detach().float() for value in terms.values()]) / accumulation
+        if self._term_sums is None:
+            self._term_names, self._term_sums = list(terms), torch.zeros_like(values)
+        self._term_sums += values
+        self._term_steps += 1.0 / accumulation
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._term_sums is not None and self._term_steps > 0:
+            means = self.accelerator.reduce(self._term_sums, reduction="mean") / self._term_steps
+            logs.update({f"loss_{name}": value for name, value in zip(self._term_names, means.tolist())})
+            self._term_sums.zero_()
+            self._term_steps = 0.0
+        super().log(logs, start_time)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        """A checkpoint is a loadable HF directory of the student (+ fit_dense); the frozen teacher is not saved."""
+        if not self.args.should_save:
+            return
+        output_dir = output_dir or self.args.output_dir
+        os.makedirs(output_dir, exist_ok=True)
+        objective = self.accelerator.unwrap_model(self.model)
+        objective.student.save_pretrained(output_dir)
+        if objective.fit_dense is not None:
+            safetensors.torch.save_file(objective.fit_dense.state_dict(), os.path.join(output_dir, FIT_DENSE_FILE))
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        objective = self.accelerator.unwrap_model(model or self.model)
+        saved = type(objective.student).from_pretrained(resume_from_checkpoint)
+        objective.student.load_state_dict(saved.state_dict())
+        if objective.fit_dense is not None:
+            objective.fit_dense.load_state_dict(
+                safetensors.torch.load_file(os.path.join(resume_from_checkpoint, FIT_DENSE_FILE)))
+
+
+def is_complete_checkpoint(path: Path) -> bool:
+    """Trainer writes trainer_state.json last; also require the weights, optimizer, scheduler and RNG states."""
+    required = ("config.json", "optimizer.pt", "scheduler.pt")
+    if not all((path / name).is_file() for name in required):
+        return False
+    if not any(path.glob("model*.safetensors")) or not any(path.glob("rng_state*.pth")):
+        return False
+    try:
+        json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def checkpoint_dirs(checkpoint_dir: str | Path) -> list[Path]:
+    """checkpoint-N directories, oldest first."""
+    root = Path(checkpoint_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and CHECKPOINT_RE.fullmatch(p.name)]
+    return sorted(found, key=lambda p: int(CHECKPOINT_RE.fullmatch(p.name).group(1)))
+
+
+def latest_complete_checkpoint(checkpoint_dir: str | Path) -> str | None:
+    complete = [p for p in checkpoint_dirs(checkpoint_dir) if is_complete_checkpoint(p)]
+    return str(complete[-1]) if complete else None
+
+
+def remove_incomplete_checkpoints(checkpoint_dir: str | Path) -> None:
+    """A job killed while saving leaves a partial checkpoint-N; Trainer would later write into it or rotate it."""
+    for path in checkpoint_dirs(checkpoint_dir):
+        if not is_complete_checkpoint(path):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def shard_digest(shard_dir: str | Path) -> str:
+    """The content checksum tokenize_shard recorded (also in the manifest), else the hash of the shard's files."""
+    stats = Path(shard_dir) / STATS_NAME
+    if stats.is_file():
+        return json.loads(stats.read_text())["sha256"]
+    return folder_digest(shard_dir, ("*.arrow", "dataset_info.json"))
+
+
+def run_fingerprint(recipe: str, seed: int, teacher_dir: str | None, start_dir: str | None, student: dict | None,
+                    shard_dirs: list[str], train: dict) -> dict:
+    """What the trained weights depend on: the CONTENT of the teacher / start model and of the shards (in order),
+    and the settings. Paths are left out: a moved folder still resumes, a changed file at the same path does not."""
+    return {"recipe": recipe, "seed": seed, "student": student or {},
+            "teacher": folder_digest(teacher_dir, MODEL_FILE_PATTERNS) if teacher_dir else None,
+            "start": folder_digest(start_dir, MODEL_FILE_PATTERNS) if start_dir else None,
+            "shards": [shard_digest(shard_dir) for shard_dir in shard_dirs],
+            **{key: train[key] for key in FINGERPRINT_TRAIN_KEYS}}
+
+
+def run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
+    """The run's own checkpoint folder, named by its fingerprint's hash."""
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(checkpoint_dir) / f"{RUN_DIR_PREFIX}{key}"
+
+
+def open_run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
+    """Create the run's checkpoint folder (with its fingerprint) if new, and say in the log when the inputs or
+    settings changed since an earlier run. The earlier runs' checkpoints are left as they are: they are resumed
+    again if their inputs come back, and only the user deletes them."""
+    run = run_dir(checkpoint_dir, fingerprint)
+    path = run / RUN_FINGERPRINT_FILE
+    if path.is_file():
+        return run
+    if checkpoint_dirs(checkpoint_dir):
+        print(f"{checkpoint_dir} holds checkpoints of an earlier version, which did not record the content of their "
+              f"inputs: they are not resumed and are left as they are", flush=True)
+    others = sorted(Path(checkpoint_dir).glob(f"{RUN_DIR_PREFIX}*/{RUN_FINGERPRINT_FILE}"), key=os.path.getmtime)
+    if others:
+        previous = json.loads(others[-1].read_text())
+        changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+        print(f"inputs or settings changed since the run in {others[-1].parent} ({', '.join(changed)}): starting "
+              f"afresh in {run}; the earlier run's checkpoints are kept (delete them to free the disk)", flush=True)
+    run.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
+    return run
+
+
+def finished_at(checkpoint: str | None, max_steps: int) -> bool:
+    """Whether `checkpoint` holds the end of the run: Trainer would train one step past it (`steps: 41` of 40)."""
+    if checkpoint is None:
+        return False
+    return json.loads((Path(checkpoint) / "trainer_state.json").read_text())["global_step"] >= max_steps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training arguments
+# ---------------------------------------------------------------------------------------------------------------
+
+def gradient_accumulation_steps(global_batch_size: int, per_device_batch_size: int, world_size: int) -> int:
+    per_step = per_device_batch_size * world_size
+    if global_batch_size % per_step:
+        raise ValueError(f"global_batch_size {global_batch_size} is not a multiple of per_device_batch_size "
+                         f"{per_device_batch_size} x {world_size} process(es)")
+    return global_batch_size // per_step
+
+
+def precision_flags(precision: str) -> dict:
+    """"auto" = bf16 on a CUDA device that supports it, else fp32 (the official scripts trained in fp32, spec §3)."""
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    if precision not in ("bf16", "fp16", "fp32"):
+        raise ValueError(f"unknown precision {precision!r}; use auto, bf16, fp16 or fp32")
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingArguments:
+    accumulation = gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"],
+                                               process_count())
+    save_steps = train["save_steps"] or 0  # 0 / None: no intermediate checkpoint, hence no resume
+    checkpointing = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "no"}
+    return TrainingArguments(
+        output_dir=checkpoint_dir,
+        max_steps=train["max_steps"],
+        per_device_train_batch_size=train["per_device_batch_size"],
+        gradient_accumulation_steps=accumulation,
+        learning_rate=train["learning_rate"],
+        lr_scheduler_type=train["lr_scheduler"],
+        warmup_steps=train["warmup_steps"],
+        weight_decay=train["weight_decay"],
+        max_grad_norm=train["max_grad_norm"],
+        logging_strategy="steps",
+        logging_steps=train["logging_steps"],
+        save_total_limit=train["save_total_limit"],
+        seed=seed,
+        data_seed=seed,
+        dataloader_num_workers=train["dataloader_workers"],
+        dataloader_pin_memory=torch.cuda.is_available(),
+        # one kernel for all parameters (transformers' default on torch >= 2.8). No TF32: under bf16 autocast no
+        # matrix product is left in fp32, and a run set to fp32 asked for fp32
+        optim="adamw_torch_fused",
+        remove_unused_columns=False,  # the collator gets input_ids + special_tokens_mask (spec §2 pitfall)
+        ddp_find_unused_parameters=False,  # every student parameter is used at every step
+        report_to="none",
+        disable_tqdm=True,
+        **checkpointing,
+        **precision_flags(train["precision"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Micro-batch: the largest divisor of each process's share of the global batch that fits the device
+# ---------------------------------------------------------------------------------------------------------------
+
+MEMORY_HEADROOM = 0.9  # share of the device's memory a step may take: the allocator fragments the rest
+
+
+def micro_batch_candidates(global_batch_size: int, world_size: int) -> list[int]:
+    """Every per-device batch that keeps the global batch exact by accumulation, smallest first."""
+    if global_batch_size % world_size:
+        raise ValueError(f"global_batch_size {global_batch_size} is not a multiple of {world_size} process(es)")
+    share = global_batch_size // world_size
+    return [n for n in range(1, share + 1) if share % n == 0]
+
+
+def largest_fitting(candidates: list[int], fits: Callable[[int], bool]) -> int:
+    """The largest candidate that fits; `fits` is monotone. The largest is tried first (what a large GPU takes),
+    then a binary search, so a probe costs one step, or a few on a small GPU."""
+    if fits(candidates[-1]):
+        return candidates[-1]
+    low, high, best = 0, len(candidates) - 2, None
+    while low <= high:
+        middle = (low + high) // 2
+        if fits(candidates[middle]):
+            best, low = candidates[middle], middle + 1
+        else:
+            high = middle - 1
+    if best is None:
+        raise RuntimeError(f"not even a micro-batch of {candidates[0]} fits the device's memory")
+    return best
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """The worst batch the data can produce: every sequence as long as the longest in the shards."""
+    max_length: int
+    vocab_size: int
+    mlm_probability: float
+    autocast_dtype: torch.dtype | None  # the Trainer's mixed precision, None in fp32
+
+    def tensors(self, batch_size: int, device: torch.device) -> dict[str, torch.Tensor]:
+        generator = torch.Generator().manual_seed(0)  # its own generator: the global RNG stays untouched
+        shape = (batch_size, self.max_length)
+        input_ids = torch.randint(0, self.vocab_size, shape, generator=generator)
+        masked = torch.rand(shape, generator=generator) < self.mlm_probability
+        labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
+        return {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device),
+                "labels": labels.to(device)}
+
+
+def probe_step(objective: torch.nn.Module, batch_size: int, probe: ProbeBatch) -> None:
+    """One forward + backward of the worst batch, leaving no trace: RNG states forked, gradients dropped."""
+    device = next(objective.parameters()).device
+    was_training = objective.training
+    objective.train()  # dropout masks are part of a training step's memory
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                torch.autocast(device.type, dtype=probe.autocast_dtype, enabled=probe.autocast_dtype is not None):
+            objective(**probe.tensors(batch_size, device))["loss"].backward()
+    finally:
+        objective.zero_grad(set_to_none=True)
+        objective.train(was_training)
+
+
+def optimizer_state_bytes(objective: torch.nn.Module) -> int:
+    """AdamW's two fp32 moments per trainable parameter, allocated after the probe by the first step."""
+    return 2 * 4 * sum(p.numel() for p in objective.parameters() if p.requires_grad)
+
+
+def fits_device_memory(objective: torch.nn.Module, batch_size: int, probe: ProbeBatch) -> bool:
+    """Whether a training step of `batch_size` worst-case sequences fits the CUDA device's memory (measured, not
+    estimated). Off CUDA there is nothing to probe: host memory is not the limit of a device, so all fits."""
+    device = next(objective.parameters()).device
+    if device.type != "cuda":
+        return True
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    budget = MEMORY_HEADROOM * (torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device))
+    try:
+        probe_step(objective, batch_size, probe)
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        torch.cuda.empty_cache()
+    return torch.cuda.max_memory_allocated(device) + optimizer_state_bytes(objective) <= budget
+
+
+def longest_sequence(rows) -> int:
+    """The longest tokenised sequence, from the Arrow offsets alone (no row is read)."""
+    import pyarrow.compute as pc
+
+    return int(pc.max(pc.list_value_length(rows.data.column("input_ids"))).as_py())
+
+
+def autocast_dtype(precision: dict) -> torch.dtype | None:
+    return torch.bfloat16 if precision["bf16"] else torch.float16 if precision["fp16"] else None
+
+
+def check_batch_sizes(train: dict) -> None:
+    """The global batch splits over the processes, and into the hand-set micro-batches."""
+    if train["per_device_batch_size"] == "auto":
+        micro_batch_candidates(train["global_batch_size"], process_count())
+    else:
+        gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"], process_count())
+
+
+def choose_micro_batch(train: dict, objective: torch.nn.Module, max_length: int, vocab_size: int,
+                       fits: Callable | None = None) -> int:
+    """The per-device batch: as configured, or for "auto" the largest divisor of the process's share of the global
+    batch whose training step fits the device (`fits(objective, n, probe)`; default: a measured CUDA step).
+    The objective moves to the training device first, where the Trainer would put it anyway."""
+    if train["per_device_batch_size"] != "auto":
+        return train["per_device_batch_size"]
+    candidates = micro_batch_candidates(train["global_batch_size"], process_count())
+    if torch.cuda.is_available():
+        objective.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
+    probe = ProbeBatch(max_length, vocab_size, train["mlm_probability"],
+                       autocast_dtype(precision_flags(train["precision"])))
+    fits = fits or fits_device_memory
+    chosen = largest_fitting(candidates, lambda n: fits(objective, n, probe))
+    return agree_across_processes(chosen)
+
+
+def process_count() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def agree_across_processes(batch_size: int) -> int:
+    """Every torchrun worker takes the smallest choice (a divisor of the same share), so all accumulate alike."""
+    if process_count() == 1:
+        return batch_size
+    from accelerate import PartialState
+
+    state = PartialState()  # the process group TrainingArguments would start anyway
+    value = torch.tensor(batch_size, device=state.device)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+    return int(value.item())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Export
+# ---------------------------------------------------------------------------------------------------------------
+
+def log_rows(log_history: list[dict], term_names: list[str]) -> list[dict]:
+    """One row per logging step: step, lr, total loss, each loss term (unweighted), grad norm, epoch."""
+    rows = []
+    for entry in log_history:
+        if "loss" not in entry:
+            continue
+        row = {"step": entry["step"], "lr": entry.get("learning_rate"), "loss": entry["loss"]}
+        row.update({f"loss_{name}": entry[f"loss_{name}"] for name in term_names if f"loss_{name}" in entry})
+        row.update({k: entry[k] for k in ("grad_norm", "epoch") if k in entry})
+        rows.append(row)
+    return rows
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())  # tied tensors count once
+
+
+def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[str], steps: int, train: dict,
+               parameters: int, final: dict, student_config, micro_batch_origin: str = "set by hand") -> str:
+    weights = recipe.loss_weights
+    formula = " + ".join(f"{w:g}*{name}" for name, w in weights.items())
+    distilled = recipe.kind == "distillation"
+    front = {
+        "base_model": source,
+        "library_name": "transformers",
+        "pipeline_tag": "fill-mask",
+        "tags": ["compact-biomed", "biomedical", "fill-mask", recipe.name,
+                 "knowledge-distillation" if distilled else "continual-pretraining"],
+        "recipe": recipe.name,
+        ("teacher" if distilled else "start_checkpoint"): source,
+        "steps": steps,
+        "global_batch_size": train["global_batch_size"],
+        "per_device_batch_size": train["per_device_batch_size"],
+        "learning_rate": train["learning_rate"],
+        "data": [str(d) for d in data],
+        "losses": dict(weights),
+        "temperature": recipe.temperature if distilled else None,
+        "teacher_dropout": bool(train["teacher_dropout"]) if distilled else None,
+        "parameters": parameters,
+    }
+    front = {k: v for k, v in front.items() if v is not None}
+    shape = (f"{student_config.model_type}, {student_config.num_hidden_layers} layers, hidden "
+             f"{getattr(student_config, 'hidden_size', getattr(student_config, 'dim', '?'))}, "
+             f"vocabulary {student_config.vocab_size}")
+    final_text = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float)) or "not logged"
+    facts = [
+        f"Recipe `{recipe.name}`: {recipe.summary}",
+        f"{'Teacher' if distilled else 'Start checkpoint'}: `{source}`",
+        f"Student: {shape}; {parameters:,} parameters",
+        f"Loss: {formula}",
+        (f"{steps} optimizer steps, global batch {train['global_batch_size']}, peak learning rate "
+         f"{train['learning_rate']}, {train['lr_scheduler']} schedule, warmup {train['warmup_steps']}, weight decay "
+         f"{train['weight_decay']}, MLM probability {train['mlm_probability']}"),
+        (f"Per-device micro-batch {train['per_device_batch_size']}, accumulated to the global batch "
+         f"({micro_batch_origin})"),
+    ]
+    if distilled:
+        mode = "on (as the official scripts)" if train["teacher_dropout"] else "off (teacher in eval mode)"
+        facts.append(f"Teacher dropout during distillation: {mode}")
+    facts.append(f"Final logged losses: {final_text}")
+    return (
+        "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n"
+        f"# {model_name or recipe.name}\n\n"
+        "Trained by compact-biomed, reproducing Rohanian et al. 2022, \"On the Effectiveness of Compact Biomedical "
+        "Transformers\" (arXiv 2209.03182).\n\n"
+        + "".join(f"- {fact}\n" for fact in facts)
+        + "\n`train_log.jsonl` holds one line per logging step (unweighted loss terms).\n"
+    )
+
+
+def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, card: str, rows: list[dict]) -> None:
+    """Write the student alone (no teacher, no fit_dense), its tokenizer, model card and log; all or nothing."""
+    with atomic_path(out_dir, is_dir=True, step="pretrain") as tmp:
+        objective.student.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card)
+        (tmp / "train_log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point
+# ---------------------------------------------------------------------------------------------------------------
+
+def build_objective(recipe: recipes.Recipe, teacher_dir: str | None, start_dir: str | None, student: dict | None,
+                    teacher_dropout: bool, seed: int):
+    """The objective module and the tokenizer of its vocabulary. Seeds first: fresh weights are random."""
+    set_seed(seed)
+    if recipe.kind == "distillation":
+        if not teacher_dir:
+            raise ValueError(f"recipe {recipe.name!r} needs teacher_dir")
+        teacher = recipes.load_teacher(teacher_dir, recipe)
+        model = recipes.build_student(recipe, teacher, student)
+        return recipes.PretrainingObjective(recipe, model, teacher, teacher_dropout), \
+            AutoTokenizer.from_pretrained(teacher_dir)
+    if not start_dir:
+        raise ValueError(f"recipe {recipe.name!r} needs start_dir")
+    if student:
+        raise ValueError(f"recipe {recipe.name!r} trains the start checkpoint as is; student overrides {student} "
+                         f"do not apply")
+    model = recipes.load_start_model(start_dir, recipe)
+    return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(start_dir)
+
+
+def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, train: dict,
+                     teacher_dir: str | None = None, start_dir: str | None = None, student: dict | None = None,
+                     seed: int = 42, model_name: str = "", callbacks: list | None = None,
+                     micro_batch_fits: Callable | None = None) -> dict:
+    """`run` with extra Trainer callbacks (tests use one to simulate a job killed after a checkpoint) and another
+    memory test for per_device_batch_size "auto" (`fits_device_memory`'s signature)."""
+    spec = recipes.get_recipe(recipe)
+    unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown train setting(s): {', '.join(unknown)}")
+    train = {**TRAIN_DEFAULTS, **train}
+    check_batch_sizes(train)  # before anything loads
+    rows = load_shards(shard_dirs)
+    objective, tokenizer = build_objective(spec, teacher_dir, start_dir, student, train["teacher_dropout"], seed)
+    if len(tokenizer) > objective.student.config.vocab_size:
+        raise InputError(teacher_dir or start_dir, f"tokenizer has {len(tokenizer)} tokens but the model only "
+                                                   f"{objective.student.config.vocab_size}")
+    micro_batch = choose_micro_batch(train, objective, longest_sequence(rows), len(tokenizer), micro_batch_fits)
+    origin = "the largest that fits the device" if train["per_device_batch_size"] == "auto" else "set by hand"
+    train = {**train, "per_device_batch_size": micro_batch}
+    args = training_arguments(train, checkpoint_dir, seed)
+    print(f"per-device batch {micro_batch} x {args.gradient_accumulation_steps} accumulation step(s) x "
+          f"{args.world_size} process(es) = global batch {train['global_batch_size']}", flush=True)
+
+    fingerprint = run_fingerprint(recipe, seed, teacher_dir, start_dir, student, shard_dirs, train)
+    args.output_dir = str(run_dir(checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
+    if args.should_save:
+        open_run_dir(checkpoint_dir, fingerprint)
+        remove_incomplete_checkpoints(args.output_dir)
+    resume_from = latest_complete_checkpoint(args.output_dir)
+
+    trainer = PretrainTrainer(
+        model=objective, args=args, train_dataset=IndexedExamples(rows), processing_class=tokenizer,
+        data_collator=ReproducibleMaskingCollator(tokenizer, train["mlm_probability"], seed), callbacks=callbacks)
+    if finished_at(resume_from, train["max_steps"]):
+        print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
+        trainer._load_from_checkpoint(resume_from)
+        trainer.state = TrainerState.load_from_json(os.path.join(resume_from, "trainer_state.json"))
+    else:
+        print(f"resuming from {resume_from}" if resume_from else "no complete checkpoint: starting at step 0",
+              flush=True)
+        trainer.train(resume_from_checkpoint=resume_from)
+
+    history = log_rows(trainer.state.log_history, list(spec.loss_weights))
+    final = {k: v for k, v in (history[-1] if history else {}).items() if k == "loss" or k.startswith("loss_")}
+    summary = {
+        "recipe": recipe, "model_name": model_name, "steps": trainer.state.global_step,
+        "global_batch_size": train["global_batch_size"], "per_device_batch_size": micro_batch,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
+        "final_losses": final, "parameters": count_parameters(objective.student),
+        "resumed_from": resume_from, "out_dir": str(out_dir),
+    }
+    if trainer.is_world_process_zero():
+        source = source_name(teacher_dir or start_dir)
+        card = model_card(spec, model_name, source, shard_dirs, trainer.state.global_step,
+                          train, summary["parameters"], final, objective.student.config, origin)
+        export(objective, tokenizer, out_dir, card, history)
+    trainer.accelerator.wait_for_everyone()
+    return summary
+
+
+def run(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, train: dict,
+        teacher_dir: str | None = None, start_dir: str | None = None, student: dict | None = None,
+        seed: int = 42, model_name: str = "") -> dict:
+    """Pre-train one compact model with `recipe` and export it to `out_dir`; returns a summary.
+
+    Distillation recipes (distilbiobert, compactbiobert, tinybiobert) need `teacher_dir`, `continual_mlm` needs
+    `start_dir`. `train` holds the keys of TRAIN_DEFAULTS; `student` overrides the student's architecture.
+    Checkpoints go to `checkpoint_dir/run-<key>/`, the key hashing the inputs' content and the settings; the run
+    resumes from the newest complete one found there.
+    """
+    return train_and_export(recipe, shard_dirs, out_dir, checkpoint_dir, train, teacher_dir=teacher_dir,
+                            start_dir=start_dir, student=student, seed=seed, model_name=model_name)

@@ -1,0 +1,221 @@
+"""The NER results table: test F1 mean and standard deviation over seeds, models as rows and datasets as columns,
+beside the published values; Markdown, tidy CSV, LaTeX and HTML (for the report)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import InputError, atomic_path, read_json, write_text
+from .render import Table, html_page, markdown_page
+
+MODES = ("paper", "word")
+
+
+def run_key(metrics_path: str | Path) -> tuple[str, str]:
+    """(model, dataset) of a run from its path: results/ner/{model}/{dataset}/seed{seed}/metrics.json."""
+    parts = Path(metrics_path).parts
+    if len(parts) < 4 or not parts[-2].startswith("seed"):
+        raise InputError(metrics_path, "not a results/ner/<model>/<dataset>/seed<N>/metrics.json path")
+    return parts[-4], parts[-3]
+
+
+def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
+    """One row per (model, dataset, seed, mode): the test precision, recall and F1 of each run."""
+    rows = []
+    for path in metrics_paths:
+        model, dataset = run_key(path)
+        metrics = read_json(path)
+        for mode in MODES:
+            scores = metrics["test"][mode]
+            rows.append({"model": model, "dataset": dataset, "seed": metrics["seed"], "mode": mode,
+                         **{k: scores[k] for k in ("precision", "recall", "f1")}})
+    return pd.DataFrame(rows, columns=["model", "dataset", "seed", "mode", "precision", "recall", "f1"])
+
+
+def summarise(runs: pd.DataFrame) -> pd.DataFrame:
+    """Tidy statistics: one row per (model, dataset, mode, statistic) with F1 in percent."""
+    rows = []
+    for (model, dataset, mode), group in runs.groupby(["model", "dataset", "mode"], sort=False):
+        f1 = [100 * v for v in group["f1"]]
+        sd = statistics.stdev(f1) if len(f1) > 1 else math.nan  # sample sd over seeds
+        for statistic, value in (("mean", statistics.fmean(f1)), ("sd", sd), ("n", len(f1))):
+            rows.append({"model": model, "dataset": dataset, "mode": mode, "statistic": statistic, "value": value})
+    return pd.DataFrame(rows, columns=["model", "dataset", "mode", "statistic", "value"])
+
+
+SCORING = {"paper": "sub-token scoring, the paper's protocol (official ner.py: every piece carries its word's tag)",
+           "word": "word-level scoring, the standard protocol (BioBERT/BLURB: the first piece stands for the word)"}
+DEMO_NOTE = ("DEMO: these numbers come from tiny random models trained for a few steps on generated data. They show "
+             "that every stage runs and learns; they cannot be compared with the paper's or any published value.")
+PUBLISHED_COLUMNS = ["dataset", "model", "scoring", "metric", "value", "source"]
+
+
+def read_published(path: str | Path | None) -> pd.DataFrame:
+    """Published F1 (percent): one row per (model, dataset, scoring) with its source; '#' lines are comments."""
+    if not path:
+        return pd.DataFrame(columns=PUBLISHED_COLUMNS)
+    table = pd.read_csv(path, sep="\t", comment="#", dtype={"value": float})
+    missing = set(PUBLISHED_COLUMNS) - set(table.columns)
+    if missing:
+        raise InputError(path, f"missing columns {sorted(missing)}")
+    unknown = set(table["scoring"]) - set(MODES)
+    if unknown:
+        raise InputError(path, f"unknown scoring {sorted(unknown)}; expected one of {list(MODES)}")
+    return table[table.metric == "F1"][PUBLISHED_COLUMNS].reset_index(drop=True)
+
+
+def published_lookup(published: pd.DataFrame, mode: str) -> dict[tuple[str, str], tuple[float, str]]:
+    """{(model, dataset): (value, source)} for one scoring protocol."""
+    rows = published[published.scoring == mode]
+    return {(r.model, r.dataset): (r.value, r.source) for r in rows.itertuples()}
+
+
+def stat_lookup(stats: pd.DataFrame, mode: str) -> dict[tuple[str, str], dict[str, float]]:
+    """{(model, dataset): {mean, sd, n}} for one scoring mode."""
+    out: dict[tuple[str, str], dict[str, float]] = {}
+    for row in stats[stats["mode"] == mode].itertuples():
+        out.setdefault((row.model, row.dataset), {})[row.statistic] = row.value
+    return out
+
+
+def fmt_cell(value: dict[str, float] | None) -> str:
+    """`mean ± sd (n)`; a model/dataset pair without finished runs shows as missing, never as zero."""
+    if not value:
+        return "missing"
+    sd = "–" if math.isnan(value["sd"]) else f"{value['sd']:.2f}"
+    return f"{value['mean']:.2f} ± {sd} ({int(value['n'])})"
+
+
+def f1_table(lookup, models, datasets, mode) -> Table:
+    return Table(f"Test F1 (%), {mode} scoring", ["Model", *datasets],
+                 [[m, *(fmt_cell(lookup.get((m, d))) for d in datasets)] for m in models],
+                 f"{SCORING[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).")
+
+
+def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
+    """Ours beside every published value of this protocol for a row and dataset of the table; None if none."""
+    rows = []
+    for model in models:
+        for dataset in datasets:
+            if (model, dataset) not in published:
+                continue
+            value, source = published[(model, dataset)]
+            ours = lookup.get((model, dataset))
+            diff = f"{ours['mean'] - value:+.2f}" if ours else "—"
+            rows.append([model, dataset, fmt_cell(ours), f"{value:.2f}", diff, source])
+    if not rows:
+        return None
+    return Table(f"Against published values, {mode} scoring",
+                 ["Model", "Dataset", "Ours", "Published", "Difference", "Source"], rows,
+                 "Difference: our mean minus the published value, same protocol. Rows and datasets without a "
+                 "published value of this protocol are left out, never shown as 0.")
+
+
+def published_table(published: pd.DataFrame, mode: str, datasets: list[str]) -> Table | None:
+    """The published values of one protocol as models x datasets: the reference a run aims at. Columns: the
+    configured datasets first, then the others in the file's order, the same for both protocols."""
+    rows = published[published.scoring == mode]
+    if rows.empty:
+        return None
+    order = [d for d in dict.fromkeys([*datasets, *published["dataset"]]) if d in set(rows["dataset"])]
+    wide = rows.pivot_table(index="model", columns="dataset", values="value", aggfunc="first", sort=False)
+    wide = wide.reindex(columns=order)
+    cells = [[model, *("" if math.isnan(v) else f"{v:.2f}" for v in values)] for model, values in wide.iterrows()]
+    sources = "; ".join(dict.fromkeys(rows["source"]))
+    return Table(f"Published test F1 (%), {mode} scoring", ["Model", *wide.columns], cells,
+                 f"{SCORING[mode]}. Sources: {sources}. Empty: not published.")
+
+
+def provenance_table(sources: dict[str, str]) -> Table:
+    return Table("Where each row's weights come from", ["Model", "Weights"], [[m, s] for m, s in sources.items()],
+                 "Hub rows show the commit their pinned revision resolved to when fetched; local folders the "
+                 "sha256 of their weights; models trained here their recipe's folder.")
+
+
+def f1_tables(stats, models, datasets, modes, published, sources=None, demo=False) -> list[Table]:
+    """Per protocol: our F1, then ours beside its published values; then the published reference tables and
+    where each row's weights came from."""
+    tables = []
+    for mode in modes:
+        lookup = stat_lookup(stats, mode)
+        tables.append(f1_table(lookup, models, datasets, mode))
+        comparison = comparison_table(lookup, published_lookup(published, mode), models, datasets, mode)
+        tables += [comparison] if comparison and not demo else []
+    tables += [t for t in (published_table(published, mode, datasets) for mode in modes) if t]
+    tables += [provenance_table(sources)] if sources else []
+    return tables
+
+
+def latex_table(stats, models, datasets, mode) -> str:
+    """booktabs table; the best mean per column in bold."""
+    lookup = stat_lookup(stats, mode)
+    best = {d: max((lookup[(m, d)]["mean"] for m in models if (m, d) in lookup), default=None) for d in datasets}
+
+    def tex_cell(model, dataset):
+        value = lookup.get((model, dataset))
+        if not value:
+            return "--"
+        sd = "" if math.isnan(value["sd"]) else f" $\\pm$ {value['sd']:.2f}"
+        mean = f"{value['mean']:.2f}"
+        return (f"\\textbf{{{mean}}}" if value["mean"] == best[dataset] else mean) + sd
+
+    escape = lambda text: text.replace("_", "\\_").replace("&", "\\&")
+    lines = ["\\begin{tabular}{l" + "c" * len(datasets) + "}", "\\toprule",
+             " & ".join(["Model", *map(escape, datasets)]) + " \\\\", "\\midrule",
+             *(" & ".join([escape(m), *(tex_cell(m, d) for d in datasets)]) + " \\\\" for m in models),
+             "\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+def tidy_with_published(stats: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
+    """The tidy statistics plus each published value (statistic `published`, with its `source`) and our
+    difference to it (`diff`), each in its own protocol."""
+    extra = []
+    for r in published.itertuples():
+        key = {"model": r.model, "dataset": r.dataset, "mode": r.scoring}
+        extra.append({**key, "statistic": "published", "value": r.value, "source": r.source})
+        ours = stats[(stats.model == r.model) & (stats.dataset == r.dataset) & (stats["mode"] == r.scoring)
+                     & (stats.statistic == "mean")]
+        extra += [{**key, "statistic": "diff", "value": row.value - r.value, "source": r.source}
+                  for row in ours.itertuples()]
+    columns = [*stats.columns, "source"]
+    return pd.concat([stats.reindex(columns=columns), pd.DataFrame(extra, columns=columns)], ignore_index=True)
+
+
+def model_sources(model_dirs: dict[str, str | Path]) -> dict[str, str]:
+    """{model: where its weights came from}, from each directory's source.json (none: trained here)."""
+    from ..base_models import SOURCE_FILE
+    from ..pretrained import provenance_text
+
+    out = {}
+    for model, folder in model_dirs.items():
+        source = Path(folder) / SOURCE_FILE
+        out[model] = provenance_text(read_json(source)) if source.exists() else f"pre-trained here ({folder})"
+    return out
+
+
+def write_tables(metrics_paths, markdown_path, csv_path, models: list[str], datasets: list[str],
+                 mode: str = "paper", latex_path=None, published=None, html_path=None, model_dirs=None,
+                 demo: bool = False) -> pd.DataFrame:
+    """Write the Markdown and HTML tables (both protocols, each beside its published values, the published
+    reference and each row's provenance), the tidy CSV (both protocols, published values, differences and
+    sources) and the LaTeX table of `mode`; return the tidy statistics. `demo` states on every table that its
+    numbers cannot be compared with published ones."""
+    stats = summarise(collect(metrics_paths))
+    reference = read_published(published)
+    modes = [mode, *(m for m in MODES if m != mode)]
+    tables = f1_tables(stats, models, datasets, modes, reference, model_sources(model_dirs or {}), demo)
+    banner = DEMO_NOTE if demo else None
+    write_text(markdown_path, markdown_page("NER results", tables, banner))
+    with atomic_path(csv_path) as tmp:
+        tidy_with_published(stats, reference).to_csv(tmp, index=False, float_format="%.4f")
+    if latex_path:
+        note = f"% {DEMO_NOTE}\n" if demo else ""
+        write_text(latex_path, note + latex_table(stats, models, datasets, mode))
+    if html_path:
+        write_text(html_path, html_page("NER results", tables, banner))
+    return stats
