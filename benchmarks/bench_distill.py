@@ -2,7 +2,7 @@
 
 The reference (`reference_loss`) does what the official scripts do (spec §1.2-§1.5): full MLM heads on every
 position, eager attention everywhere, `masked_select` on the full logits, torch.nn loss modules. The objective in
-`compact_biomed.recipes` computes the heads on masked rows only and uses SDPA where no attention map is needed.
+`compact_biomed.pretrain.recipes` computes the heads on masked rows only and uses SDPA where no attention map is needed.
 
 For each recipe this prints: both losses on the same batch with dropout off (must agree within 1e-5), the median
 training-step time of each (forward + backward + AdamW step, dropout on; steps of the two alternate so that the

@@ -1,7 +1,7 @@
 """Pre-training speed of the six compact models: the pipeline's own training step against the official computation.
 
-"ours" is the pipeline's step (compact_biomed.pretrain: its TrainingArguments, Trainer, collator and micro-batch
-choice; compact_biomed.recipes: objective with MLM heads on masked rows, SDPA where no attention map is needed;
+"ours" is the pipeline's step (compact_biomed.pretrain.train: its TrainingArguments, Trainer, collator and micro-batch
+choice; compact_biomed.pretrain.recipes: objective with MLM heads on masked rows, SDPA where no attention map is needed;
 bf16 where the GPU has it). "official" is the computation of the official scripts on the same Trainer and data:
 fp32, full-vocabulary MLM heads, eager attention everywhere (bench_distill.reference_loss), non-fused AdamW and a
 micro-batch of 24 accumulated to the global 192.

@@ -104,7 +104,7 @@ def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=
 
 
 def plot_f1(tidy_csv, out_png, models: list[str], datasets: list[str], demo: bool = False) -> None:
-    """The F1 figure from aggregate's tidy CSV (statistics mean/sd/n/published per model, dataset and mode)."""
+    """The F1 figure from the NER F1 table's tidy CSV (statistics mean/sd/n/published per model, dataset and mode)."""
     save(f1_figure(pd.read_csv(tidy_csv), models, datasets, demo=demo), out_png)
 
 

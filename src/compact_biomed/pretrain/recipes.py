@@ -34,7 +34,7 @@ IGNORE_INDEX = -100  # label of unmasked positions (DataCollatorForLanguageModel
 class Recipe:
     name: str
     kind: str  # "distillation" (needs teacher_dir) or "continual" (needs start_dir)
-    student_init: str  # "teacher_layers", "random" or "start_checkpoint"
+    student_init: str  # "teacher_layers", "random" or "start_model"
     init_position: str | None  # teacher_layers only: copy the "first" or the "last" layer of each teacher block
     attention_maps: bool  # needs attention probabilities, hence eager attention
     loss_weights: dict[str, float]
@@ -66,7 +66,7 @@ RECIPES: dict[str, Recipe] = {
                summary="TinyBERT-style transformer-layer distillation into a randomly initialised student: "
                        "attention MSE + hidden-state MSE through a shared projection + soft cross-entropy on "
                        "masked positions; no hard MLM term."),
-        Recipe("continual_mlm", "continual", "start_checkpoint", None, attention_maps=False,
+        Recipe("continual_mlm", "continual", "start_model", None, attention_maps=False,
                loss_weights={"mlm": 1.0}, temperature=1.0,
                paper_models=("bio-distilbert-cased", "bio-distilbert-uncased", "bio-tinybert", "bio-mobilebert"),
                summary="Continual masked-language-model pre-training of an existing compact checkpoint."),

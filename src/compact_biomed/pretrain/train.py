@@ -511,7 +511,7 @@ def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[
         "tags": ["compact-biomed", "biomedical", "fill-mask", recipe.name,
                  "knowledge-distillation" if distilled else "continual-pretraining"],
         "recipe": recipe.name,
-        ("teacher" if distilled else "start_checkpoint"): source,
+        ("teacher" if distilled else "start_model"): source,
         "steps": steps,
         "global_batch_size": train["global_batch_size"],
         "per_device_batch_size": train["per_device_batch_size"],
