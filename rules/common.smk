@@ -15,15 +15,13 @@ from compact_biomed import config as cfg
 from compact_biomed.ner import data as ner_data
 from compact_biomed.smk import RUN_ID
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: see compact_biomed.smk
 
-try:
+try:  # also fills in the schema's defaults, as for the CLI
     cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", model_checks=workflow.is_main_process)
 except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
-validate(config, "../config/schema.yaml")  # fills in the schema's defaults
 
 TRAINED_MODELS = cfg.trained_models(config)  # pre-trained here from a recipe
 PRETRAINED_MODELS = cfg.pretrained_models(config)  # published checkpoints, fine-tuned as they are

@@ -15,7 +15,7 @@ if config["ner"]["archive_url"]:
             datasets=DATASETS,
         log:
             "logs/fetch_ner.log",
-        retries: 0  # the download retries itself; a bad archive stays bad
+        retries: 3  # a failed download leaves nothing behind and is retried as a job
         conda:
             "../environment.yml"
         script:

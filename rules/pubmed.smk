@@ -9,8 +9,8 @@ localrules:
 
 rule fetch_pubmed:
     # One job per file so a cluster fetches them in parallel; a local rule, as compute nodes often lack internet.
-    # Only for downloads (pubmed.local_dir: null). No Snakemake retries: the download retries itself with back-off,
-    # and an md5 mismatch after those attempts will not change.
+    # Only for downloads (pubmed.local_dir: null). A failed download (network, or an md5 mismatch from a corrupted
+    # transfer) leaves nothing behind and is retried as a job.
     output:
         xml="results/pubmed/raw/{name}.xml.gz",
         md5="results/pubmed/raw/{name}.xml.gz.md5",
@@ -18,7 +18,7 @@ rule fetch_pubmed:
         base_url=config["pubmed"]["base_url"],
     log:
         "logs/fetch_pubmed/{name}.log",
-    retries: 0
+    retries: 3
     conda:
         "../environment.yml"
     script:

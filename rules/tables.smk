@@ -58,7 +58,7 @@ rule model_stats:
         datasets=DATASETS,
         batch_size=config["model_stats"]["batch_size"],
         min_seconds=config["model_stats"]["min_seconds"],
-        max_length=config["ner"]["hparams"].get("max_length", 512),
+        max_length=config["ner"]["hparams"]["max_length"],
     threads: config["threads"]
     resources:
         gpu=GPU_PER_JOB,

@@ -1,6 +1,7 @@
 """The steps from the command line, without Snakemake, as the README shows them; what they refuse to touch."""
 
 import gzip
+import json
 import re
 import subprocess
 import sys
@@ -11,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from compact_biomed.cli import main
+from compact_biomed.cli import load_config, main
 from compact_biomed.io import OUTPUT_MARKER, read_json
-from conftest import REPO, shared_path
+from conftest import REPO, copy_workflow, run_snakemake, shared_path
 
 
 def test_pubmed_steps_from_the_command_line(tmp_path):
@@ -109,6 +110,7 @@ def test_a_second_run_replaces_its_own_previous_output(tmp_path, tiny_bert_dir, 
     args = finetune_args(tiny_bert_dir, tmp_path, out)
     assert main(args) == 0
     first = read_json(out / "metrics.json")
+    assert first["seed"] == 1  # no --seed: the first of the config's ner.seeds
     (out / "metrics.json").write_text("{}")  # a stale file of the previous output is replaced, not kept
     assert main(args) == 0
     assert read_json(out / "metrics.json")["test"] == first["test"]
@@ -163,3 +165,24 @@ def test_yaml_syntax_error_is_one_line_naming_file_and_line(tmp_path, capsys):
     assert re.search(r"line \d+, column \d+", error) and "not valid YAML" in error
     assert main(["check-config", "--config", str(tmp_path / "missing.yaml")]) == 1
     one_error_line(capsys, "check-config", tmp_path / "missing.yaml")
+
+
+# --- one config, checked and completed the same way by the CLI and the workflow ----------------------------------
+
+def test_the_cli_and_the_workflow_see_the_same_filled_config(tmp_path):
+    """A config without ner.hparams (and other optional keys) gets the schema's defaults in both."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    del config["ner"]["hparams"], config["model_stats"], config["pubmed"]["base_url"]
+    own = tmp_path / "own.yaml"
+    own.write_text(yaml.safe_dump(config))
+    workdir = copy_workflow(tmp_path / "run")
+    with open(workdir / "Snakefile", "a") as snakefile:  # the config the rules read, after common.smk
+        snakefile.write('\nimport json\n(Path(workflow.basedir) / "seen.json").write_text(json.dumps(config))\n')
+    result = run_snakemake("-n", "--configfile", str(own), cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = json.loads((workdir / "seen.json").read_text())
+    assert seen == load_config(str(own))
+    schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]
+    hparams = schema["ner"]["properties"]["hparams"]["properties"]
+    assert seen["ner"]["hparams"] == {key: value["default"] for key, value in hparams.items()}
+    assert seen["pubmed"]["base_url"] == schema["pubmed"]["properties"]["base_url"]["default"]

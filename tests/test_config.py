@@ -111,3 +111,40 @@ def test_a_misspelt_architecture_key_is_named_in_one_line():
         cfg.check(config, SCHEMA)
     assert str(error.value) == ("invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert "
                                 "config key (did you mean 'hidden_size'?)")
+
+
+def schema_default(*keys):
+    """A default as written in the schema, read here without the code under test."""
+    node = yaml.safe_load(SCHEMA.read_text())
+    for key in keys:
+        node = node["properties"][key]
+    return node["default"]
+
+
+def test_a_missing_optional_key_gets_its_schema_default():
+    config = load("config.yaml")
+    del config["ner"]["hparams"]["max_length"], config["model_stats"], config["pubmed"]["base_url"]
+    cfg.check(config, SCHEMA)
+    assert config["ner"]["hparams"]["max_length"] == schema_default("ner", "hparams", "max_length") == 512
+    assert config["ner"]["hparams"]["learning_rate"] == 3e-3  # a given value stays
+    assert config["model_stats"] == {"batch_size": 64, "min_seconds": 1.0}  # a missing section, filled within
+    assert config["pubmed"]["base_url"] == schema_default("pubmed", "base_url")
+
+
+def test_a_config_without_ner_hparams_gets_the_papers():
+    config = load("config.yaml")
+    del config["ner"]["hparams"]
+    cfg.check(config, SCHEMA)
+    hparams = yaml.safe_load(SCHEMA.read_text())["properties"]["ner"]["properties"]["hparams"]["properties"]
+    assert config["ner"]["hparams"] == {key: value["default"] for key, value in hparams.items()}
+    assert config["ner"]["hparams"]["learning_rate"] == 5e-5 and config["ner"]["hparams"]["epochs"] == 5
+
+
+def test_a_python_caller_gets_the_same_hparams_as_the_config():
+    from compact_biomed.ner.finetune import resolve_hparams
+
+    config = load("config.yaml")
+    cfg.check(config, SCHEMA)
+    assert resolve_hparams({"learning_rate": 3e-3, "epochs": 4, "max_length": 128}) == config["ner"]["hparams"]
+    with pytest.raises(cfg.ConfigError, match=r"^invalid config value at 'ner.hparams.epochs': 0 is less than"):
+        resolve_hparams({"epochs": 0})

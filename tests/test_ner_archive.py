@@ -1,7 +1,10 @@
 """BioBERT's datasets archive: the configured sets are extracted into the data folder, bad archives rejected."""
 
+import functools
+import http.server
 import io
 import tarfile
+import threading
 
 import pytest
 
@@ -41,3 +44,37 @@ def test_missing_set_and_corrupt_archive_are_one_line_errors(tmp_path):
     broken.write_bytes(archive.read_bytes()[:200])
     with pytest.raises(InputError, match="broken.tar.gz: not a readable tar.gz archive"):
         ner_archive.extract(broken, tmp_path / "NER", ["BC5CDR-chem"])
+
+
+@pytest.fixture
+def served(tmp_path, monkeypatch):
+    """A folder served over HTTP on 127.0.0.1, and its URL."""
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    folder = tmp_path / "www"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=folder))
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    yield folder, f"http://127.0.0.1:{httpd.server_port}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_downloads_the_archive_and_a_failed_download_is_one_line_leaving_nothing(tmp_path, served):
+    """One attempt (Snakemake's `retries:` reruns the job): a failure leaves no archive or set behind."""
+    real = shared_path("ner", "BC5CDR-chem")
+    folder, url = served
+    make_archive(folder / "datasets.tar.gz", ["BC5CDR-chem"], real)
+    with pytest.raises(InputError) as error:
+        ner_archive.fetch(f"{url}missing.tar.gz", tmp_path / "NER", ["BC5CDR-chem"])
+    assert str(error.value) == f"{url}missing.tar.gz: HTTP 404 File not found"
+    assert list((tmp_path / "NER").iterdir()) == []
+    ner_archive.fetch(f"{url}datasets.tar.gz", tmp_path / "NER", ["BC5CDR-chem"])
+    assert (tmp_path / "NER" / "BC5CDR-chem" / "train.tsv").read_bytes() == (real / "train.tsv").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "NER").iterdir()) == ["BC5CDR-chem", "datasets.tar.gz"]

@@ -8,6 +8,7 @@ import threading
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from compact_biomed.corpus import build_corpus, build_text
 from compact_biomed.pubmed import parse_to_parquet
@@ -18,7 +19,7 @@ from compact_biomed.pubmed import (
     iter_citations,
     parse_md5_sidecar,
 )
-from conftest import shared_path
+from conftest import REPO, shared_path
 
 SAMPLE_NAME = "pubmed25n1274"
 
@@ -213,11 +214,17 @@ def _served_files(sample, data=None):
     return {f"/baseline/{sample.name}": data or sample.read_bytes(), f"/baseline/{sample.name}.md5": sidecar}
 
 
-def test_download_retries_transient_errors(sample, tmp_path, serve):
-    server = serve(_served_files(sample), failures=2)
-    out = fetch(SAMPLE_NAME, tmp_path / "raw", base_url=server.url, retries=3, backoff=0)
-    assert out.read_bytes() == sample.read_bytes()
-    assert server.requests.count(f"/baseline/{sample.name}") == 3
+def test_a_failed_download_is_one_line_leaves_nothing_and_a_rerun_fetches(sample, tmp_path, serve):
+    """One attempt (Snakemake's `retries:` reruns the job): a 503 of the sidecar, then of the data, fails it
+    cleanly each time, without a sidecar or partial file left behind; the third run gets the file."""
+    server = serve(_served_files(sample), failures=1)
+    for failing in (f"{sample.name}.md5", sample.name):
+        with pytest.raises(InputError) as error:
+            fetch(SAMPLE_NAME, tmp_path / "raw", base_url=server.url)
+        assert str(error.value) == f"{server.url}{failing}: HTTP 503 Service Unavailable"
+        assert [path for path in tmp_path.rglob("*") if path.is_file()] == []
+    assert fetch(SAMPLE_NAME, tmp_path / "raw", base_url=server.url).read_bytes() == sample.read_bytes()
+    assert (tmp_path / "raw" / f"{sample.name}.md5").exists()
 
 
 def test_download_with_wrong_md5_fails_cleanly(sample, tmp_path, serve):
@@ -225,17 +232,31 @@ def test_download_with_wrong_md5_fails_cleanly(sample, tmp_path, serve):
     corrupted[100] ^= 0x01
     server = serve(_served_files(sample, bytes(corrupted)))
     with pytest.raises(InputError) as error:
-        fetch(SAMPLE_NAME, tmp_path / "raw", base_url=server.url, retries=1, backoff=0)
+        fetch(SAMPLE_NAME, tmp_path / "raw", base_url=server.url)
     assert "38509cd5dc0b69426d3b1b840bdc4e9f" in str(error.value) and sample.name in str(error.value)
-    assert server.requests.count(f"/baseline/{sample.name}") == 2
+    assert server.requests.count(f"/baseline/{sample.name}") == 1
     assert list((tmp_path / "raw").iterdir()) == []
 
 
-def test_download_missing_file_is_not_retried(tmp_path, serve):
+def test_download_missing_file_is_one_line(tmp_path, serve):
     server = serve({})
-    with pytest.raises(InputError, match="404"):
-        fetch("pubmed25n9999", tmp_path / "raw", base_url=server.url, retries=3, backoff=0)
+    with pytest.raises(InputError, match="pubmed25n9999.xml.gz.md5: HTTP 404"):
+        fetch("pubmed25n9999", tmp_path / "raw", base_url=server.url)
     assert len(server.requests) == 1
+
+
+def test_fetch_pubmed_step_downloads_from_the_configs_base_url_unless_given(sample, tmp_path, serve):
+    from compact_biomed.cli import main
+
+    server, other = serve(_served_files(sample)), serve(_served_files(sample))
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["pubmed"]["base_url"] = server.url
+    (tmp_path / "own.yaml").write_text(yaml.safe_dump(config))
+    step = ["fetch-pubmed", SAMPLE_NAME, "--config", str(tmp_path / "own.yaml")]
+    assert main([*step, "--out-dir", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / sample.name).read_bytes() == sample.read_bytes()
+    assert main([*step, "--out-dir", str(tmp_path / "b"), "--base-url", other.url]) == 0
+    assert len(server.requests) == len(other.requests) == 2  # the file and its sidecar, once from each
 
 
 # -------------------------------------------------------------------------------- hand-written XML files

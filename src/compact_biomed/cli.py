@@ -1,7 +1,7 @@
 """Every pipeline step from the command line, without Snakemake: `compact-biomed <step> --help`.
 
-Hyper-parameters are read from the same config files the workflow uses, so a step run by hand does what the
-workflow's job would do.
+Hyper-parameters are read from the same config files the workflow uses, checked and completed with the schema's
+defaults the same way, so a step run by hand does what the workflow's job would do; an option overrides its value.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import yaml
 from . import config as cfg
 from .io import InputError, check_replaceable
 
-SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
-
 
 def load_config(path: str) -> dict:
     existing(path)
@@ -26,9 +24,19 @@ def load_config(path: str) -> dict:
         raise InputError(path, yaml_problem(error)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(path, f"not valid YAML ({' '.join(str(error).split())})") from None
-    if SCHEMA.exists():  # absent only in a wheel install without the repository
-        cfg.check(config, SCHEMA)
+    cfg.check(config)
     return config
+
+
+def section(config: dict, name: str) -> dict:
+    """A section of a checked config; one only training needs (pubmed, tokenize) as the schema's defaults where
+    this config has none."""
+    return config[name] if name in config else cfg.schema_defaults(name)
+
+
+def given(value, configured):
+    """An option's value, or the config's where the option was left out."""
+    return configured if value is None else value
 
 
 def yaml_problem(error: yaml.MarkedYAMLError) -> str:
@@ -56,8 +64,9 @@ def cmd_check_config(args):
 def cmd_fetch_pubmed(args):
     from . import pubmed
 
+    base_url = given(args.base_url, section(load_config(args.config), "pubmed")["base_url"])
     for name in args.names:
-        pubmed.fetch(name, args.out_dir, base_url=args.base_url, local_dir=args.local_dir)
+        pubmed.fetch(name, args.out_dir, base_url=base_url, local_dir=args.local_dir)
 
 
 def cmd_parse_pubmed(args):
@@ -77,16 +86,19 @@ def cmd_fetch_huggingface_pubmed(args):
 def cmd_build_corpus(args):
     from . import corpus
 
-    print(corpus.build_corpus(args.parsed, args.out, args.stats, recipe=args.recipe))
+    recipe = given(args.recipe, section(load_config(args.config), "pubmed")["text_recipe"])
+    print(corpus.build_corpus(args.parsed, args.out, args.stats, recipe=recipe))
 
 
 def cmd_tokenize_shard(args):
     from . import shards
 
+    settings = section(load_config(args.config), "tokenize")
     existing(args.corpus, args.tokenizer)
     check_replaceable(args.out, args.step)
     print(shards.tokenize_shard(args.corpus, args.tokenizer, args.out, shard=args.shard, num_shards=args.num_shards,
-                                max_length=args.max_length, mode=args.mode))
+                                max_length=given(args.max_length, settings["max_length"]),
+                                mode=given(args.mode, settings["mode"])))
 
 
 def cmd_shard_manifest(args):
@@ -134,8 +146,8 @@ def cmd_finetune_ner(args):
     config = load_config(args.config)
     existing(args.model_dir, args.data_dir)
     check_replaceable(args.out_dir, args.step)
-    metrics = finetune(args.model_dir, args.data_dir, args.out_dir, seed=args.seed,
-                           hparams=config["ner"]["hparams"])
+    metrics = finetune(args.model_dir, args.data_dir, args.out_dir, seed=given(args.seed, config["ner"]["seeds"][0]),
+                       hparams=config["ner"]["hparams"])
     print({split: metrics[split] for split in ("dev", "test")})
 
 
@@ -145,8 +157,8 @@ def cmd_ner_f1_table(args):
     config = load_config(args.config)
     ner_f1.write_tables(args.metrics, args.markdown, args.csv, models=cfg.table_models(config),
                            datasets=config["ner"]["datasets"], mode=config["ner"]["table_mode"],
-                           latex_path=args.latex, published=config["ner"].get("published"),
-                           demo=config.get("demo", {}).get("enabled", False))
+                           latex_path=args.latex, published=config["ner"]["published"],
+                           demo=config["demo"]["enabled"])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -164,11 +176,11 @@ def parser() -> argparse.ArgumentParser:
 
     with_config(step("check-config", cmd_check_config, "validate a config file against the schema"))
 
-    sub = step("fetch-pubmed", cmd_fetch_pubmed, "download (or copy) baseline files and verify their md5")
+    sub = with_config(step("fetch-pubmed", cmd_fetch_pubmed, "download (or copy) baseline files and verify their md5"))
     sub.add_argument("names", nargs="+", help="file names such as pubmed25n0001")
     sub.add_argument("--out-dir", required=True)
     sub.add_argument("--local-dir", help="take the files from this folder instead of downloading")
-    sub.add_argument("--base-url", default="https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/")
+    sub.add_argument("--base-url", help="default: the config's pubmed.base_url")
 
     sub = step("parse-pubmed", cmd_parse_pubmed, "parse PubMed XML files, each into <out-dir>/<name>.parquet")
     sub.add_argument("xml", nargs="+")
@@ -182,20 +194,21 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--split", default="train")
     sub.add_argument("--revision")
 
-    sub = step("build-corpus", cmd_build_corpus, "merge parsed files (in order) into the corpus Parquet table")
+    sub = with_config(step("build-corpus", cmd_build_corpus,
+                           "merge parsed files (in order) into the corpus Parquet table"))
     sub.add_argument("parsed", nargs="+", help="Parquet files from parse-pubmed or fetch-huggingface-pubmed")
     sub.add_argument("--out", required=True)
     sub.add_argument("--stats", required=True)
-    sub.add_argument("--recipe", default="paper")
+    sub.add_argument("--recipe", help="default: the config's pubmed.text_recipe")
 
-    sub = step("tokenize-shard", cmd_tokenize_shard, "tokenise one shard of the corpus")
+    sub = with_config(step("tokenize-shard", cmd_tokenize_shard, "tokenise one shard of the corpus"))
     sub.add_argument("--corpus", required=True)
     sub.add_argument("--tokenizer", required=True, help="a Hugging Face directory with a tokenizer")
     sub.add_argument("--out", required=True)
     sub.add_argument("--shard", type=int, required=True)
     sub.add_argument("--num-shards", type=int, required=True)
-    sub.add_argument("--max-length", type=int, default=256)
-    sub.add_argument("--mode", choices=["paper", "packed"], default="paper")
+    sub.add_argument("--max-length", type=int, help="default: the config's tokenize.max_length")
+    sub.add_argument("--mode", choices=["paper", "packed"], help="default: the config's tokenize.mode")
 
     sub = step("shard-manifest", cmd_shard_manifest, "write the manifest of a tokenizer's shards")
     sub.add_argument("shards", nargs="+")
@@ -223,7 +236,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--model-dir", required=True)
     sub.add_argument("--data-dir", required=True)
     sub.add_argument("--out-dir", required=True)
-    sub.add_argument("--seed", type=int, default=42)
+    sub.add_argument("--seed", type=int, help="default: the first of the config's ner.seeds")
 
     sub = with_config(step("ner-f1-table", cmd_ner_f1_table, "F1 tables over seeds from metrics.json files"))
     sub.add_argument("metrics", nargs="+")

@@ -17,6 +17,9 @@ from .ner import data as ner_data
 from .io import InputError
 
 
+SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"  # absent only in a wheel install
+
+
 class ConfigError(ValueError):
     """An invalid config value; the message names the key."""
 
@@ -25,20 +28,68 @@ def dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def check(config: dict, schema_path: str | Path, model_checks: bool = True) -> None:
-    """Validate `config` against the JSON schema; raise ConfigError naming the first offending key.
+def check(config: dict, schema_path: str | Path = SCHEMA, model_checks: bool = True) -> None:
+    """Validate `config` against the JSON schema and fill in the schema's defaults (in place, once, for the
+    workflow and the CLI alike); raise ConfigError naming the first offending key.
 
     `model_checks=False` skips the checks that import transformers and torch (about 2 s): architecture keys and
     pretrained rows' local folders. Snakemake's job processes re-read a config that the main process checked."""
-    schema = yaml.safe_load(Path(schema_path).read_text())
-    validator = jsonschema.Draft202012Validator(schema)
-    error = best_match(validator.iter_errors(config))
-    if error is not None:
-        raise ConfigError(f"invalid config value at '{dotted(error.absolute_path)}': {error.message}")
+    schema = load_schema(schema_path)
+    raise_first(filling_validator(schema).iter_errors(config), where=[])
     check_consistency(config)
     if model_checks:
         check_architectures(config)
         check_pretrained_folders(config)
+
+
+def check_part(value: dict, key: str, schema_path: str | Path = SCHEMA) -> None:
+    """Check one section of a config, e.g. `ner.hparams` given to a Python function, as `check` does: filled
+    with the schema's defaults, or ConfigError naming the key."""
+    raise_first(part_validator(key, schema_path).iter_errors(value), where=key.split("."))
+
+
+def schema_defaults(key: str, schema_path: str | Path = SCHEMA) -> dict:
+    """The schema's defaults of a section, e.g. `pubmed` for a CLI step given a config without that section."""
+    section = {}
+    for _ in part_validator(key, schema_path).iter_errors(section):
+        pass  # an empty section lacks its required keys; only the defaults filled in are wanted
+    return section
+
+
+def part_validator(key: str, schema_path: str | Path) -> jsonschema.Validator:
+    schema = load_schema(schema_path)
+    part = schema
+    for name in key.split("."):
+        part = part["properties"][name]
+    return filling_validator({**part, "$defs": schema["$defs"]})
+
+
+def load_schema(schema_path: str | Path) -> dict:
+    try:
+        return yaml.safe_load(Path(schema_path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(schema_path, f"cannot read the config schema ({error.strerror})") from None
+
+
+def raise_first(errors, where: list[str]) -> None:
+    error = best_match(errors)
+    if error is not None:
+        raise ConfigError(f"invalid config value at '{dotted([*where, *error.absolute_path])}': {error.message}")
+
+
+def filling_validator(schema: dict) -> jsonschema.Validator:
+    """A validator that also sets every absent property that has a `default` (the jsonschema FAQ's recipe, as
+    snakemake.utils.validate's), so the schema is the one place defaults are written down."""
+    def set_defaults(validator, properties, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, subschema in properties.items():
+                if "default" in subschema:
+                    instance.setdefault(name, copy.deepcopy(subschema["default"]))  # a copy: nested ones get filled
+        yield from validate_properties(validator, properties, instance, schema)
+
+    validate_properties = jsonschema.Draft202012Validator.VALIDATORS["properties"]
+    filling = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": set_defaults})
+    return filling(schema)
 
 
 # Keys only a model trained here has; a pretrained row is fine-tuned as it is.

@@ -1,11 +1,15 @@
-"""Downloads that survive flaky networks: retries with exponential back-off, streamed with progress."""
+"""Downloads streamed with progress, in one attempt that fails with one line naming the URL.
+
+No retry loop here: Snakemake's `retries:` reruns a failed fetch job (rules fetch_pubmed, fetch_ner), whose
+outputs are written atomically, and a user of the CLI reruns the step.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,39 +20,19 @@ CHUNK_BYTES = 1 << 20
 PROGRESS_EVERY_BYTES = 8 << 20
 
 
-class ChecksumMismatch(InputError):
-    """Raised inside a download attempt so that a corrupted transfer is retried."""
-
-
-# Network trouble worth another attempt; HTTP 4xx other than 408/429 is not (the file does not exist).
-TRANSIENT = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError, OSError)
-
-
-def with_retries(url: str, action, retries: int, backoff: float):
-    attempts = 1 + max(0, retries)
-    for attempt in range(attempts):
-        try:
-            return action()
-        except urllib.error.HTTPError as err:
-            if err.code not in (408, 429) and err.code < 500:
-                raise InputError(url, f"HTTP {err.code} {err.reason}") from None
-            failure = err
-        except ChecksumMismatch as err:
-            failure = err
-        except TRANSIENT as err:
-            failure = err
-        if attempt + 1 < attempts:
-            delay = backoff * 2**attempt
-            print(f"{url}: attempt {attempt + 1}/{attempts} failed ({one_line(failure)}); retrying in {delay:g}s",
-                  file=sys.stderr)
-            time.sleep(delay)
-    if isinstance(failure, ChecksumMismatch):
-        raise InputError(failure.path, f"{failure.problem} (after {attempts} attempts)") from None
-    raise InputError(url, f"download failed after {attempts} attempts: {one_line(failure)}") from None
+@contextlib.contextmanager
+def network_errors_as_input_errors(url: str):
+    """A failed transfer as one line naming the URL, instead of urllib's traceback."""
+    try:
+        yield
+    except urllib.error.HTTPError as err:
+        raise InputError(url, f"HTTP {err.code} {err.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as err:  # timeouts, resets, refused
+        raise InputError(url, f"download failed: {one_line(err)}") from None
 
 
 def download_bytes(url: str, timeout: float = 60) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    with network_errors_as_input_errors(url), urllib.request.urlopen(url, timeout=timeout) as response:
         return response.read()
 
 
@@ -57,7 +41,8 @@ def download_to(url: str, target: Path, timeout: float = 60) -> str:
     digest = hashlib.md5()
     received = 0
     next_report = PROGRESS_EVERY_BYTES
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(target, "wb") as out:
+    with (network_errors_as_input_errors(url), urllib.request.urlopen(url, timeout=timeout) as response,
+          open(target, "wb") as out):
         expected_length = response.headers.get("Content-Length")
         for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
             out.write(chunk)
@@ -67,11 +52,9 @@ def download_to(url: str, target: Path, timeout: float = 60) -> str:
                 print(f"{url}: {received / 2**20:.0f} MB", file=sys.stderr)
                 next_report += PROGRESS_EVERY_BYTES
     if expected_length is not None and received != int(expected_length):
-        raise ConnectionError(f"connection closed after {received} of {expected_length} bytes")
+        raise InputError(url, f"download failed: connection closed after {received} of {expected_length} bytes")
     print(f"{url}: done, {received / 2**20:.1f} MB", file=sys.stderr)
     return digest.hexdigest()
-
-
 
 
 def one_line(err) -> str:

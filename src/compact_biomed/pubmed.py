@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from lxml import etree
 
-from .download import ChecksumMismatch, download_bytes, download_to, one_line, with_retries
+from .download import download_bytes, download_to, one_line
 from .io import InputError, atomic_path
 
 PUBMED_ROOTS = {"PubmedArticleSet", "MedlineCitationSet"}
@@ -84,28 +84,24 @@ def file_md5(path) -> str:
 # ------------------------------------------------------------------------------------------------ fetching
 
 
-def fetch(
-    name: str,
-    out_dir,
-    base_url: str = "https://ftp.ncbi.nlm.nih.gov/pubmed/baseline/",
-    local_dir=None,
-    retries: int = 5,
-    backoff: float = 2.0,
-) -> Path:
-    """Produce `out_dir/<name>.xml.gz` and its `.md5` sidecar, copied from `local_dir` or downloaded.
+def fetch(name: str, out_dir, base_url: str | None = None, local_dir=None) -> Path:
+    """Produce `out_dir/<name>.xml.gz` and its `.md5` sidecar, copied from `local_dir` or downloaded from `base_url`
+    (the config's `pubmed.base_url`).
 
     The data is checked against the sidecar before it gets its final name, so a present output is a verified one.
-    Downloads make `1 + retries` attempts, sleeping `backoff * 2**attempt` seconds in between; a checksum
-    mismatch counts as a failed attempt (a corrupted transfer). Returns the path of the .xml.gz.
+    A download is one attempt: a failure (network or md5) leaves nothing and is one line; Snakemake's `retries:`
+    reruns the job. Returns the path of the .xml.gz.
     """
     name = name.removesuffix(".xml.gz")
     final = Path(out_dir) / f"{name}.xml.gz"
     sidecar_final = final.with_name(final.name + ".md5")
     if local_dir is not None:
         _copy_verified(Path(local_dir) / final.name, final, sidecar_final)
+    elif base_url is None:
+        raise ValueError("fetch needs a base_url (the config's pubmed.base_url) or a local_dir")
     else:
         url = base_url.rstrip("/") + "/" + final.name
-        _download_verified(url, final, sidecar_final, retries=retries, backoff=backoff)
+        _download_verified(url, final, sidecar_final)
     return final
 
 
@@ -121,16 +117,11 @@ def _copy_verified(source: Path, final: Path, sidecar_final: Path) -> None:
         _write_bytes_atomically(sidecar_final, source_sidecar.read_bytes())
 
 
-def _download_verified(url: str, final: Path, sidecar_final: Path, retries: int, backoff: float) -> None:
-    sidecar_bytes = with_retries(url + ".md5", lambda: download_bytes(url + ".md5"), retries, backoff)
+def _download_verified(url: str, final: Path, sidecar_final: Path) -> None:
+    sidecar_bytes = download_bytes(url + ".md5")
     expected = _parse_sidecar_bytes(url + ".md5", sidecar_bytes)
     with atomic_path(final) as tmp:
-
-        def attempt():
-            actual = download_to(url, tmp)
-            _check_md5(url, expected, actual)
-
-        with_retries(url, attempt, retries, backoff)
+        _check_md5(url, expected, download_to(url, tmp))
         _write_bytes_atomically(sidecar_final, sidecar_bytes)
 
 
@@ -149,7 +140,7 @@ def verify(path, sidecar) -> None:
 
 def _check_md5(source, expected: str, actual: str) -> None:
     if actual != expected:
-        raise ChecksumMismatch(source, f"md5 mismatch: sidecar says {expected}, data has {actual}")
+        raise InputError(source, f"md5 mismatch: sidecar says {expected}, data has {actual}")
 
 
 def _write_bytes_atomically(final: Path, data: bytes) -> None:

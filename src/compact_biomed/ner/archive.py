@@ -10,7 +10,7 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from ..download import download_to, with_retries
+from ..download import download_to
 from ..io import InputError, atomic_path
 
 SPLITS = ("train", "devel", "test", "train_dev")
@@ -35,12 +35,13 @@ def extract(archive: str | Path, data_dir: str | Path, names: list[str]) -> None
         raise InputError(archive, f"not a readable tar.gz archive ({err})") from None
 
 
-def fetch(url: str, data_dir: str | Path, names: list[str], retries: int = 5, backoff: float = 2.0) -> None:
-    """Download the archive (a local path is taken as it is) and extract the configured sets."""
+def fetch(url: str, data_dir: str | Path, names: list[str]) -> None:
+    """Download the archive (a local path is taken as it is) and extract the configured sets. One attempt: a
+    failure leaves nothing and is one line; Snakemake's `retries:` reruns the job."""
     data_dir = Path(data_dir)
     if Path(url).exists():
         extract(url, data_dir, names)
         return
     with atomic_path(data_dir / "datasets.tar.gz") as tmp:
-        with_retries(url, lambda: download_to(url, tmp), retries, backoff)
+        download_to(url, tmp)
         extract(tmp, data_dir, names)

@@ -38,31 +38,13 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from .. import config as cfg
 from ..io import InputError, atomic_path, write_json
 from .data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: F401  (read_split: public API)
 
 IGNORE = -100  # label index the loss skips (special tokens, and continuation pieces in "word" mode)
 LABEL_MODES = ("paper", "word")
 CUDA_PAD_MULTIPLE = 64  # fewer distinct batch shapes: fresh GPU jobs ran 3x faster than with exact padding (issue 14)
-
-DEFAULT_HPARAMS = {
-    "learning_rate": 5e-5,
-    "batch_size": 16,
-    "epochs": 5,
-    "scheduler": "cosine",
-    "warmup_ratio": 0.0,
-    "weight_decay": 0.01,
-    "max_length": 512,
-    "label_mode_train": "paper",
-    "max_train_sentences": None,  # first N train sentences (quick runs)
-    "max_eval_sentences": None,  # first N dev and test sentences (quick runs)
-    "threads": None,  # torch CPU threads; None = torch's default
-    "eval_batch_size": 64,
-    "group_by_length": False,  # True = HF's length-grouped batches; the paper's code used random batches
-    "pad_to_multiple_of": None,  # None = 64 on CUDA, exact (longest window) on CPU; 1 = exact everywhere
-    "logging_steps": 50,  # one progress line in the job's log every this many optimizer steps
-}
-
 
 # ---------------------------------------------------------------------------------------------------
 # Sub-token <-> word alignment
@@ -249,8 +231,8 @@ def window_features(split: EncodedSplit, with_labels: bool) -> list[dict]:
             if (labels != IGNORE).any()]
 
 
-def pad_multiple(hp: dict) -> int | None:
-    multiple = hp["pad_to_multiple_of"] or (CUDA_PAD_MULTIPLE if torch.cuda.is_available() else 1)
+def pad_multiple(multiple: int | None) -> int | None:
+    multiple = multiple or (CUDA_PAD_MULTIPLE if torch.cuda.is_available() else 1)
     return None if multiple == 1 else multiple
 
 
@@ -282,13 +264,14 @@ def train_and_predict(model, tokenizer, encoded: dict, hp: dict, seed: int) -> t
     """Fine-tune in place, then predict dev and test. Returns (training figures, per split the arg-max label
     id of every position of every window)."""
     train_features = window_features(encoded["train"], with_labels=True)
-    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple(hp))
+    padding = pad_multiple(hp["pad_to_multiple_of"])
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=padding)
     progress = ProgressLog(len(train_features), hp["batch_size"])
     device = f"cuda ({'bf16' if bf16() else 'fp32'})" if torch.cuda.is_available() else (
         f"cpu ({torch.get_num_threads()} threads)")
     print(f"training on {len(train_features)} windows, {hp['epochs']} epochs, batch {hp['batch_size']}, {device}, "
           f"{'length-grouped' if hp['group_by_length'] else 'random'} batches padded to a multiple of "
-          f"{pad_multiple(hp) or 1}", flush=True)
+          f"{padding or 1}", flush=True)
     with tempfile.TemporaryDirectory(prefix="compact-biomed-ner-") as scratch:  # Trainer's output_dir: ours alone
         trainer = Trainer(model=model, args=training_arguments(scratch, hp, seed, len(train_features)),
                           data_collator=collator, train_dataset=train_features, callbacks=[progress],
@@ -336,16 +319,10 @@ def evaluate(split: EncodedSplit, window_predictions, id2label: dict) -> tuple[d
 
 
 def resolve_hparams(hparams: dict | None) -> dict:
-    """Defaults (the paper's) overlaid with `hparams`; unknown keys are an error so typos cannot pass."""
-    hparams = dict(hparams or {})
-    unknown = sorted(set(hparams) - set(DEFAULT_HPARAMS))
-    if unknown:
-        raise ValueError(f"unknown NER hparams {unknown}; known: {sorted(DEFAULT_HPARAMS)}")
-    hp = {**DEFAULT_HPARAMS, **hparams}
-    if hp["label_mode_train"] not in LABEL_MODES:
-        raise ValueError(f"label_mode_train must be one of {LABEL_MODES}, got {hp['label_mode_train']!r}")
-    if hp["batch_size"] < 1 or hp["epochs"] < 1:
-        raise ValueError("batch_size and epochs must be at least 1")
+    """`hparams` checked against the schema's `ner.hparams` and completed with its defaults (the paper's): what a
+    workflow job gets from its checked config, for a direct caller too. A misspelt key is an error."""
+    hp = dict(hparams or {})
+    cfg.check_part(hp, "ner.hparams")
     return hp
 
 

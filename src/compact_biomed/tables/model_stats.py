@@ -93,7 +93,7 @@ def dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size: int, max_l
     model = ner.load_token_classifier(model_dir, id2label).to(device)
     window = ner.window_length(model, max_length)
     split = ner.encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "paper", test_tsv)
-    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=ner.pad_multiple(ner.DEFAULT_HPARAMS))
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=ner.pad_multiple(None))
     passes, seconds = time_passes(model, split, batch_size, device, collator, min_seconds)
     speed = {"sentences": len(sentences), "windows": len(split.input_ids), "passes": passes,
              "seconds": round(seconds, 4), "sentences_per_second": round(passes * len(sentences) / seconds, 2)}
