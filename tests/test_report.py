@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import run_snakemake
-from test_aggregate import write_run
+from test_tables import write_run
 
 from compact_biomed import figures
 from compact_biomed.tables import data_stats, model_stats, ner_f1
