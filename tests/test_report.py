@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import run_snakemake
-from test_aggregate import write_run
+from test_tables import html_tables, markdown_tables, write_run
 
 from compact_biomed import figures
 from compact_biomed.tables import data_stats, model_stats, ner_f1
@@ -41,12 +41,12 @@ def tidy(tmp_path):
 
 
 def test_html_table_shows_the_markdown_cells(tmp_path, tidy):
-    markdown, page = (tmp_path / "t.md").read_text(), (tmp_path / "t.html").read_text()
-    assert page.startswith("<!doctype html>") and "<table>" in page
-    for row in re.findall(r"^\| (A|B|C) \| (.*) \|$", markdown, re.MULTILINE):
-        cells = [row[0], *row[1].split(" | ")]
-        assert "<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>" in page
-    assert "<h2>Test F1 (%), paper scoring</h2>" in page and "<h2>Test F1 (%), word scoring</h2>" in page
+    markdown, page = markdown_tables((tmp_path / "t.md").read_text()), html_tables((tmp_path / "t.html").read_text())
+    assert list(page) == list(markdown) == ["Test F1 (%), paper scoring", "Test F1 (%), word scoring"]
+    for title, cells in markdown.items():
+        assert cells["Model"].tolist() == ["A", "B", "C"]
+        pd.testing.assert_frame_equal(page[title].map(lambda c: c.strip("*")), cells)
+    assert page["Test F1 (%), paper scoring"].loc[0, "d1"].startswith("**")  # A: the best mean on d1
 
 
 @pytest.mark.parametrize("mode,scale", [("paper", 1.0), ("word", 0.5)])
@@ -216,14 +216,15 @@ def test_model_stats_table_order_units_and_speedup(tmp_path):
     md, csv, page = tmp_path / "m.md", tmp_path / "m.csv", tmp_path / "m.html"
     model_stats.write_table(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], reference="BioBERT")
     text = md.read_text()
-    assert "| Model | Parameters | Without embeddings | Disk (MB) | Speed (sentences/s) | Speed vs BioBERT |" in text
-    assert "| BioBERT | 108.0M | 81.0M | 432.0 | 100 | 1.00× |" in text
-    assert "| TinyBioBERT | 15.0M | 11.2M | 60.0 | 400 | 4.00× |" in text
-    assert text.index("| BioBERT |") < text.index("| TinyBioBERT |")  # config order, not file order
+    (table,) = markdown_tables(text).values()
+    assert table.columns.tolist() == ["Model", "Parameters", "Without embeddings", "Disk (MB)",
+                                      "Speed (sentences/s)", "Speed vs BioBERT"]
+    assert table.values.tolist() == [["BioBERT", "108.0M", "81.0M", "432.0", "100", "1.00×"],  # config order,
+                                     ["TinyBioBERT", "15.0M", "11.2M", "60.0", "400", "4.00×"]]  # not file order
     frame = pd.read_csv(csv)
     assert frame["model"].tolist() == ["BioBERT", "TinyBioBERT"]
     assert frame["sentences_per_second_d2"].tolist() == [200.0, 800.0]
-    assert "<td>TinyBioBERT</td>" in page.read_text()
+    pd.testing.assert_frame_equal(html_tables(page.read_text())["Model size and inference speed"], table)
     assert "DEMO" not in text
     model_stats.write_table(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], demo=True)
     assert "tiny random models" in md.read_text() and "tiny random models" in page.read_text()
@@ -256,12 +257,17 @@ def test_data_stats_tables(tmp_path):
                                                                     "truncated_tokens": 1736, "sha256": "x"}}))
         manifests.append(path)
     data_stats.write_table(corpus, manifests, tmp_path / "d.md", tmp_path / "d.html", teacher="BioBERT")
-    text = (tmp_path / "d.md").read_text()
-    assert "| Records kept | 499 |" in text and "| Characters | 144,437 |" in text
-    assert "| b.xml.gz | 250 | 1 |" in text
-    assert "| BioTinyBERT | 2 | 499 | 23,506 | 47.1 | 1,736 | paper / 64 |" in text
-    assert text.index("| BioBERT (teacher) |") < text.index("| BioTinyBERT |")  # the order given
-    assert "<td>23,506</td>" in (tmp_path / "d.html").read_text()
+    tables = markdown_tables((tmp_path / "d.md").read_text())
+    corpus = tables["PubMed corpus"].set_index("Statistic")["Value"]
+    assert corpus["Records kept"] == "499" and corpus["Characters"] == "144,437"
+    assert tables["Parsed files"].values.tolist() == [["a.xml.gz", "250", "0", "0"], ["b.xml.gz", "250", "1", "0"]]
+    assert tables["Tokenisation shards"].values.tolist() == [  # the order given
+        ["BioBERT (teacher)", "2", "499", "20,000", "40.1", "1,736", "paper / 64"],
+        ["BioTinyBERT", "2", "499", "23,506", "47.1", "1,736", "paper / 64"]]
+    page = html_tables((tmp_path / "d.html").read_text())
+    assert list(page) == list(tables)
+    for title, cells in tables.items():
+        pd.testing.assert_frame_equal(page[title], cells)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -297,11 +303,14 @@ def test_report_embeds_every_result_with_its_caption(demo_report):
     expected = {"ner_f1.html", "ner_f1.csv", "ner_f1.png", "pretrain_loss.png", "data_stats.html",
                 "model_stats.html", "model_stats.csv"}
     assert expected <= set(embedded)
-    table = embedded["ner_f1.html"]["content"].decode()
-    for model in ("BioBERT", "DistilBioBERT", "CompactBioBERT", "TinyBioBERT", "BioDistilBERT", "BioTinyBERT",
-                  "BioMobileBERT"):
-        assert re.search(rf"<td>{model}</td><td>[\d.]+ ± [\d.]+ \(5\)</td>", table), model
-        assert f"<td>{model}</td>" in embedded["model_stats.html"]["content"].decode()
+    f1 = html_tables(embedded["ner_f1.html"]["content"].decode())["Test F1 (%), paper scoring"].set_index("Model")
+    sizes = html_tables(embedded["model_stats.html"]["content"].decode())["Model size and inference speed"]
+    models = ["BioBERT", "DistilBioBERT", "CompactBioBERT", "TinyBioBERT", "BioDistilBERT", "BioTinyBERT",
+              "BioMobileBERT"]
+    assert f1.index.tolist() == sizes["Model"].tolist() == models
+    for model in models:
+        assert all(re.fullmatch(r"[\d.]+ ± [\d.]+ \(5\)", cell.strip("*")) for cell in f1.loc[model]), model
+    assert (f1.map(lambda cell: cell.startswith("**")).sum() >= 1).all()  # each dataset's best mean in bold
     for figure in ("ner_f1.png", "pretrain_loss.png"):
         assert embedded[figure]["content"].startswith(PNG_MAGIC) and len(embedded[figure]["content"]) > 20_000
     for name in expected:

@@ -228,7 +228,7 @@ def test_demo_runs_end_to_end_from_real_training(demo_workdir):
     config = yaml.safe_load((workdir / "config/config.yaml").read_text())
     models = [config["teacher"]["name"], *config["models"]]
     for model in models:
-        assert re.search(rf"^\| {model} \|( [\d.]+ ± [\d.]+ \(5\) \|)+$", table, re.MULTILINE), table
+        assert re.search(rf"^\| {model} +\|( [\d.]+ ± [\d.]+ \(5\) +\|)+$", table, re.MULTILINE), table
 
     tidy = pd.read_csv(workdir / "results/tables/ner_f1.csv")
     sd = tidy.query("statistic == 'sd' and mode == 'paper'")["value"]

@@ -1,12 +1,14 @@
-"""The data table: the PubMed corpus build and the tokenisation shards in numbers (Markdown and HTML)."""
+"""The data table: the PubMed corpus build and the tokenisation shards in numbers (Markdown and HTML through
+`render`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from ..io import read_json, write_text
 from .render import Table, html_page, markdown_page
-
 
 
 def corpus_tables(corpus: dict) -> list[Table]:
@@ -16,12 +18,12 @@ def corpus_tables(corpus: dict) -> list[Table]:
              ("Older versions replaced", corpus["duplicates_replaced"]), ("Records kept", corpus["records"]),
              ("… with an abstract", corpus["with_abstract"]), ("… title only", corpus["title_only"]),
              ("Empty text (kept, as in the paper)", corpus["empty_text"]), ("Characters", corpus["characters"])]
-    summary = Table("PubMed corpus", ["Statistic", "Value"], [[k, f"{v:,}"] for k, v in facts],
+    summary = Table("PubMed corpus", pd.DataFrame([[k, f"{v:,}"] for k, v in facts], columns=["Statistic", "Value"]),
                     f"Text recipe `{corpus['recipe']}`; a record is the newest version of a citation not deleted by "
                     f"a later file.")
-    files = Table("Parsed files", ["File", "Citations", "Deletions", "Records kept"],
-                  [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}", f"{f.get('records_kept', 0):,}"]
-                   for f in corpus["per_file"]],
+    per_file = [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}", f"{f.get('records_kept', 0):,}"]
+                for f in corpus["per_file"]]
+    files = Table("Parsed files", pd.DataFrame(per_file, columns=["File", "Citations", "Deletions", "Records kept"]),
                   "Per file, in processing order; a record is kept from the file holding its winning version.")
     return [summary, files]
 
@@ -34,8 +36,8 @@ def shard_table(manifests: dict[str, dict]) -> Table:
         rows.append([owner, f"{totals['shards']}", f"{totals['rows']:,}", f"{totals['tokens']:,}",
                      f"{totals['tokens'] / max(totals['rows'], 1):.1f}", f"{totals['truncated_tokens']:,}",
                      f"{first['mode']} / {first['max_length']}"])
-    return Table("Tokenisation shards", ["Tokenizer", "Shards", "Rows", "Tokens", "Tokens per row",
-                                         "Truncated tokens", "Mode / max length"], rows,
+    header = ["Tokenizer", "Shards", "Rows", "Tokens", "Tokens per row", "Truncated tokens", "Mode / max length"]
+    return Table("Tokenisation shards", pd.DataFrame(rows, columns=header),
                  "One set of shards per tokenizer in use: the teacher's (distillation students) and each "
                  "continual model's own; truncated tokens are those cut beyond the maximum length.")
 

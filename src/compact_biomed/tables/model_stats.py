@@ -179,7 +179,7 @@ def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
             f"Disk: the whole Hugging Face directory. Speed: NER test sentences per second, token-classification "
             f"forward only (tokenisation excluded), batch {frame['batch_size'].iloc[0]}, on {devices} with "
             f"{frame['threads'].iloc[0]} thread(s); per-dataset speeds are in the CSV.")
-    return Table("Model size and inference speed", header, rows, note)
+    return Table("Model size and inference speed", pd.DataFrame(rows, columns=header), note)
 
 
 DEMO_MODELS_NOTE = "DEMO: tiny random models; their sizes and speeds say nothing about the paper's models."

@@ -1,5 +1,6 @@
 """The NER results table: test F1 mean and standard deviation over seeds, models as rows and datasets as columns,
-beside the published values; Markdown, tidy CSV, LaTeX and HTML (for the report)."""
+beside the published values; tidy CSV, and Markdown, LaTeX and HTML (for the report) through `render`, the best
+mean of each dataset in bold in LaTeX and HTML."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import InputError, atomic_path, read_json, write_text
-from .render import Table, html_page, markdown_page
+from .render import Table, html_page, markdown_page, styled
 
 MODES = ("paper", "word")
 
@@ -90,10 +91,14 @@ def fmt_cell(value: dict[str, float] | None) -> str:
     return f"{value['mean']:.2f} ± {sd} ({int(value['n'])})"
 
 
-def f1_table(lookup, models, datasets, mode) -> Table:
-    return Table(f"Test F1 (%), {mode} scoring", ["Model", *datasets],
-                 [[m, *(fmt_cell(lookup.get((m, d))) for d in datasets)] for m in models],
-                 f"{SCORING[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).")
+def f1_table(lookup, models, datasets, mode, cell=fmt_cell) -> Table:
+    """Models as rows, datasets as columns, each pair's statistics written by `cell`; the best mean of each dataset
+    marked (ties all, missing pairs never)."""
+    means = pd.DataFrame({d: [lookup.get((m, d), {}).get("mean", math.nan) for m in models] for d in datasets})
+    cells = pd.DataFrame({"Model": models, **{d: [cell(lookup.get((m, d))) for m in models] for d in datasets}})
+    return Table(f"Test F1 (%), {mode} scoring", cells,
+                 f"{SCORING[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).",
+                 means.eq(means.max()))
 
 
 def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
@@ -109,8 +114,8 @@ def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
             rows.append([model, dataset, fmt_cell(ours), f"{value:.2f}", diff, source])
     if not rows:
         return None
-    return Table(f"Against published values, {mode} scoring",
-                 ["Model", "Dataset", "Ours", "Published", "Difference", "Source"], rows,
+    header = ["Model", "Dataset", "Ours", "Published", "Difference", "Source"]
+    return Table(f"Against published values, {mode} scoring", pd.DataFrame(rows, columns=header),
                  "Difference: our mean minus the published value, same protocol. Rows and datasets without a "
                  "published value of this protocol are left out, never shown as 0.")
 
@@ -123,15 +128,16 @@ def published_table(published: pd.DataFrame, mode: str, datasets: list[str]) -> 
         return None
     order = [d for d in dict.fromkeys([*datasets, *published["dataset"]]) if d in set(rows["dataset"])]
     wide = rows.pivot_table(index="model", columns="dataset", values="value", aggfunc="first", sort=False)
-    wide = wide.reindex(columns=order)
-    cells = [[model, *("" if math.isnan(v) else f"{v:.2f}" for v in values)] for model, values in wide.iterrows()]
+    cells = wide.reindex(columns=order).map(lambda v: "" if math.isnan(v) else f"{v:.2f}")
+    cells = cells.rename_axis(index="Model", columns=None).reset_index()
     sources = "; ".join(dict.fromkeys(rows["source"]))
-    return Table(f"Published test F1 (%), {mode} scoring", ["Model", *wide.columns], cells,
+    return Table(f"Published test F1 (%), {mode} scoring", cells,
                  f"{SCORING[mode]}. Sources: {sources}. Empty: not published.")
 
 
 def provenance_table(sources: dict[str, str]) -> Table:
-    return Table("Where each row's weights come from", ["Model", "Weights"], [[m, s] for m, s in sources.items()],
+    frame = pd.DataFrame({"Model": list(sources), "Weights": list(sources.values())})
+    return Table("Where each row's weights come from", frame,
                  "Hub rows show the commit their pinned revision resolved to when fetched; local folders the "
                  "sha256 of their weights; models trained here their recipe's folder.")
 
@@ -150,25 +156,19 @@ def f1_tables(stats, models, datasets, modes, published, sources=None, demo=Fals
     return tables
 
 
+def tex_cell(value: dict[str, float] | None) -> str:
+    if not value:
+        return "--"
+    sd = "" if math.isnan(value["sd"]) else f" $\\pm$ {value['sd']:.2f}"
+    return f"{value['mean']:.2f}{sd}"
+
+
 def latex_table(stats, models, datasets, mode) -> str:
-    """booktabs table; the best mean per column in bold."""
-    lookup = stat_lookup(stats, mode)
-    best = {d: max((lookup[(m, d)]["mean"] for m in models if (m, d) in lookup), default=None) for d in datasets}
-
-    def tex_cell(model, dataset):
-        value = lookup.get((model, dataset))
-        if not value:
-            return "--"
-        sd = "" if math.isnan(value["sd"]) else f" $\\pm$ {value['sd']:.2f}"
-        mean = f"{value['mean']:.2f}"
-        return (f"\\textbf{{{mean}}}" if value["mean"] == best[dataset] else mean) + sd
-
-    escape = lambda text: text.replace("_", "\\_").replace("&", "\\&")
-    lines = ["\\begin{tabular}{l" + "c" * len(datasets) + "}", "\\toprule",
-             " & ".join(["Model", *map(escape, datasets)]) + " \\\\", "\\midrule",
-             *(" & ".join([escape(m), *(tex_cell(m, d) for d in datasets)]) + " \\\\" for m in models),
-             "\\bottomrule", "\\end{tabular}"]
-    return "\n".join(lines) + "\n"
+    """booktabs table of mean ± sd (`--`: missing), the best mean per column in bold; only the names are escaped,
+    the cells hold math."""
+    table = f1_table(stat_lookup(stats, mode), models, datasets, mode, tex_cell)
+    style = styled(table, "latex").format(escape="latex", subset=["Model"])
+    return style.to_latex(hrules=True, column_format="l" + "c" * len(datasets), convert_css=True)
 
 
 def tidy_with_published(stats: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Tables as cells, rendered the same way to Markdown and HTML (the report shows the HTML in a frame)."""
+"""Tables as frames of text cells, rendered by pandas: Markdown (`to_markdown`, tabulate), and HTML and LaTeX
+through a `Styler` that marks each column's best value in bold (the report shows the HTML page in a frame)."""
 
 from __future__ import annotations
 
@@ -6,29 +7,30 @@ import html
 import re
 from typing import NamedTuple
 
+import pandas as pd
+from pandas.io.formats.style import Styler
+
 
 class Table(NamedTuple):
-    """One rendered-agnostic table: the Markdown and HTML outputs show exactly the same cells."""
+    """One renderer-agnostic table: Markdown, HTML and LaTeX show its cells as they are (HTML and LaTeX escaped)."""
 
     title: str
-    header: list[str]
-    rows: list[list[str]]
+    frame: pd.DataFrame  # the cells as text, its columns the header
     note: str
-
-
-def markdown_row(cells: list[str]) -> str:
-    return f"| {' | '.join(cells)} |\n"
-
-
-def markdown_table(table: Table) -> str:
-    lines = markdown_row(table.header) + markdown_row(["---"] * len(table.header))
-    lines += "".join(markdown_row(row) for row in table.rows)
-    return f"## {table.title}\n\n{lines}\n{table.note}\n"
+    best: pd.DataFrame | None = None  # True where a cell holds its column's best value; columns: those it marks
 
 
 def markdown_page(title: str, tables: list[Table], banner: str | None = None) -> str:
     head = f"# {title}\n\n" + (f"**{banner}**\n\n" if banner else "")
-    return head + "\n".join(markdown_table(t) for t in tables)
+    cells = lambda t: t.frame.to_markdown(index=False, disable_numparse=True)  # as written, never reformatted
+    return head + "\n".join(f"## {t.title}\n\n{cells(t)}\n\n{t.note}\n" for t in tables)
+
+
+def styled(table: Table, escape: str) -> Styler:
+    """The cells without the row index, the header escaped for `escape` ("html", "latex"), the best values bold."""
+    style = Styler(table.frame, cell_ids=False).hide(axis="index").format_index(escape=escape, axis=1)
+    bold = lambda cells: table.best.map(lambda best: "font-weight: bold" if best else "")
+    return style if table.best is None else style.apply(bold, axis=None, subset=list(table.best.columns))
 
 
 # Plain HTML for the Snakemake report, which shows .html results in a frame (Markdown and CSV only as downloads).
@@ -48,11 +50,10 @@ def html_inline(text: str) -> str:
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
 
 
-def html_table(table: Table) -> str:
-    cells = lambda row, tag: "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in row)
-    body = "".join(f"<tr>{cells(row, 'td')}</tr>\n" for row in table.rows)
-    return (f"<h2>{html.escape(table.title)}</h2>\n<table>\n<thead><tr>{cells(table.header, 'th')}</tr></thead>\n"
-            f"<tbody>\n{body}</tbody>\n</table>\n<p class=\"note\">{html_inline(table.note)}</p>\n")
+def html_table(table: Table, uuid: str) -> str:
+    """`uuid`, unique within the page, names the table's cells in the CSS that marks the best ones."""
+    cells = styled(table, "html").format(escape="html").to_html(table_uuid=uuid)
+    return f"<h2>{html.escape(table.title)}</h2>\n{cells}<p class=\"note\">{html_inline(table.note)}</p>\n"
 
 
 def html_page(title: str, tables: list[Table], banner: str | None = None) -> str:
@@ -61,6 +62,4 @@ def html_page(title: str, tables: list[Table], banner: str | None = None) -> str
             f"<title>{html.escape(title)}</title>\n"
             f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
             + (f"<p class=\"banner\">{html.escape(banner)}</p>\n" if banner else "")
-            + "".join(html_table(t) for t in tables) + "</body>\n</html>\n")
-
-
+            + "".join(html_table(t, f"t{i}") for i, t in enumerate(tables)) + "</body>\n</html>\n")

@@ -1,0 +1,174 @@
+"""The NER tables: aggregation over seeds (mean and sample sd, missing runs, tidy CSV) and what the Markdown, HTML
+and LaTeX renderings show (cells, titles, escaping, the best mean in bold)."""
+
+import json
+import re
+import statistics
+
+import lxml.html
+import pandas as pd
+import pytest
+
+from compact_biomed.tables import ner_f1
+
+
+def markdown_tables(text: str) -> dict[str, pd.DataFrame]:
+    """{section title: cells} of every `## title` section's pipe table, the cells without their padding."""
+    tables = {}
+    for section in text.split("\n## ")[1:]:
+        title, body = section.split("\n", 1)
+        rows = [[c.strip() for c in line.strip("|").split("|")] for line in body.splitlines() if line.startswith("|")]
+        tables[title] = pd.DataFrame(rows[2:], columns=rows[0])  # rows[1]: the alignment row
+    return tables
+
+
+def html_tables(page: str) -> dict[str, pd.DataFrame]:
+    """{h2 title: cells} of every table on the page as a browser reads them; a cell that a CSS rule of the page
+    makes bold (by its id) reads `**text**`."""
+    root = lxml.html.fromstring(page)
+    rules = re.findall(r"([^{}]+)\{([^}]*)\}", "".join(root.xpath("//style/text()")))
+    bold = {i for selectors, body in rules if "font-weight: bold" in body for i in re.findall(r"#([\w-]+)", selectors)}
+    cell = lambda c: f"**{c.text_content()}**" if c.get("id") in bold else c.text_content()
+    tables = {}
+    for table in root.xpath("//table"):
+        rows = [[cell(c) for c in row.xpath("th|td")] for row in table.xpath(".//tr")]
+        tables[table.xpath("preceding-sibling::h2[1]")[0].text_content()] = pd.DataFrame(rows[1:], columns=rows[0])
+    return tables
+
+
+def write_run(root, model, dataset, seed, f1_paper, f1_word):
+    path = root / "results" / "ner" / model / dataset / f"seed{seed}" / "metrics.json"
+    path.parent.mkdir(parents=True)
+    scores = lambda f1: {"precision": f1, "recall": f1, "f1": f1}
+    path.write_text(json.dumps({"seed": seed, "test": {"paper": scores(f1_paper), "word": scores(f1_word)},
+                                "dev": {"paper": scores(0.0), "word": scores(0.0)}}))
+    return path
+
+
+def test_mean_sd_and_missing(tmp_path):
+    paths = [write_run(tmp_path, "A", "d1", s, f, f / 2) for s, f in [(1, 0.80), (2, 0.84), (3, 0.90)]]
+    paths.append(write_run(tmp_path, "B", "d1", 1, 0.5, 0.4))
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    stats = ner_f1.write_tables(paths, md, csv, models=["A", "B", "C"], datasets=["d1", "d2"], mode="paper")
+
+    a = stats[(stats.model == "A") & (stats["mode"] == "paper")].set_index("statistic")["value"]
+    assert a["mean"] == pytest.approx(statistics.fmean([80, 84, 90]))
+    assert a["sd"] == pytest.approx(statistics.stdev([80, 84, 90]))
+    assert a["n"] == 3
+    paper = markdown_tables(md.read_text())["Test F1 (%), paper scoring"]
+    assert paper.columns.tolist() == ["Model", "d1", "d2"]
+    assert paper.values.tolist() == [["A", f"{a['mean']:.2f} ± {a['sd']:.2f} (3)", "missing"],
+                                     ["B", "50.00 ± – (1)", "missing"],  # one seed: no spread, not zero
+                                     ["C", "missing", "missing"]]
+
+    tidy = pd.read_csv(csv)
+    assert set(tidy.columns) == {"model", "dataset", "mode", "statistic", "value", "source"}
+    word_mean = tidy.query("model == 'A' and mode == 'word' and statistic == 'mean'")["value"].item()
+    assert word_mean == pytest.approx(statistics.fmean([40, 42, 45]), abs=1e-3)
+
+
+def test_word_mode_table(tmp_path):
+    paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
+    ner_f1.write_tables(paths, tmp_path / "t.md", tmp_path / "t.csv", ["A"], ["d1"], mode="word")
+    tables = markdown_tables((tmp_path / "t.md").read_text())
+    assert list(tables) == ["Test F1 (%), word scoring", "Test F1 (%), paper scoring"]  # the chosen one first
+    assert tables["Test F1 (%), word scoring"].values.tolist() == [["A", "70.00 ± – (1)"]]
+    assert tables["Test F1 (%), paper scoring"].values.tolist() == [["A", "90.00 ± – (1)"]]
+
+
+def test_bad_metrics_path_is_one_line_error(tmp_path):
+    bad = tmp_path / "metrics.json"
+    bad.write_text("{}")
+    with pytest.raises(ner_f1.InputError, match="metrics.json"):
+        ner_f1.collect([bad])
+
+
+PUBLISHED = ("# source lines\ndataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
+             "NCBI-disease\tDistilBioBERT\tpaper\tF1\t87.93\tPWC\n"
+             "NCBI-disease\tDistilBioBERT\tword\tF1\t85.00\tBLURB\n"
+             "NCBI-disease\tBioBERT\tword\tF1\t89.13\tBLURB\n")
+
+
+def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
+    runs = {"DistilBioBERT": [(1, 0.88, 0.84), (2, 0.86, 0.83)], "TinyBioBERT": [(1, 0.80, 0.70), (2, 0.82, 0.71)]}
+    paths = [write_run(tmp_path, m, "NCBI-disease", s, p, w) for m, seeds in runs.items() for s, p, w in seeds]
+    reference = tmp_path / "published.tsv"
+    reference.write_text(PUBLISHED)
+    md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
+    ner_f1.write_tables(paths, md, csv, ["BioBERT", "DistilBioBERT", "TinyBioBERT"], ["NCBI-disease"],
+                           latex_path=tex, published=reference)
+    tables = markdown_tables(md.read_text())
+    assert tables["Against published values, paper scoring"].values.tolist() == [
+        ["DistilBioBERT", "NCBI-disease", "87.00 ± 1.41 (2)", "87.93", "-0.93", "PWC"]]
+    assert tables["Against published values, word scoring"].values.tolist() == [
+        ["BioBERT", "NCBI-disease", "missing", "89.13", "—", "BLURB"],  # published, but no run of ours
+        ["DistilBioBERT", "NCBI-disease", "83.50 ± 0.71 (2)", "85.00", "-1.50", "BLURB"]]
+    # TinyBioBERT: nothing published for it, so no comparison row (and no zero); BioBERT stays in our table
+    assert tables["Test F1 (%), paper scoring"].set_index("Model").loc["BioBERT"].tolist() == ["missing"]
+    assert tables["Published test F1 (%), word scoring"].values.tolist() == [["DistilBioBERT", "85.00"],
+                                                                              ["BioBERT", "89.13"]]
+
+    tidy = pd.read_csv(csv)
+    distil = tidy.query("model == 'DistilBioBERT'").set_index(["mode", "statistic"])["value"]
+    assert distil[("paper", "diff")] == pytest.approx(87.0 - 87.93)
+    assert distil[("word", "diff")] == pytest.approx(83.5 - 85.0)  # against the word-level value, not the paper's
+    assert tidy.query("statistic == 'published'")["source"].tolist() == ["PWC", "BLURB", "BLURB"]
+
+    latex = tex.read_text()
+    assert "\\toprule" in latex and "\\bottomrule" in latex
+    assert "DistilBioBERT & \\bfseries 87.00 $\\pm$ 1.41 \\\\" in latex  # best in the column is bold
+    assert "TinyBioBERT & 81.00 $\\pm$ 1.41 \\\\" in latex and "BioBERT & -- \\\\" in latex
+
+    reference.write_text(PUBLISHED + "BC2GM\tBioBERT\tword\tF1\t83.82\tBLURB\nBC2GM\tX\tpaper\tF1\t86.00\tPWC\n")
+    ner_f1.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference)
+    tables = markdown_tables(md.read_text())
+    for mode in ner_f1.MODES:  # configured datasets first, the same in both protocols
+        assert tables[f"Published test F1 (%), {mode} scoring"].columns.tolist() == ["Model", "BC2GM", "NCBI-disease"]
+    assert tables["Published test F1 (%), paper scoring"].set_index("Model").loc["X"].tolist() == ["86.00", ""]
+
+
+def test_published_file_without_scoring_column_is_one_line_error(tmp_path):
+    reference = tmp_path / "published.tsv"
+    reference.write_text("dataset\tmodel\tmetric\tvalue\tsource\nNCBI-disease\tX\tF1\t80\tsomewhere\n")
+    with pytest.raises(ner_f1.InputError, match=r"published.tsv: missing columns \['scoring'\]"):
+        ner_f1.read_published(reference)
+
+
+def test_demo_tables_say_they_cannot_be_compared(tmp_path):
+    paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
+    md, html_path, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
+    ner_f1.write_tables(paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path,
+                           demo=True)
+    for path in (md, html_path, tex):
+        assert "cannot be compared with the paper" in path.read_text(), path.name
+
+
+def test_html_and_latex_mark_the_best_mean_of_each_dataset(tmp_path):
+    """Bold is computed from the means per protocol and dataset: 100.00 beats 99.00 (as text it would not); a model
+    without runs is never marked; names are escaped for HTML and LaTeX."""
+    paths = [write_run(tmp_path, "A<&>", "d_1", s, f, 0.2) for s, f in [(1, 1.0), (2, 1.0)]]
+    paths += [write_run(tmp_path, "B", "d_1", 1, 0.99, 0.3), write_run(tmp_path, "A<&>", "d2", 1, 0.5, 0.5),
+              write_run(tmp_path, "B", "d2", 1, 0.6, 0.6)]
+    md, page, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
+    ner_f1.write_tables(paths, md, tmp_path / "t.csv", ["A<&>", "B", "C"], ["d_1", "d2"], latex_path=tex,
+                        html_path=page)
+    html = page.read_text()
+    assert html.startswith("<!doctype html>") and "A&lt;&amp;&gt;" in html and ">A<&><" not in html
+    assert not re.search(r"<(link|script|img)\b", html)  # standalone: the report embeds it as a data URI
+    tables = html_tables(html)
+    assert tables["Test F1 (%), paper scoring"].values.tolist() == [
+        ["A<&>", "**100.00 ± 0.00 (2)**", "50.00 ± – (1)"],
+        ["B", "99.00 ± – (1)", "**60.00 ± – (1)**"], ["C", "missing", "missing"]]
+    assert tables["Test F1 (%), word scoring"].values.tolist() == [
+        ["A<&>", "20.00 ± 0.00 (2)", "50.00 ± – (1)"], ["B", "**30.00 ± – (1)**", "**60.00 ± – (1)**"],
+        ["C", "missing", "missing"]]
+    unmarked = {title: frame.map(lambda c: c.strip("*")) for title, frame in tables.items()}
+    for title, frame in markdown_tables(md.read_text()).items():  # the same cells as the Markdown, nothing else
+        pd.testing.assert_frame_equal(unmarked[title], frame)
+    assert list(tables) == list(markdown_tables(md.read_text()))
+
+    latex = tex.read_text().splitlines()
+    assert latex[:4] == ["\\begin{tabular}{lcc}", "\\toprule", "Model & d\\_1 & d2 \\\\", "\\midrule"]
+    assert latex[4:7] == ["A<\\&> & \\bfseries 100.00 $\\pm$ 0.00 & 50.00 \\\\",
+                          "B & 99.00 & \\bfseries 60.00 \\\\", "C & -- & -- \\\\"]
+    assert latex[7:] == ["\\bottomrule", "\\end{tabular}"]
