@@ -88,10 +88,10 @@ def layer_step(n_teacher: int, n_student: int) -> int:
         raise ConfigError(f"impossible layer mapping: teacher depth {n_teacher}, student depth {n_student}")
     if n_student > n_teacher:
         raise ConfigError(f"impossible layer mapping: student depth {n_student} is deeper than teacher depth "
-                         f"{n_teacher}")
+                          f"{n_teacher}")
     if n_teacher % n_student:
         raise ConfigError(f"impossible layer mapping: teacher depth {n_teacher} is not a multiple of student "
-                         f"depth {n_student}")
+                          f"depth {n_student}")
     return n_teacher // n_student
 
 
@@ -182,17 +182,17 @@ def student_config(recipe: Recipe, teacher_config, overrides: dict | None):
                          if k != "num_hidden_layers" and getattr(teacher_config, k, None) != v)
         if changed:
             raise ConfigError(f"recipe {recipe.name!r} copies teacher layers, so only num_hidden_layers may differ "
-                             f"from the teacher; got overrides for {', '.join(changed)}")
+                              f"from the teacher; got overrides for {', '.join(changed)}")
     config = copy.deepcopy(teacher_config)
     for key, value in shape.items():
         setattr(config, key, value)
     config.vocab_size = teacher_config.vocab_size  # spec §1.4: the student keeps the teacher's vocabulary
     if recipe.attention_maps and config.num_attention_heads != teacher_config.num_attention_heads:
         raise ConfigError(f"recipe {recipe.name!r} compares attention maps head by head: the student needs the "
-                         f"teacher's {teacher_config.num_attention_heads} heads, got {config.num_attention_heads}")
+                          f"teacher's {teacher_config.num_attention_heads} heads, got {config.num_attention_heads}")
     if config.hidden_size % config.num_attention_heads:
         raise ConfigError(f"student hidden_size {config.hidden_size} is not a multiple of "
-                         f"num_attention_heads {config.num_attention_heads}")
+                          f"num_attention_heads {config.num_attention_heads}")
     return config
 
 
