@@ -42,7 +42,7 @@ from transformers import (AutoModelForMaskedLM, BertConfig, BertTokenizer, DataC
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distill import reference_loss  # noqa: E402  the official computation, written plainly
 
-from compact_biomed.pretrain import recipes  # noqa: E402
+from compact_biomed.pretrain import TrainSettings, recipes  # noqa: E402
 from compact_biomed.pretrain import train as pretrain  # noqa: E402
 
 PAPER_STEPS = {"distillation": 100_000, "continual": 200_000}
@@ -196,11 +196,14 @@ class StepTimer(TrainerCallback):
 
 def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShard, tokenizer) -> dict:
     objective = build_objective(model, shape, official, args.device)
-    train = {**pretrain.TRAIN_DEFAULTS, "global_batch_size": shape.global_batch, "learning_rate": 1e-4,
-             "max_steps": args.warmup + args.steps, "save_steps": 0, "logging_steps": 10**9,
-             "dataloader_workers": args.workers, "precision": "fp32" if official else "auto",
-             "per_device_batch_size": shape.official_micro_batch if official else "auto"}
-    train["per_device_batch_size"] = pretrain.choose_micro_batch(train, objective, shape.max_length, len(tokenizer))
+    train = TrainSettings(  # the schema's train_defaults, but the shapes and the timed steps
+        max_steps=args.warmup + args.steps, global_batch_size=shape.global_batch,
+        per_device_batch_size=shape.official_micro_batch if official else "auto", learning_rate=1e-4,
+        warmup_steps=0, weight_decay=0.0, lr_scheduler="linear", mlm_probability=0.15, save_steps=0,
+        save_total_limit=2, logging_steps=10**9, teacher_dropout=True, max_grad_norm=1.0,
+        precision="fp32" if official else "auto", dataloader_workers=args.workers)
+    train = dataclasses.replace(train, per_device_batch_size=pretrain.choose_micro_batch(
+        train, objective, shape.max_length, len(tokenizer)))
     timer = StepTimer(args.warmup, args.steps, args.seconds, args.device)
     with tempfile.TemporaryDirectory() as tmp:
         training_args = pretrain.training_arguments(train, tmp, seed=0)
@@ -209,12 +212,12 @@ def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShar
         trainer = counting(OfficialTrainer if official else pretrain.PretrainTrainer)(
             model=objective, args=training_args, train_dataset=pretrain.IndexedExamples(rows),
             processing_class=tokenizer, callbacks=[timer],
-            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train["mlm_probability"], 0))
+            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train.mlm_probability, 0))
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
         peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
-    result = {"model": model, "impl": "official" if official else "ours", "micro_batch": train["per_device_batch_size"],
+    result = {"model": model, "impl": "official" if official else "ours", "micro_batch": train.per_device_batch_size,
               "accumulation": training_args.gradient_accumulation_steps, "steps_per_s": timer.timed / timer.elapsed,
               "tflop_per_step": trainer.flops / 1e12, "peak_gib": peak / 2**30 if peak is not None else None}
     del trainer, objective

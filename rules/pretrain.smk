@@ -13,10 +13,12 @@ rule pretrain:
     output:
         directory("results/models/{student}"),
     params:
+        # The job reads its settings from the config (compact_biomed.pretrain.Settings); these copies make
+        # Snakemake rerun it when they change (it compares params, not the config).
         recipe=lambda wc: config["models"][wc.student]["recipe"],
         student=lambda wc: config["models"][wc.student].get("student", {}),
         train=lambda wc: cfg.train_settings(config, wc.student),
-        seed=lambda wc: config["models"][wc.student].get("seed", 42),
+        seed=lambda wc: config["models"][wc.student]["seed"],
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.student}",
     threads: config["threads"]
     resources:

@@ -1,9 +1,29 @@
 """Multi-GPU launch: the torchrun command, and in-process training when the job sees one GPU or none."""
 
+import dataclasses
 import json
 import sys
 
+import pytest
+
+from compact_biomed import pretrain
 from compact_biomed.pretrain import launch
+
+SETTINGS = pretrain.Settings(
+    model_name="TinyBioBERT", recipe="tinybiobert", shard_dirs=("shards/0", "shards/1"), out_dir="out",
+    checkpoint_dir="ckpt", teacher_dir="teacher", start_dir=None, student={"num_hidden_layers": 2}, seed=3,
+    train=pretrain.TrainSettings(max_steps=3, global_batch_size=8, per_device_batch_size="auto", learning_rate=1e-3,
+                                 warmup_steps=1, weight_decay=0.0, lr_scheduler="linear", mlm_probability=0.15,
+                                 save_steps=2, save_total_limit=2, logging_steps=1, teacher_dropout=True,
+                                 max_grad_norm=1.0, precision="auto", dataloader_workers=0))
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """What in-process training was called with (instead of training)."""
+    calls = []
+    monkeypatch.setattr("compact_biomed.pretrain.train.train_and_export", calls.append)
+    return calls
 
 
 def test_torchrun_command_runs_one_worker_per_gpu(tmp_path):
@@ -13,20 +33,22 @@ def test_torchrun_command_runs_one_worker_per_gpu(tmp_path):
     assert command[-3:] == ["-m", "compact_biomed.pretrain.launch", str(tmp_path / "args.json")]
 
 
-def test_without_visible_gpus_training_runs_in_process(monkeypatch, tmp_path):
-    calls = []
+def test_without_visible_gpus_training_runs_in_process(monkeypatch, tmp_path, trained):
     monkeypatch.setattr(launch, "visible_gpus", lambda: 0)
-    monkeypatch.setattr("compact_biomed.pretrain.train.run", lambda **kwargs: calls.append(kwargs))
-    launch.run_pretraining({"checkpoint_dir": str(tmp_path), "recipe": "distilbiobert"}, gpus_requested=4)
-    assert calls == [{"checkpoint_dir": str(tmp_path), "recipe": "distilbiobert"}]
-    assert not (tmp_path / "launch_args.json").exists()
+    settings = dataclasses.replace(SETTINGS, checkpoint_dir=str(tmp_path))
+    pretrain.run(settings, gpus=4)
+    assert trained == [settings]
+    assert not (tmp_path / launch.SETTINGS_FILE).exists()
 
 
-def test_several_visible_gpus_launch_torchrun_with_the_arguments(monkeypatch, tmp_path):
+def test_several_visible_gpus_launch_torchrun_whose_workers_train_in_process(monkeypatch, tmp_path, trained):
     commands = []
     monkeypatch.setattr(launch, "visible_gpus", lambda: 8)
     monkeypatch.setattr(launch.subprocess, "run", lambda command, check: commands.append(command))
-    kwargs = {"checkpoint_dir": str(tmp_path / "ckpt"), "recipe": "tinybiobert", "train": {"max_steps": 3}}
-    launch.run_pretraining(kwargs, gpus_requested=4)
-    assert commands == [launch.torchrun_command(tmp_path / "ckpt" / "launch_args.json", 4)]
-    assert json.loads((tmp_path / "ckpt" / "launch_args.json").read_text()) == kwargs
+    settings = dataclasses.replace(SETTINGS, checkpoint_dir=str(tmp_path / "ckpt"))
+    assert pretrain.run(settings, gpus=4) is None and trained == []
+    settings_file = tmp_path / "ckpt" / launch.SETTINGS_FILE
+    assert commands == [launch.torchrun_command(settings_file, 4)]
+    assert json.loads(settings_file.read_text())["train"] == dataclasses.asdict(settings.train)
+    pretrain.run(launch.read_settings(settings_file))  # what each worker does (`python -m ...launch FILE`)
+    assert trained == [settings]  # the same settings, shard_dirs a tuple again

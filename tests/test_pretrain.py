@@ -1,5 +1,6 @@
 """End-to-end pre-training runs with tiny models: export, model card, per-term log, resume equality, errors."""
 
+import dataclasses
 import json
 import os
 import re
@@ -9,20 +10,37 @@ import datasets
 import pytest
 import torch
 import yaml
-from conftest import TINY_TEXTS
+from conftest import REPO, TINY_TEXTS
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
+from snakemake.utils import validate
 from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, TrainerCallback
 
-from compact_biomed.pretrain import recipes
-from compact_biomed.pretrain import train as pretrain
-from compact_biomed.base_models import random_init
+from compact_biomed.base_models import SOURCE_FILE, random_init
+from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError
+from compact_biomed.pretrain import Settings, TrainSettings, launch, recipes, run
+from compact_biomed.pretrain import train as pretrain
 
 torch.set_num_threads(1)
 
-TRAIN = {"max_steps": 3, "global_batch_size": 8, "per_device_batch_size": 4, "learning_rate": 1e-3,
-         "warmup_steps": 1, "logging_steps": 1, "save_steps": 0}
+TRAIN = TrainSettings(max_steps=3, global_batch_size=8, per_device_batch_size=4, learning_rate=1e-3, warmup_steps=1,
+                      weight_decay=0.0, lr_scheduler="linear", mlm_probability=0.15, save_steps=0, save_total_limit=2,
+                      logging_steps=1, teacher_dropout=True, max_grad_norm=1.0, precision="auto",
+                      dataloader_workers=0)
 TINY_STUDENT = {"num_hidden_layers": 2, "hidden_size": 24, "num_attention_heads": 4, "intermediate_size": 48}
+
+
+def train_with(**changes) -> TrainSettings:
+    return dataclasses.replace(TRAIN, **changes)
+
+
+def settings(recipe, shards, out, checkpoint_dir, train=TRAIN, teacher_dir=None, start_dir=None, student=None,
+             model_name="tiny") -> Settings:
+    """The settings of one run, as `Settings.from_config` builds them from a config row."""
+    return Settings(model_name=model_name, recipe=recipe, shard_dirs=tuple(str(s) for s in shards), out_dir=str(out),
+                    checkpoint_dir=str(checkpoint_dir), teacher_dir=str(teacher_dir) if teacher_dir else None,
+                    start_dir=str(start_dir) if start_dir else None, student=student, seed=42, train=train)
 
 
 def save_shard(tokenizer_dir, out_dir):
@@ -62,16 +80,28 @@ def front_matter(readme: str) -> dict:
     return yaml.safe_load(readme.split("---\n")[1])
 
 
-def check_export(out_dir, summary, recipe_name, steps):
+def hub_teacher(tmp_path, model_dir, hub_id):
+    """A copy of `model_dir` recorded as downloaded from `hub_id` (base_models.from_hub's source.json)."""
+    copy = tmp_path / "hub-teacher"
+    shutil.copytree(model_dir, copy)
+    (copy / SOURCE_FILE).write_text(json.dumps({"hub_id": hub_id, "revision": "main", "tokenizer_hub_id": None}))
+    return copy
+
+
+def check_export(out_dir, summary, recipe_name, steps, base_model=None):
+    """The exported model, its log and its card; the card's metadata names `base_model` only for a hub id."""
     recipe = recipes.get_recipe(recipe_name)
     model = AutoModelForMaskedLM.from_pretrained(out_dir)
     AutoTokenizer.from_pretrained(out_dir)
     saved = load_file(out_dir / "model.safetensors")
     assert not [k for k in saved if k.startswith(("teacher", "fit_dense", "student."))]
     assert summary["parameters"] == sum(p.numel() for p in model.parameters())
-    card = front_matter((out_dir / "README.md").read_text())
+    card = ModelCard.load(out_dir / "README.md").data.to_dict()
     assert card["recipe"] == recipe_name and card["steps"] == steps and card["losses"] == recipe.loss_weights
-    assert "fill-mask" in card["tags"] and card["base_model"]
+    assert "fill-mask" in card["tags"] and card["library_name"] == "transformers"
+    assert card.get("base_model") == base_model
+    if base_model:
+        assert card["teacher"] == base_model
     rows = [json.loads(line) for line in (out_dir / "train_log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == list(range(1, steps + 1))
     for row in rows:
@@ -89,24 +119,28 @@ def check_export(out_dir, summary, recipe_name, steps):
 ])
 def test_distillation_run_exports_student_only(tmp_path, tiny_bert_dir, teacher_shard, recipe_name, student,
                                                train_extra):
+    """The card names the teacher as `base_model` when it came from the hub, and never a local folder (the hub
+    rejects a path there): the random tiny teacher has none, its copy recorded as a download has one."""
     out = tmp_path / "out"
-    summary = pretrain.run(recipe_name, [teacher_shard], str(out), str(tmp_path / "ckpt"), {**TRAIN, **train_extra},
-                           teacher_dir=str(tiny_bert_dir), student=student, model_name=f"tiny-{recipe_name}")
+    hub_id = "dmis-lab/biobert-base-cased-v1.2" if recipe_name == "compactbiobert" else None
+    teacher = hub_teacher(tmp_path, tiny_bert_dir, hub_id) if hub_id else tiny_bert_dir
+    summary = run(settings(recipe_name, [teacher_shard], out, tmp_path / "ckpt", train_with(**train_extra),
+                           teacher_dir=teacher, student=student, model_name=f"tiny-{recipe_name}"))
     assert summary["steps"] == 3 and summary["gradient_accumulation_steps"] == 2
-    model = check_export(out, summary, recipe_name, 3)
+    model = check_export(out, summary, recipe_name, 3, base_model=hub_id)
     teacher = AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
     assert model.config.num_hidden_layers == 2 < teacher.config.num_hidden_layers
     assert model.config.vocab_size == teacher.config.vocab_size
-    (run,) = (tmp_path / "ckpt").iterdir()
-    assert run.name.startswith("run-") and os.listdir(run) == ["run.json"]  # save_steps 0: no checkpoint
+    (run_dir,) = (tmp_path / "ckpt").iterdir()
+    assert run_dir.name.startswith("run-") and os.listdir(run_dir) == ["run.json"]  # save_steps 0: no checkpoint
 
 
 @pytest.mark.parametrize("start", ["bert", "distilbert", "mobilebert"])
 def test_continual_mlm_run_from_each_architecture(tmp_path, start_models, start):
     start_dir, shard = start_models[start]
     out = tmp_path / "out"
-    summary = pretrain.run("continual_mlm", [shard, shard], str(out), str(tmp_path / "ckpt"), TRAIN,
-                           start_dir=start_dir, model_name=f"bio-{start}")
+    summary = run(settings("continual_mlm", [shard, shard], out, tmp_path / "ckpt", start_dir=start_dir,
+                           model_name=f"bio-{start}"))
     model = check_export(out, summary, "continual_mlm", 3)
     assert model.config.model_type == start
     before = AutoModelForMaskedLM.from_pretrained(start_dir).state_dict()
@@ -129,24 +163,34 @@ class KillAfterCheckpoint(TrainerCallback):
             raise SimulatedKill
 
 
+def killed_after_checkpoint(monkeypatch, step):
+    """The next run's Trainer dies after the checkpoint of `step`."""
+    class KilledTrainer(pretrain.PretrainTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.add_callback(KillAfterCheckpoint(step))
+
+    monkeypatch.setattr(pretrain, "PretrainTrainer", KilledTrainer)
+
+
 @pytest.mark.parametrize("recipe_name,student", [("distilbiobert", None), ("tinybiobert", TINY_STUDENT)])
 def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_bert_dir, teacher_shard, recipe_name,
-                                                          student):
-    train = {**TRAIN, "max_steps": 6, "save_steps": 3, "warmup_steps": 2}
-    common = {"teacher_dir": str(tiny_bert_dir), "student": student}
-    pretrain.run(recipe_name, [teacher_shard], str(tmp_path / "a"), str(tmp_path / "ck-a"), train, **common)
+                                                          student, monkeypatch):
+    train = train_with(max_steps=6, save_steps=3, warmup_steps=2)
+    common = {"train": train, "teacher_dir": tiny_bert_dir, "student": student}
+    run(settings(recipe_name, [teacher_shard], tmp_path / "a", tmp_path / "ck-a", **common))
 
-    with pytest.raises(SimulatedKill):
-        pretrain.train_and_export(recipe_name, [teacher_shard], str(tmp_path / "b"), str(tmp_path / "ck-b"), train,
-                                  callbacks=[KillAfterCheckpoint(3)], **common)
+    with monkeypatch.context() as patch, pytest.raises(SimulatedKill):
+        killed_after_checkpoint(patch, 3)
+        run(settings(recipe_name, [teacher_shard], tmp_path / "b", tmp_path / "ck-b", **common))
     assert not (tmp_path / "b").exists()  # nothing exported by the killed job
-    (run,) = (tmp_path / "ck-b").iterdir()
-    partial = run / "checkpoint-5"  # a later save killed half-way: no trainer_state.json
+    (run_dir,) = (tmp_path / "ck-b").iterdir()
+    partial = run_dir / "checkpoint-5"  # a later save killed half-way: no trainer_state.json
     partial.mkdir()
     (partial / "config.json").write_text("{}")
-    summary = pretrain.run(recipe_name, [teacher_shard], str(tmp_path / "b"), str(tmp_path / "ck-b"), train, **common)
+    summary = run(settings(recipe_name, [teacher_shard], tmp_path / "b", tmp_path / "ck-b", **common))
 
-    assert summary["resumed_from"] == str(run / "checkpoint-3")
+    assert summary["resumed_from"] == str(run_dir / "checkpoint-3")
     assert summary["steps"] == 6
     a, b = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert a.keys() == b.keys()
@@ -155,19 +199,19 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_bert_di
     assert (tmp_path / "a" / "train_log.jsonl").read_text() == (tmp_path / "b" / "train_log.jsonl").read_text()
     assert not partial.exists()
     if recipe_name == "tinybiobert":  # the projection is checkpointed (to resume) but never exported
-        assert (run / "checkpoint-3" / pretrain.FIT_DENSE_FILE).is_file()
+        assert (run_dir / "checkpoint-3" / pretrain.FIT_DENSE_FILE).is_file()
 
 
 def test_changed_settings_start_afresh_and_the_old_run_is_kept(tmp_path, tiny_bert_dir, teacher_shard, capsys):
-    train = {**TRAIN, "max_steps": 2, "save_steps": 2}
-    args = (["continual_mlm", [teacher_shard], str(tmp_path / "out"), str(tmp_path / "ckpt")])
-    pretrain.run(*args, train, start_dir=str(tiny_bert_dir))
+    train = train_with(max_steps=2, save_steps=2)
+    args = ("continual_mlm", [teacher_shard], tmp_path / "out", tmp_path / "ckpt")
+    run(settings(*args, train, start_dir=tiny_bert_dir))
     (first_run,) = (tmp_path / "ckpt").iterdir()
-    changed = pretrain.run(*args, {**train, "learning_rate": 5e-4}, start_dir=str(tiny_bert_dir))
+    changed = run(settings(*args, dataclasses.replace(train, learning_rate=5e-4), start_dir=tiny_bert_dir))
     assert changed["resumed_from"] is None and changed["steps"] == 2
     assert re.search(r"inputs or settings changed since .* \(learning_rate\): starting afresh", capsys.readouterr().out)
     assert len(list((tmp_path / "ckpt").iterdir())) == 2  # the first run's checkpoints are kept
-    again = pretrain.run(*args, {**train, "logging_steps": 2}, start_dir=str(tiny_bert_dir))  # harmless change
+    again = run(settings(*args, dataclasses.replace(train, logging_steps=2), start_dir=tiny_bert_dir))  # harmless
     assert again["resumed_from"] == str(first_run / "checkpoint-2") and again["steps"] == 2
 
 
@@ -176,8 +220,8 @@ def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path,
     old = tmp_path / "ckpt" / "checkpoint-2"
     old.mkdir(parents=True)
     (old / "trainer_state.json").write_text('{"global_step": 2}')
-    summary = pretrain.run("distilbiobert", [teacher_shard], str(tmp_path / "out"), str(tmp_path / "ckpt"),
-                           {**TRAIN, "max_steps": 1}, teacher_dir=str(tiny_bert_dir))
+    summary = run(settings("distilbiobert", [teacher_shard], tmp_path / "out", tmp_path / "ckpt",
+                           train_with(max_steps=1), teacher_dir=tiny_bert_dir))
     assert summary["resumed_from"] is None and "not resumed and are left as they are" in capsys.readouterr().out
     assert os.listdir(old) == ["trainer_state.json"]
 
@@ -202,9 +246,13 @@ def test_changed_inputs_at_the_same_paths_start_afresh(tmp_path, teacher_shard, 
     """The same paths with new content (as `--forcerun pretrain` after a new corpus or teacher) never resume."""
     teacher = tiny_teacher(tmp_path / "teacher", seed=0)
     shard = save_shard(teacher, tmp_path / "shard")
-    train = {**TRAIN, "max_steps": 2, "save_steps": 2}
-    args = ("distilbiobert", [shard], None, str(tmp_path / "ckpt"), train)
-    pretrain.run(*args[:2], str(tmp_path / "old"), *args[3:], teacher_dir=teacher)
+    train = train_with(max_steps=2, save_steps=2)
+
+    def run_into(out, checkpoint_dir="ckpt"):
+        return run(settings("distilbiobert", [shard], tmp_path / out, tmp_path / checkpoint_dir, train,
+                            teacher_dir=teacher))
+
+    run_into("old")
 
     if change == "teacher weights":
         shutil.rmtree(teacher)
@@ -217,10 +265,10 @@ def test_changed_inputs_at_the_same_paths_start_afresh(tmp_path, teacher_shard, 
         shutil.rmtree(shard)
         shutil.move(tmp_path / "reversed", shard)
     capsys.readouterr()
-    rerun = pretrain.run(*args[:2], str(tmp_path / "new"), *args[3:], teacher_dir=teacher)
+    rerun = run_into("new")
     assert rerun["resumed_from"] is None and rerun["steps"] == 2
     assert "starting afresh" in capsys.readouterr().out
-    fresh = pretrain.run(*args[:2], str(tmp_path / "fresh"), str(tmp_path / "ckpt-fresh"), train, teacher_dir=teacher)
+    fresh = run_into("fresh", "ckpt-fresh")
     assert fresh["resumed_from"] is None
     assert same_weights(weights(tmp_path / "new"), weights(tmp_path / "fresh"))
     if change != "teacher tokenizer":
@@ -228,12 +276,12 @@ def test_changed_inputs_at_the_same_paths_start_afresh(tmp_path, teacher_shard, 
 
 
 def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_bert_dir, teacher_shard, capsys):
-    train = {**TRAIN, "max_steps": 4, "save_steps": 2, "lr_scheduler": "constant", "warmup_steps": 0}
-    args = ("distilbiobert", [teacher_shard])
-    kwargs = {"teacher_dir": str(tiny_bert_dir)}
-    first = pretrain.run(*args, str(tmp_path / "a"), str(tmp_path / "ckpt"), train, **kwargs)
+    train = train_with(max_steps=4, save_steps=2, lr_scheduler="constant", warmup_steps=0)
+    first = run(settings("distilbiobert", [teacher_shard], tmp_path / "a", tmp_path / "ckpt", train,
+                         teacher_dir=tiny_bert_dir))
     capsys.readouterr()
-    again = pretrain.run(*args, str(tmp_path / "b"), str(tmp_path / "ckpt"), train, **kwargs)
+    again = run(settings("distilbiobert", [teacher_shard], tmp_path / "b", tmp_path / "ckpt", train,
+                         teacher_dir=tiny_bert_dir))
     assert first["steps"] == again["steps"] == 4 and again["resumed_from"].endswith("checkpoint-4")
     assert "exporting it, no further training" in capsys.readouterr().out
     for name in ("model.safetensors", "config.json", "README.md", "train_log.jsonl", "tokenizer.json"):
@@ -242,7 +290,7 @@ def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_
 
 
 def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(tmp_path, tiny_bert_dir,
-                                                                               teacher_shard):
+                                                                               teacher_shard, monkeypatch):
     """A device where only 2 sequences fit: auto picks 2 of the global 8 (4 accumulation steps), after a real probe
     step on the model, and trains exactly as a run with per_device_batch_size 2 set by hand."""
     probed = []
@@ -252,12 +300,13 @@ def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(t
         probed.append((batch_size, probe.max_length))
         return batch_size <= 2
 
-    train = {**TRAIN, "max_steps": 4, "warmup_steps": 2}
-    common = {"teacher_dir": str(tiny_bert_dir)}
-    auto = pretrain.train_and_export("distilbiobert", [teacher_shard], str(tmp_path / "auto"), str(tmp_path / "ck-a"),
-                                     {**train, "per_device_batch_size": "auto"}, micro_batch_fits=two_fit, **common)
-    hand = pretrain.run("distilbiobert", [teacher_shard], str(tmp_path / "hand"), str(tmp_path / "ck-h"),
-                        {**train, "per_device_batch_size": 2}, **common)
+    with monkeypatch.context() as patch:
+        patch.setattr(pretrain, "fits_device_memory", two_fit)
+        auto = run(settings("distilbiobert", [teacher_shard], tmp_path / "auto", tmp_path / "ck-a",
+                            train_with(max_steps=4, warmup_steps=2, per_device_batch_size="auto"),
+                            teacher_dir=tiny_bert_dir))
+    hand = run(settings("distilbiobert", [teacher_shard], tmp_path / "hand", tmp_path / "ck-h",
+                        train_with(max_steps=4, warmup_steps=2, per_device_batch_size=2), teacher_dir=tiny_bert_dir))
 
     longest = max(len(ids) for ids in pretrain.load_shards([teacher_shard])["input_ids"])
     assert probed[0] == (8, longest) and {n for n, _ in probed} <= {1, 2, 4, 8}  # largest first, divisors only
@@ -291,7 +340,7 @@ def test_largest_fitting_micro_batch():
         assert tried[0] == 48 and len(tried) <= 5  # the largest first, then a binary search
     with pytest.raises(RuntimeError, match="not even a micro-batch of 1"):
         pretrain.largest_fitting([1, 2], lambda n: False)
-    with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple of 4 process"):
+    with pytest.raises(ConfigError, match="global_batch_size 10 is not a multiple of 4 process"):
         pretrain.micro_batch_candidates(10, 4)
 
 
@@ -359,7 +408,7 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
 def test_gradient_accumulation_and_precision():
     assert pretrain.gradient_accumulation_steps(192, 24, 8) == 1
     assert pretrain.gradient_accumulation_steps(192, 24, 1) == 8
-    with pytest.raises(ValueError, match="global_batch_size 10 is not a multiple of per_device_batch_size 4"):
+    with pytest.raises(ConfigError, match="global_batch_size 10 is not a multiple of per_device_batch_size 4"):
         pretrain.gradient_accumulation_steps(10, 4, 1)
     if not torch.cuda.is_available():
         assert pretrain.precision_flags("auto") == {"bf16": False, "fp16": False}
@@ -368,19 +417,74 @@ def test_gradient_accumulation_and_precision():
         pretrain.precision_flags("fp8")
 
 
-def test_input_errors(tmp_path, tiny_bert_dir, teacher_shard):
-    kwargs = {"teacher_dir": str(tiny_bert_dir)}
-    out, ck = str(tmp_path / "out"), str(tmp_path / "ck")
-    with pytest.raises(ValueError, match="unknown pre-training recipe 'distil'"):
-        pretrain.run("distil", [teacher_shard], out, ck, TRAIN, **kwargs)
-    with pytest.raises(ValueError, match="not a multiple"):
-        pretrain.run("distilbiobert", [teacher_shard], out, ck, {**TRAIN, "global_batch_size": 10}, **kwargs)
-    with pytest.raises(ValueError, match="unknown train setting.*epochs"):
-        pretrain.run("distilbiobert", [teacher_shard], out, ck, {**TRAIN, "epochs": 1}, **kwargs)
-    with pytest.raises(ValueError, match="'distilbiobert' needs teacher_dir"):
-        pretrain.run("distilbiobert", [teacher_shard], out, ck, TRAIN)
+def test_problems_of_config_values_are_config_errors_naming_the_key(tmp_path, tiny_bert_dir, teacher_shard):
+    out, ck = tmp_path / "out", tmp_path / "ck"
+
+    def fails(match, **changes):
+        values = {"recipe": "distilbiobert", "teacher_dir": tiny_bert_dir, "train": TRAIN, **changes}
+        with pytest.raises(ConfigError, match=match):
+            run(settings(shards=[teacher_shard], out=out, checkpoint_dir=ck, **values))
+
+    fails(r"'models.tiny.recipe': unknown pre-training recipe 'distil'", recipe="distil")
+    fails(r"'models.tiny.train': global_batch_size 10 is not a multiple", train=train_with(global_batch_size=10))
+    fails(r"'models.tiny.recipe': recipe 'distilbiobert' distils a teacher, but no teacher folder", teacher_dir=None)
+    fails(r"'models.tiny.recipe': recipe 'continual_mlm' continues a start model", recipe="continual_mlm")
+    fails(r"'models.tiny.student': recipe 'continual_mlm' trains the start checkpoint as is", recipe="continual_mlm",
+          start_dir=tiny_bert_dir, student={"num_hidden_layers": 2})
+    fails(r"'models.tiny.student': impossible layer mapping: teacher depth 4 is not a multiple of student depth 3",
+          student={"num_hidden_layers": 3})
+    fails(r"'models.tiny.student': recipe 'tinybiobert' compares attention maps head by head", recipe="tinybiobert",
+          student={**TINY_STUDENT, "num_attention_heads": 2})
+    assert not out.exists() and not ck.exists()
+
+
+def test_a_bad_shard_is_an_input_error_and_nothing_is_written(tmp_path, tiny_bert_dir):
     bad = tmp_path / "bad-shard"
     datasets.Dataset.from_dict({"input_ids": [[1, 2]]}).save_to_disk(str(bad))
     with pytest.raises(InputError, match="special_tokens_mask"):
-        pretrain.run("distilbiobert", [str(bad)], out, ck, TRAIN, **kwargs)
-    assert not os.path.exists(out)
+        run(settings("distilbiobert", [bad], tmp_path / "out", tmp_path / "ck", teacher_dir=tiny_bert_dir))
+    assert not (tmp_path / "out").exists()
+
+
+# --- settings: built once from the config, read back by torchrun workers ---------------------------------------------
+
+def demo_config(**train_defaults):
+    """The demo config, checked with the schema's defaults filled in as the workflow does (common.smk)."""
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["train_defaults"] = train_defaults
+    validate(config, str(REPO / "config/schema.yaml"))
+    return config
+
+
+def test_settings_from_config_take_the_schemas_defaults(tmp_path):
+    config = demo_config(max_steps=7)
+    config["models"]["TinyBioBERT"]["seed"] = 3
+    made = Settings.from_config(config, "TinyBioBERT", [tmp_path / "s0", tmp_path / "s1"], tmp_path / "out",
+                                tmp_path / "ckpt", teacher_dir=tmp_path / "teacher")
+    assert made == Settings(
+        model_name="TinyBioBERT", recipe="tinybiobert", shard_dirs=(str(tmp_path / "s0"), str(tmp_path / "s1")),
+        out_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ckpt"), teacher_dir=str(tmp_path / "teacher"),
+        start_dir=None, student=config["models"]["TinyBioBERT"]["student"], seed=3,
+        train=TrainSettings(max_steps=7, global_batch_size=192, per_device_batch_size="auto", learning_rate=5e-4,
+                            warmup_steps=0, weight_decay=1e-4, lr_scheduler="linear", mlm_probability=0.15,
+                            save_steps=2500, save_total_limit=2, logging_steps=250, teacher_dropout=True,
+                            max_grad_norm=1.0, precision="auto", dataloader_workers=0))  # the row's weight decay
+    assert Settings.from_config(config, "DistilBioBERT", [], "o", "c").seed == 42  # the schema's default seed
+    with pytest.raises(ConfigError, match="'models': no row 'BioBERT' with a recipe"):
+        Settings.from_config(config, "BioBERT", [], "o", "c")
+
+
+def test_train_settings_outside_the_schema_are_config_errors():
+    values = dataclasses.asdict(TRAIN)
+    assert TrainSettings.from_dict(values, "models.x.train") == TRAIN
+    with pytest.raises(ConfigError, match="'models.x.train': unknown train setting.*epochs"):
+        TrainSettings.from_dict({**values, "epochs": 1}, "models.x.train")
+    with pytest.raises(ConfigError, match="'models.x.train': no value for save_total_limit"):
+        TrainSettings.from_dict({k: v for k, v in values.items() if k != "save_total_limit"}, "models.x.train")
+
+
+def test_torchrun_workers_read_the_settings_back(tmp_path):
+    made = settings("tinybiobert", [tmp_path / "s0"], tmp_path / "out", tmp_path / "ckpt", teacher_dir=tmp_path,
+                    student=TINY_STUDENT, train=train_with(per_device_batch_size="auto"))
+    launch.write_settings(made, tmp_path / "settings.json")
+    assert launch.read_settings(tmp_path / "settings.json") == made

@@ -15,6 +15,7 @@ from transformers import (
     MobileBertForMaskedLM,
 )
 
+from compact_biomed.config import ConfigError
 from compact_biomed.pretrain import recipes
 
 torch.set_num_threads(1)
@@ -58,14 +59,9 @@ def test_registry_has_the_four_recipes_with_the_papers_weights():
     assert "mlm" not in recipes.get_recipe("tinybiobert").loss_weights  # spec §1.4: no hard MLM term
 
 
-def test_unknown_recipe_and_model_names_raise_naming_them():
-    with pytest.raises(ValueError, match="unknown pre-training recipe 'distilbart'"):
+def test_unknown_recipe_raises_naming_it():
+    with pytest.raises(ConfigError, match="unknown pre-training recipe 'distilbart'"):
         recipes.get_recipe("distilbart")
-    with pytest.raises(ValueError, match="unknown model name 'bio-gpt'"):
-        recipes.recipe_for_model("bio-gpt")
-    assert recipes.recipe_for_model("tiny-biobert").name == "tinybiobert"
-    assert recipes.recipe_for_model("bio-mobilebert").name == "continual_mlm"
-    assert recipes.recipe_for_model("mine", {"mine": "compactbiobert"}).name == "compactbiobert"
 
 
 # --- layer mappings ---------------------------------------------------------------------------------------------
@@ -102,7 +98,7 @@ def test_impossible_mappings_raise(n_teacher, n_student, message):
     for derive in (lambda: recipes.attention_pairs(n_teacher, n_student),
                    lambda: recipes.hidden_pairs(n_teacher, n_student, True),
                    lambda: recipes.student_init_layers(n_teacher, n_student, 0)):
-        with pytest.raises(ValueError, match=message):
+        with pytest.raises(ConfigError, match=message):
             derive()
 
 
@@ -142,9 +138,9 @@ def test_student_copies_the_intended_teacher_layers(teacher, recipe_name, expect
 def test_student_depth_override_and_shape_errors(teacher):
     distil = recipes.get_recipe("distilbiobert")
     assert recipes.build_student(distil, teacher, {"num_hidden_layers": 4}).config.num_hidden_layers == 4
-    with pytest.raises(ValueError, match="not a multiple"):
+    with pytest.raises(ConfigError, match="not a multiple"):
         recipes.build_student(distil, teacher, {"num_hidden_layers": 3})
-    with pytest.raises(ValueError, match="only num_hidden_layers may differ.*hidden_size"):
+    with pytest.raises(ConfigError, match="only num_hidden_layers may differ.*hidden_size"):
         recipes.build_student(distil, teacher, {"hidden_size": 64})
 
 
@@ -156,7 +152,7 @@ def test_tiny_student_is_random_with_teacher_vocab(teacher):
         assert getattr(student.config, key) == value
     assert student.config.vocab_size == teacher.config.vocab_size
     assert student.config._attn_implementation == "eager"
-    with pytest.raises(ValueError, match="teacher's 4 heads, got 12"):
+    with pytest.raises(ConfigError, match="teacher's 4 heads, got 12"):
         recipes.build_student(tiny, teacher, {**shape, "num_attention_heads": 12})
     default = recipes.student_config(tiny, BertConfig(vocab_size=99, num_attention_heads=12), None)
     assert (default.num_hidden_layers, default.hidden_size, default.intermediate_size) == (4, 312, 1200)

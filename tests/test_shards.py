@@ -8,13 +8,20 @@ import pyarrow.parquet as pq
 import pytest
 
 from compact_biomed.io import InputError, read_json
-from compact_biomed.shards import load_shards, shard_bounds, tokenize_shard, write_manifest
+from compact_biomed.shards import shard_bounds, tokenize_shard, write_manifest
 from compact_biomed.tokenizer import build_wordpiece
 from conftest import TINY_TEXTS
 
 MAX_LENGTH = 16
 # Varied lengths: some texts fit, some are truncated, one is empty (a record with neither title nor abstract).
 TEXTS = [" ".join([text] * (1 + i % 4)) for i, text in enumerate(TINY_TEXTS[:22])] + [""]
+
+
+def load_shards(shard_dirs):
+    """The shards as saved, every column, in the order given (pre-training reads them with train.load_shards)."""
+    import datasets
+
+    return datasets.concatenate_datasets([datasets.load_from_disk(str(shard_dir)) for shard_dir in shard_dirs])
 
 
 @pytest.fixture(scope="module")

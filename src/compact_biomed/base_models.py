@@ -69,8 +69,12 @@ def random_init(
         write_json(tmp / SOURCE_FILE, {"random": model_type, "seed": seed})
 
 
+def hub_id(model_dir: str | Path) -> str | None:
+    """The hub id a local checkpoint was downloaded from; None for random demo models and user folders."""
+    source = Path(model_dir) / SOURCE_FILE
+    return read_json(source).get("hub_id") if source.exists() else None
+
+
 def source_name(model_dir: str | Path) -> str:
     """The hub id a local checkpoint was downloaded from, else its path (random demo models, user folders)."""
-    source = Path(model_dir) / SOURCE_FILE
-    hub_id = read_json(source).get("hub_id") if source.exists() else None
-    return hub_id or str(model_dir)
+    return hub_id(model_dir) or str(model_dir)

@@ -128,16 +128,14 @@ def cmd_fetch_pretrained(args):
 
 
 def cmd_pretrain(args):
-    from .pretrain import train
+    from . import pretrain
 
     config = load_config(args.config)
-    model = config["models"][args.model]
     existing(*args.shards, args.teacher, args.start)
     check_replaceable(args.out, args.step)
-    print(train.run(model["recipe"], args.shards, args.out, args.checkpoint_dir,
-                       train=cfg.train_settings(config, args.model), teacher_dir=args.teacher,
-                       start_dir=args.start, student=model.get("student", {}), seed=model.get("seed", 42),
-                       model_name=args.model))
+    settings = pretrain.Settings.from_config(config, args.model, args.shards, args.out, args.checkpoint_dir,
+                                             teacher_dir=args.teacher, start_dir=args.start)
+    print(pretrain.run(settings))
 
 
 def cmd_finetune_ner(args):
@@ -225,12 +223,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True)
 
     sub = with_config(step("pretrain", cmd_pretrain, "pre-train one compact model"))
-    sub.add_argument("model")
+    sub.add_argument("model", help="a row of the config with a `recipe`")
     sub.add_argument("--shards", nargs="+", required=True)
     sub.add_argument("--out", required=True)
     sub.add_argument("--checkpoint-dir", required=True)
-    sub.add_argument("--teacher")
-    sub.add_argument("--start")
+    sub.add_argument("--teacher", help="the teacher's folder (distillation recipes)")
+    sub.add_argument("--start", help="the start model's folder (continual_mlm)")
 
     sub = with_config(step("finetune-ner", cmd_finetune_ner, "fine-tune and score one model on one NER dataset"))
     sub.add_argument("--model-dir", required=True)

@@ -247,12 +247,3 @@ def _check_consistent(out_json, entries: list[dict]) -> None:
     indices = [entry["shard"] for entry in entries]
     if len(set(indices)) != len(indices):
         raise InputError(out_json, f"shard indices repeat: {indices}")
-
-
-def load_shards(shard_dirs: list):
-    """The shards, in the order given, as one `datasets.Dataset` (for pre-training)."""
-    import datasets
-
-    if not shard_dirs:
-        raise ValueError("no shard directories given")
-    return datasets.concatenate_datasets([datasets.load_from_disk(str(shard_dir)) for shard_dir in shard_dirs])

@@ -1,4 +1,4 @@
-"""Run pre-training in this process, or across every GPU of the job with torchrun.
+"""Pre-training across every GPU of the job with torchrun: the command, and the settings its workers read.
 
 A SLURM job that holds several GPUs runs one process per GPU (`torch.distributed.run --standalone`); the
 Trainer then splits each step over them and the gradient accumulation keeps the global batch as configured.
@@ -6,10 +6,15 @@ Trainer then splits each step over them and the gradient accumulation keeps the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+from . import Settings, TrainSettings, run
+
+SETTINGS_FILE = "launch_args.json"  # in the checkpoint folder, beside the runs
 
 
 def visible_gpus() -> int:
@@ -18,28 +23,29 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def torchrun_command(args_file: str | Path, nproc: int) -> list[str]:
+def torchrun_command(settings_file: str | Path, nproc: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "compact_biomed.pretrain.launch", str(args_file)]
+            "-m", "compact_biomed.pretrain.launch", str(settings_file)]
 
 
-def run_pretraining(kwargs: dict, gpus_requested: int) -> None:
-    """`train.run(**kwargs)`, spread over min(requested, visible) GPUs when that is more than one."""
-    nproc = min(gpus_requested, visible_gpus())
-    if nproc <= 1:
-        from . import train
+def write_settings(settings: Settings, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(settings), indent=2))
 
-        train.run(**kwargs)
-        return
-    args_file = Path(kwargs["checkpoint_dir"]) / "launch_args.json"
-    args_file.parent.mkdir(parents=True, exist_ok=True)
-    args_file.write_text(json.dumps(kwargs, indent=2))
-    command = torchrun_command(args_file, nproc)
+
+def read_settings(path: str | Path) -> Settings:
+    values = json.loads(Path(path).read_text())
+    return Settings(**{**values, "shard_dirs": tuple(values["shard_dirs"]), "train": TrainSettings(**values["train"])})
+
+
+def torchrun(settings: Settings, nproc: int) -> None:
+    """`run(settings)` in `nproc` torchrun workers, one per GPU."""
+    settings_file = Path(settings.checkpoint_dir) / SETTINGS_FILE
+    write_settings(settings, settings_file)
+    command = torchrun_command(settings_file, nproc)
     print(" ".join(command), file=sys.stderr, flush=True)
     subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":  # one torchrun worker
-    from . import train
-
-    train.run(**json.loads(Path(sys.argv[1]).read_text()))
+    run(read_settings(sys.argv[1]))

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForMaskedLM, DistilBertForMaskedLM, PreTrainedModel
 
+from ..config import ConfigError
 from . import losses
 
 IGNORE_INDEX = -100  # label of unmasked positions (DataCollatorForLanguageModeling)
@@ -40,7 +41,6 @@ class Recipe:
     loss_weights: dict[str, float]
     temperature: float
     default_student: dict = field(default_factory=dict)
-    paper_models: tuple[str, ...] = ()
     summary: str = ""
 
 
@@ -49,62 +49,49 @@ TINYBERT_4L_312D = {"num_hidden_layers": 4, "hidden_size": 312, "num_attention_h
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("distilbiobert", "distillation", "teacher_layers", "first", attention_maps=False,
+        Recipe("distilbiobert", "distillation", "teacher_layers", "first", attention_maps=False,  # distil-biobert
                loss_weights={"mlm": 2.0, "ce": 5.0, "cos": 1.0}, temperature=2.0,
-               paper_models=("distil-biobert",),
                summary="DistilBERT-style distillation: student initialised from every other teacher layer "
                        "(the first of each block), hard MLM + soft-target KL on masked positions + cosine on the "
                        "last hidden layer."),
-        Recipe("compactbiobert", "distillation", "teacher_layers", "last", attention_maps=True,
+        Recipe("compactbiobert", "distillation", "teacher_layers", "last", attention_maps=True,  # compact-biobert
                loss_weights={"mlm": 1.0, "att": 3.0, "hid": 3.0, "out": 5.0}, temperature=1.0,
-               paper_models=("compact-biobert",),
                summary="DistilBERT-style initialisation (the last layer of each teacher block) plus TinyBERT-style "
                        "layer-to-layer distillation: hard MLM + attention KL + hidden cosine + output KL."),
-        Recipe("tinybiobert", "distillation", "random", None, attention_maps=True,
+        Recipe("tinybiobert", "distillation", "random", None, attention_maps=True,  # tiny-biobert
                loss_weights={"att": 1.0, "rep": 1.0, "pred": 1.0}, temperature=1.0,
-               default_student=TINYBERT_4L_312D, paper_models=("tiny-biobert",),
+               default_student=TINYBERT_4L_312D,
                summary="TinyBERT-style transformer-layer distillation into a randomly initialised student: "
                        "attention MSE + hidden-state MSE through a shared projection + soft cross-entropy on "
                        "masked positions; no hard MLM term."),
+        # bio-distilbert-cased, bio-distilbert-uncased, bio-tinybert, bio-mobilebert
         Recipe("continual_mlm", "continual", "start_model", None, attention_maps=False,
                loss_weights={"mlm": 1.0}, temperature=1.0,
-               paper_models=("bio-distilbert-cased", "bio-distilbert-uncased", "bio-tinybert", "bio-mobilebert"),
                summary="Continual masked-language-model pre-training of an existing compact checkpoint."),
     )
 }
 
-PAPER_MODEL_RECIPES = {model: r.name for r in RECIPES.values() for model in r.paper_models}
-
-
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
-        raise ValueError(f"unknown pre-training recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
+        raise ConfigError(f"unknown pre-training recipe {name!r}; known recipes: {', '.join(sorted(RECIPES))}")
     return RECIPES[name]
 
 
-def recipe_for_model(model_name: str, mapping: dict[str, str] | None = None) -> Recipe:
-    """The recipe of a model name, from `mapping` (the pipeline config) or else the paper's seven models."""
-    mapping = PAPER_MODEL_RECIPES if mapping is None else mapping
-    if model_name not in mapping:
-        raise ValueError(f"unknown model name {model_name!r}: no recipe is configured for it "
-                         f"(known: {', '.join(sorted(mapping))})")
-    return get_recipe(mapping[model_name])
-
-
 # ---------------------------------------------------------------------------------------------------------------
-# Layer mappings, derived from the depths (paper: 12 -> 6 and 12 -> 4)
+# Layer mappings, derived from the depths (paper: 12 -> 6 and 12 -> 4). An impossible one is a ConfigError: the
+# depths come from the config (teacher, student); the caller names the key.
 # ---------------------------------------------------------------------------------------------------------------
 
 def layer_step(n_teacher: int, n_student: int) -> int:
     """Teacher layers per student layer; the teacher must split into equal blocks, one per student layer."""
     if n_student < 1 or n_teacher < 1:
-        raise ValueError(f"impossible layer mapping: teacher depth {n_teacher}, student depth {n_student}")
+        raise ConfigError(f"impossible layer mapping: teacher depth {n_teacher}, student depth {n_student}")
     if n_student > n_teacher:
-        raise ValueError(f"impossible layer mapping: student depth {n_student} is deeper than teacher depth "
-                         f"{n_teacher}")
+        raise ConfigError(f"impossible layer mapping: student depth {n_student} is deeper than teacher depth "
+                          f"{n_teacher}")
     if n_teacher % n_student:
-        raise ValueError(f"impossible layer mapping: teacher depth {n_teacher} is not a multiple of student "
-                         f"depth {n_student}")
+        raise ConfigError(f"impossible layer mapping: teacher depth {n_teacher} is not a multiple of student "
+                          f"depth {n_student}")
     return n_teacher // n_student
 
 
@@ -181,9 +168,10 @@ def load_start_model(start_dir: str, recipe: Recipe) -> PreTrainedModel:
 
 
 def student_config(recipe: Recipe, teacher_config, overrides: dict | None):
-    """The student's config: the teacher's, with the recipe's default shape and then `overrides` applied."""
+    """The student's config: the teacher's, with the recipe's default shape and then `overrides` applied
+    (a ConfigError when they do not fit the recipe or the teacher)."""
     if teacher_config.model_type != "bert":
-        raise ValueError(f"recipe {recipe.name!r} needs a BERT teacher, got model_type {teacher_config.model_type!r}")
+        raise ConfigError(f"recipe {recipe.name!r} needs a BERT teacher, got model_type {teacher_config.model_type!r}")
     shape = {}
     if recipe.student_init == "teacher_layers":  # spec §1.2: half the teacher's depth unless configured
         shape["num_hidden_layers"] = teacher_config.num_hidden_layers // 2
@@ -193,18 +181,18 @@ def student_config(recipe: Recipe, teacher_config, overrides: dict | None):
         changed = sorted(k for k, v in shape.items()
                          if k != "num_hidden_layers" and getattr(teacher_config, k, None) != v)
         if changed:
-            raise ValueError(f"recipe {recipe.name!r} copies teacher layers, so only num_hidden_layers may differ "
-                             f"from the teacher; got overrides for {', '.join(changed)}")
+            raise ConfigError(f"recipe {recipe.name!r} copies teacher layers, so only num_hidden_layers may differ "
+                              f"from the teacher; got overrides for {', '.join(changed)}")
     config = copy.deepcopy(teacher_config)
     for key, value in shape.items():
         setattr(config, key, value)
     config.vocab_size = teacher_config.vocab_size  # spec §1.4: the student keeps the teacher's vocabulary
     if recipe.attention_maps and config.num_attention_heads != teacher_config.num_attention_heads:
-        raise ValueError(f"recipe {recipe.name!r} compares attention maps head by head: the student needs the "
-                         f"teacher's {teacher_config.num_attention_heads} heads, got {config.num_attention_heads}")
+        raise ConfigError(f"recipe {recipe.name!r} compares attention maps head by head: the student needs the "
+                          f"teacher's {teacher_config.num_attention_heads} heads, got {config.num_attention_heads}")
     if config.hidden_size % config.num_attention_heads:
-        raise ValueError(f"student hidden_size {config.hidden_size} is not a multiple of "
-                         f"num_attention_heads {config.num_attention_heads}")
+        raise ConfigError(f"student hidden_size {config.hidden_size} is not a multiple of "
+                          f"num_attention_heads {config.num_attention_heads}")
     return config
 
 

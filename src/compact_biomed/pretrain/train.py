@@ -1,8 +1,8 @@
 """How a compact model is trained: data, Hugging Face Trainer, resumable checkpoints and the exported student.
 
-`run()` is the single entry point of the Snakemake rule. Everything the library already does well (bf16, torchrun
-multi-GPU, gradient accumulation, optimizer, schedule, clipping, checkpoint files) is left to `Trainer`; this module
-adds only what the recipes need:
+`train_and_export(settings)` is what `compact_biomed.pretrain.run` runs in each process. Everything the library
+already does well (bf16, torchrun multi-GPU, gradient accumulation, optimizer, schedule, clipping, checkpoint files)
+is left to `Trainer`; this module adds only what the recipes need:
 - a collator whose MLM masks depend on (seed, example indices) only, so an interrupted-and-resumed run sees exactly
   the masks of an uninterrupted one (the stock collator draws from the global RNG, and Trainer's dataloader
   prefetches one batch ahead of the RNG state it checkpoints);
@@ -14,26 +14,29 @@ adds only what the recipes need:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import re
 import shutil
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import safetensors.torch
 import torch
-import yaml
+from huggingface_hub import ModelCard, ModelCardData
 from transformers import (AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainerState, TrainingArguments,
                           set_seed)
 
-from . import recipes
-from ..base_models import source_name
+from ..base_models import hub_id, source_name
+from ..config import ConfigError
 from ..io import InputError, atomic_path, folder_digest
 from ..shards import STATS_NAME
+from . import Settings, TrainSettings, recipes
 
 FIT_DENSE_FILE = "fit_dense.safetensors"
 RUN_FINGERPRINT_FILE = "run.json"
@@ -43,12 +46,6 @@ RUN_DIR_PREFIX = "run-"
 # What from_pretrained reads from a model folder (weights, config, tokenizer files); hashed into the run's key.
 MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
 
-TRAIN_DEFAULTS = {
-    "max_steps": 1000, "global_batch_size": 192, "per_device_batch_size": "auto", "learning_rate": 5e-4,
-    "warmup_steps": 0, "weight_decay": 0.0, "lr_scheduler": "linear", "mlm_probability": 0.15,
-    "save_steps": 2500, "save_total_limit": 2, "logging_steps": 250, "teacher_dropout": True,
-    "max_grad_norm": 1.0, "precision": "auto", "dataloader_workers": 0,
-}
 # Settings that change what is learned: a checkpoint_dir written with other values must not be resumed.
 FINGERPRINT_TRAIN_KEYS = ("max_steps", "global_batch_size", "learning_rate", "warmup_steps", "weight_decay",
                           "lr_scheduler", "mlm_probability", "teacher_dropout", "max_grad_norm")
@@ -238,15 +235,15 @@ def shard_digest(shard_dir: str | Path) -> str:
     return folder_digest(shard_dir, ("*.arrow", "dataset_info.json"))
 
 
-def run_fingerprint(recipe: str, seed: int, teacher_dir: str | None, start_dir: str | None, student: dict | None,
-                    shard_dirs: list[str], train: dict) -> dict:
+def run_fingerprint(settings: Settings) -> dict:
     """What the trained weights depend on: the CONTENT of the teacher / start model and of the shards (in order),
     and the settings. Paths are left out: a moved folder still resumes, a changed file at the same path does not."""
-    return {"recipe": recipe, "seed": seed, "student": student or {},
+    teacher_dir, start_dir = settings.teacher_dir, settings.start_dir
+    return {"recipe": settings.recipe, "seed": settings.seed, "student": settings.student or {},
             "teacher": folder_digest(teacher_dir, MODEL_FILE_PATTERNS) if teacher_dir else None,
             "start": folder_digest(start_dir, MODEL_FILE_PATTERNS) if start_dir else None,
-            "shards": [shard_digest(shard_dir) for shard_dir in shard_dirs],
-            **{key: train[key] for key in FINGERPRINT_TRAIN_KEYS}}
+            "shards": [shard_digest(shard_dir) for shard_dir in settings.shard_dirs],
+            **{key: getattr(settings.train, key) for key in FINGERPRINT_TRAIN_KEYS}}
 
 
 def run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
@@ -291,8 +288,8 @@ def finished_at(checkpoint: str | None, max_steps: int) -> bool:
 def gradient_accumulation_steps(global_batch_size: int, per_device_batch_size: int, world_size: int) -> int:
     per_step = per_device_batch_size * world_size
     if global_batch_size % per_step:
-        raise ValueError(f"global_batch_size {global_batch_size} is not a multiple of per_device_batch_size "
-                         f"{per_device_batch_size} x {world_size} process(es)")
+        raise ConfigError(f"global_batch_size {global_batch_size} is not a multiple of per_device_batch_size "
+                          f"{per_device_batch_size} x {world_size} process(es)")
     return global_batch_size // per_step
 
 
@@ -305,27 +302,27 @@ def precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingArguments:
-    accumulation = gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"],
+def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> TrainingArguments:
+    accumulation = gradient_accumulation_steps(train.global_batch_size, train.per_device_batch_size,
                                                process_count())
-    save_steps = train["save_steps"] or 0  # 0 / None: no intermediate checkpoint, hence no resume
+    save_steps = train.save_steps or 0  # 0 / None: no intermediate checkpoint, hence no resume
     checkpointing = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "no"}
     return TrainingArguments(
         output_dir=checkpoint_dir,
-        max_steps=train["max_steps"],
-        per_device_train_batch_size=train["per_device_batch_size"],
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_batch_size,
         gradient_accumulation_steps=accumulation,
-        learning_rate=train["learning_rate"],
-        lr_scheduler_type=train["lr_scheduler"],
-        warmup_steps=train["warmup_steps"],
-        weight_decay=train["weight_decay"],
-        max_grad_norm=train["max_grad_norm"],
+        learning_rate=train.learning_rate,
+        lr_scheduler_type=train.lr_scheduler,
+        warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay,
+        max_grad_norm=train.max_grad_norm,
         logging_strategy="steps",
-        logging_steps=train["logging_steps"],
-        save_total_limit=train["save_total_limit"],
+        logging_steps=train.logging_steps,
+        save_total_limit=train.save_total_limit,
         seed=seed,
         data_seed=seed,
-        dataloader_num_workers=train["dataloader_workers"],
+        dataloader_num_workers=train.dataloader_workers,
         dataloader_pin_memory=torch.cuda.is_available(),
         # one kernel for all parameters (transformers' default on torch >= 2.8). No TF32: under bf16 autocast no
         # matrix product is left in fp32, and a run set to fp32 asked for fp32
@@ -335,7 +332,7 @@ def training_arguments(train: dict, checkpoint_dir: str, seed: int) -> TrainingA
         report_to="none",
         disable_tqdm=True,
         **checkpointing,
-        **precision_flags(train["precision"]),
+        **precision_flags(train.precision),
     )
 
 
@@ -349,7 +346,7 @@ MEMORY_HEADROOM = 0.9  # share of the device's memory a step may take: the alloc
 def micro_batch_candidates(global_batch_size: int, world_size: int) -> list[int]:
     """Every per-device batch that keeps the global batch exact by accumulation, smallest first."""
     if global_batch_size % world_size:
-        raise ValueError(f"global_batch_size {global_batch_size} is not a multiple of {world_size} process(es)")
+        raise ConfigError(f"global_batch_size {global_batch_size} is not a multiple of {world_size} process(es)")
     share = global_batch_size // world_size
     return [n for n in range(1, share + 1) if share % n == 0]
 
@@ -437,28 +434,26 @@ def autocast_dtype(precision: dict) -> torch.dtype | None:
     return torch.bfloat16 if precision["bf16"] else torch.float16 if precision["fp16"] else None
 
 
-def check_batch_sizes(train: dict) -> None:
-    """The global batch splits over the processes, and into the hand-set micro-batches."""
-    if train["per_device_batch_size"] == "auto":
-        micro_batch_candidates(train["global_batch_size"], process_count())
+def check_batch_sizes(train: TrainSettings) -> None:
+    """The global batch splits over the processes, and into the hand-set micro-batches (else a ConfigError)."""
+    if train.per_device_batch_size == "auto":
+        micro_batch_candidates(train.global_batch_size, process_count())
     else:
-        gradient_accumulation_steps(train["global_batch_size"], train["per_device_batch_size"], process_count())
+        gradient_accumulation_steps(train.global_batch_size, train.per_device_batch_size, process_count())
 
 
-def choose_micro_batch(train: dict, objective: torch.nn.Module, max_length: int, vocab_size: int,
-                       fits: Callable | None = None) -> int:
+def choose_micro_batch(train: TrainSettings, objective: torch.nn.Module, max_length: int, vocab_size: int) -> int:
     """The per-device batch: as configured, or for "auto" the largest divisor of the process's share of the global
-    batch whose training step fits the device (`fits(objective, n, probe)`; default: a measured CUDA step).
+    batch whose training step fits the device (`fits_device_memory`: a measured CUDA step).
     The objective moves to the training device first, where the Trainer would put it anyway."""
-    if train["per_device_batch_size"] != "auto":
-        return train["per_device_batch_size"]
-    candidates = micro_batch_candidates(train["global_batch_size"], process_count())
+    if train.per_device_batch_size != "auto":
+        return train.per_device_batch_size
+    candidates = micro_batch_candidates(train.global_batch_size, process_count())
     if torch.cuda.is_available():
         objective.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
-    probe = ProbeBatch(max_length, vocab_size, train["mlm_probability"],
-                       autocast_dtype(precision_flags(train["precision"])))
-    fits = fits or fits_device_memory
-    chosen = largest_fitting(candidates, lambda n: fits(objective, n, probe))
+    probe = ProbeBatch(max_length, vocab_size, train.mlm_probability,
+                       autocast_dtype(precision_flags(train.precision)))
+    chosen = largest_fitting(candidates, lambda n: fits_device_memory(objective, n, probe))
     return agree_across_processes(chosen)
 
 
@@ -495,34 +490,33 @@ def log_rows(log_history: list[dict], term_names: list[str]) -> list[dict]:
     return rows
 
 
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())  # tied tensors count once
-
-
-def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[str], steps: int, train: dict,
-               parameters: int, final: dict, student_config, micro_batch_origin: str = "set by hand") -> str:
+def model_card(recipe: recipes.Recipe, settings: Settings, train: TrainSettings, steps: int, parameters: int,
+               final: dict, student_config, micro_batch_origin: str) -> ModelCard:
+    """The exported model's README.md. Its metadata names a `base_model` only when the teacher or start model came
+    from the hub: the hub rejects a local path there (random demo models, user folders)."""
     weights = recipe.loss_weights
     formula = " + ".join(f"{w:g}*{name}" for name, w in weights.items())
     distilled = recipe.kind == "distillation"
-    front = {
-        "base_model": source,
-        "library_name": "transformers",
-        "pipeline_tag": "fill-mask",
-        "tags": ["compact-biomed", "biomedical", "fill-mask", recipe.name,
-                 "knowledge-distillation" if distilled else "continual-pretraining"],
+    base_dir = settings.teacher_dir if distilled else settings.start_dir
+    source = source_name(base_dir)
+    custom = {
         "recipe": recipe.name,
         ("teacher" if distilled else "start_model"): source,
         "steps": steps,
-        "global_batch_size": train["global_batch_size"],
-        "per_device_batch_size": train["per_device_batch_size"],
-        "learning_rate": train["learning_rate"],
-        "data": [str(d) for d in data],
+        "global_batch_size": train.global_batch_size,
+        "per_device_batch_size": train.per_device_batch_size,
+        "learning_rate": train.learning_rate,
+        "data": list(settings.shard_dirs),
         "losses": dict(weights),
         "temperature": recipe.temperature if distilled else None,
-        "teacher_dropout": bool(train["teacher_dropout"]) if distilled else None,
+        "teacher_dropout": bool(train.teacher_dropout) if distilled else None,
         "parameters": parameters,
     }
-    front = {k: v for k, v in front.items() if v is not None}
+    data = ModelCardData(
+        base_model=hub_id(base_dir), library_name="transformers", pipeline_tag="fill-mask",
+        tags=["compact-biomed", "biomedical", "fill-mask", recipe.name,
+              "knowledge-distillation" if distilled else "continual-pretraining"],
+        **{k: v for k, v in custom.items() if v is not None})
     shape = (f"{student_config.model_type}, {student_config.num_hidden_layers} layers, hidden "
              f"{getattr(student_config, 'hidden_size', getattr(student_config, 'dim', '?'))}, "
              f"vocabulary {student_config.vocab_size}")
@@ -532,19 +526,19 @@ def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[
         f"{'Teacher' if distilled else 'Start checkpoint'}: `{source}`",
         f"Student: {shape}; {parameters:,} parameters",
         f"Loss: {formula}",
-        (f"{steps} optimizer steps, global batch {train['global_batch_size']}, peak learning rate "
-         f"{train['learning_rate']}, {train['lr_scheduler']} schedule, warmup {train['warmup_steps']}, weight decay "
-         f"{train['weight_decay']}, MLM probability {train['mlm_probability']}"),
-        (f"Per-device micro-batch {train['per_device_batch_size']}, accumulated to the global batch "
+        (f"{steps} optimizer steps, global batch {train.global_batch_size}, peak learning rate "
+         f"{train.learning_rate}, {train.lr_scheduler} schedule, warmup {train.warmup_steps}, weight decay "
+         f"{train.weight_decay}, MLM probability {train.mlm_probability}"),
+        (f"Per-device micro-batch {train.per_device_batch_size}, accumulated to the global batch "
          f"({micro_batch_origin})"),
     ]
     if distilled:
-        mode = "on (as the official scripts)" if train["teacher_dropout"] else "off (teacher in eval mode)"
+        mode = "on (as the official scripts)" if train.teacher_dropout else "off (teacher in eval mode)"
         facts.append(f"Teacher dropout during distillation: {mode}")
     facts.append(f"Final logged losses: {final_text}")
-    return (
-        "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n\n"
-        f"# {model_name or recipe.name}\n\n"
+    return ModelCard(
+        f"---\n{data.to_yaml()}\n---\n\n"
+        f"# {settings.model_name or recipe.name}\n\n"
         "Trained by compact-biomed, reproducing Rohanian et al. 2022, \"On the Effectiveness of Compact Biomedical "
         "Transformers\" (arXiv 2209.03182).\n\n"
         + "".join(f"- {fact}\n" for fact in facts)
@@ -552,12 +546,12 @@ def model_card(recipe: recipes.Recipe, model_name: str, source: str, data: list[
     )
 
 
-def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, card: str, rows: list[dict]) -> None:
+def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, card: ModelCard, rows: list[dict]) -> None:
     """Write the student alone (no teacher, no fit_dense), its tokenizer, model card and log; all or nothing."""
     with atomic_path(out_dir, is_dir=True, step="pretrain") as tmp:
         objective.student.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / "README.md").write_text(card)
+        card.save(tmp / "README.md")
         (tmp / "train_log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
@@ -565,61 +559,76 @@ def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, car
 # Entry point
 # ---------------------------------------------------------------------------------------------------------------
 
-def build_objective(recipe: recipes.Recipe, teacher_dir: str | None, start_dir: str | None, student: dict | None,
-                    teacher_dropout: bool, seed: int):
+@contextmanager
+def config_key(key: str):
+    """A problem of a config value found while the run is built: one ConfigError naming the key."""
+    try:
+        yield
+    except ConfigError as error:
+        raise ConfigError(f"invalid config value at '{key}': {error}") from None
+
+
+def build_objective(settings: Settings, recipe: recipes.Recipe):
     """The objective module and the tokenizer of its vocabulary. Seeds first: fresh weights are random."""
-    set_seed(seed)
+    row = f"models.{settings.model_name}"
+    set_seed(settings.seed)
     if recipe.kind == "distillation":
-        if not teacher_dir:
-            raise ValueError(f"recipe {recipe.name!r} needs teacher_dir")
-        teacher = recipes.load_teacher(teacher_dir, recipe)
-        model = recipes.build_student(recipe, teacher, student)
-        return recipes.PretrainingObjective(recipe, model, teacher, teacher_dropout), \
-            AutoTokenizer.from_pretrained(teacher_dir)
-    if not start_dir:
-        raise ValueError(f"recipe {recipe.name!r} needs start_dir")
-    if student:
-        raise ValueError(f"recipe {recipe.name!r} trains the start checkpoint as is; student overrides {student} "
-                         f"do not apply")
-    model = recipes.load_start_model(start_dir, recipe)
-    return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(start_dir)
+        if not settings.teacher_dir:
+            raise ConfigError(f"invalid config value at '{row}.recipe': recipe {recipe.name!r} distils a teacher, "
+                              f"but no teacher folder was given")
+        teacher = recipes.load_teacher(settings.teacher_dir, recipe)
+        with config_key(f"{row}.student"):
+            model = recipes.build_student(recipe, teacher, settings.student)
+            objective = recipes.PretrainingObjective(recipe, model, teacher, settings.train.teacher_dropout)
+        return objective, AutoTokenizer.from_pretrained(settings.teacher_dir)
+    if not settings.start_dir:
+        raise ConfigError(f"invalid config value at '{row}.recipe': recipe {recipe.name!r} continues a start model, "
+                          f"but no start model folder was given")
+    if settings.student:
+        raise ConfigError(f"invalid config value at '{row}.student': recipe {recipe.name!r} trains the start "
+                          f"checkpoint as is; student overrides {settings.student} do not apply")
+    model = recipes.load_start_model(settings.start_dir, recipe)
+    return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(settings.start_dir)
 
 
-def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, train: dict,
-                     teacher_dir: str | None = None, start_dir: str | None = None, student: dict | None = None,
-                     seed: int = 42, model_name: str = "", callbacks: list | None = None,
-                     micro_batch_fits: Callable | None = None) -> dict:
-    """`run` with extra Trainer callbacks (tests use one to simulate a job killed after a checkpoint) and another
-    memory test for per_device_batch_size "auto" (`fits_device_memory`'s signature)."""
-    spec = recipes.get_recipe(recipe)
-    unknown = sorted(set(train) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown train setting(s): {', '.join(unknown)}")
-    train = {**TRAIN_DEFAULTS, **train}
-    check_batch_sizes(train)  # before anything loads
-    rows = load_shards(shard_dirs)
-    objective, tokenizer = build_objective(spec, teacher_dir, start_dir, student, train["teacher_dropout"], seed)
+def train_and_export(settings: Settings) -> dict:
+    """Pre-train one compact model in this process (alone, or as one torchrun worker) and export it to
+    `settings.out_dir`; returns a summary.
+
+    Distillation recipes (distilbiobert, compactbiobert, tinybiobert) need `teacher_dir`, `continual_mlm` needs
+    `start_dir`; `student` overrides a distillation student's architecture. Checkpoints go to
+    `checkpoint_dir/run-<key>/`, the key hashing the inputs' content and the settings; the run resumes from the
+    newest complete one found there.
+    """
+    row = f"models.{settings.model_name}"
+    with config_key(f"{row}.recipe"):
+        spec = recipes.get_recipe(settings.recipe)
+    with config_key(f"{row}.train"):
+        check_batch_sizes(settings.train)  # before anything loads
+    rows = load_shards(settings.shard_dirs)
+    objective, tokenizer = build_objective(settings, spec)
     if len(tokenizer) > objective.student.config.vocab_size:
-        raise InputError(teacher_dir or start_dir, f"tokenizer has {len(tokenizer)} tokens but the model only "
-                                                   f"{objective.student.config.vocab_size}")
-    micro_batch = choose_micro_batch(train, objective, longest_sequence(rows), len(tokenizer), micro_batch_fits)
-    origin = "the largest that fits the device" if train["per_device_batch_size"] == "auto" else "set by hand"
-    train = {**train, "per_device_batch_size": micro_batch}
-    args = training_arguments(train, checkpoint_dir, seed)
+        raise InputError(settings.teacher_dir or settings.start_dir,
+                         f"tokenizer has {len(tokenizer)} tokens but the model only "
+                         f"{objective.student.config.vocab_size}")
+    micro_batch = choose_micro_batch(settings.train, objective, longest_sequence(rows), len(tokenizer))
+    origin = "the largest that fits the device" if settings.train.per_device_batch_size == "auto" else "set by hand"
+    train = dataclasses.replace(settings.train, per_device_batch_size=micro_batch)
+    args = training_arguments(train, settings.checkpoint_dir, settings.seed)
     print(f"per-device batch {micro_batch} x {args.gradient_accumulation_steps} accumulation step(s) x "
-          f"{args.world_size} process(es) = global batch {train['global_batch_size']}", flush=True)
+          f"{args.world_size} process(es) = global batch {train.global_batch_size}", flush=True)
 
-    fingerprint = run_fingerprint(recipe, seed, teacher_dir, start_dir, student, shard_dirs, train)
-    args.output_dir = str(run_dir(checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
+    fingerprint = run_fingerprint(settings)
+    args.output_dir = str(run_dir(settings.checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
     if args.should_save:
-        open_run_dir(checkpoint_dir, fingerprint)
+        open_run_dir(settings.checkpoint_dir, fingerprint)
         remove_incomplete_checkpoints(args.output_dir)
     resume_from = latest_complete_checkpoint(args.output_dir)
 
     trainer = PretrainTrainer(
         model=objective, args=args, train_dataset=IndexedExamples(rows), processing_class=tokenizer,
-        data_collator=ReproducibleMaskingCollator(tokenizer, train["mlm_probability"], seed), callbacks=callbacks)
-    if finished_at(resume_from, train["max_steps"]):
+        data_collator=ReproducibleMaskingCollator(tokenizer, train.mlm_probability, settings.seed))
+    if finished_at(resume_from, train.max_steps):
         print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
         trainer._load_from_checkpoint(resume_from)
         trainer.state = TrainerState.load_from_json(os.path.join(resume_from, "trainer_state.json"))
@@ -631,30 +640,15 @@ def train_and_export(recipe: str, shard_dirs: list[str], out_dir: str, checkpoin
     history = log_rows(trainer.state.log_history, list(spec.loss_weights))
     final = {k: v for k, v in (history[-1] if history else {}).items() if k == "loss" or k.startswith("loss_")}
     summary = {
-        "recipe": recipe, "model_name": model_name, "steps": trainer.state.global_step,
-        "global_batch_size": train["global_batch_size"], "per_device_batch_size": micro_batch,
+        "recipe": settings.recipe, "model_name": settings.model_name, "steps": trainer.state.global_step,
+        "global_batch_size": train.global_batch_size, "per_device_batch_size": micro_batch,
         "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
-        "final_losses": final, "parameters": count_parameters(objective.student),
-        "resumed_from": resume_from, "out_dir": str(out_dir),
+        "final_losses": final, "parameters": objective.student.num_parameters(),
+        "resumed_from": resume_from, "out_dir": settings.out_dir,
     }
     if trainer.is_world_process_zero():
-        source = source_name(teacher_dir or start_dir)
-        card = model_card(spec, model_name, source, shard_dirs, trainer.state.global_step,
-                          train, summary["parameters"], final, objective.student.config, origin)
-        export(objective, tokenizer, out_dir, card, history)
+        card = model_card(spec, settings, train, trainer.state.global_step, summary["parameters"], final,
+                          objective.student.config, origin)
+        export(objective, tokenizer, settings.out_dir, card, history)
     trainer.accelerator.wait_for_everyone()
     return summary
-
-
-def run(recipe: str, shard_dirs: list[str], out_dir: str, checkpoint_dir: str, train: dict,
-        teacher_dir: str | None = None, start_dir: str | None = None, student: dict | None = None,
-        seed: int = 42, model_name: str = "") -> dict:
-    """Pre-train one compact model with `recipe` and export it to `out_dir`; returns a summary.
-
-    Distillation recipes (distilbiobert, compactbiobert, tinybiobert) need `teacher_dir`, `continual_mlm` needs
-    `start_dir`. `train` holds the keys of TRAIN_DEFAULTS; `student` overrides the student's architecture.
-    Checkpoints go to `checkpoint_dir/run-<key>/`, the key hashing the inputs' content and the settings; the run
-    resumes from the newest complete one found there.
-    """
-    return train_and_export(recipe, shard_dirs, out_dir, checkpoint_dir, train, teacher_dir=teacher_dir,
-                            start_dir=start_dir, student=student, seed=seed, model_name=model_name)
