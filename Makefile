@@ -6,7 +6,7 @@ CORES ?= 2
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup demo test browser lint dry-run-paper clean
+.PHONY: setup demo test browser lint format dry-run-paper clean
 
 setup: $(VENV)/.installed
 
@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(BIN)/snakemake --cores $(CORES)
 
-test: setup browser
+test: setup browser lint
 	$(BIN)/python -m pytest -ra
 
 # The report test renders it in headless Chromium: install Debian's when missing and we may (root with apt-get);
@@ -31,8 +31,18 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
+# The style gate `make test` runs first: ruff (lint and format) on the Python, snakefmt on the Snakemake files,
+# Snakemake's own linter on the workflow. `make format` applies both formatters.
 lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check .
 	$(BIN)/snakemake --lint
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+	$(BIN)/snakefmt .
 
 dry-run-paper: setup
 	$(BIN)/snakemake -n --configfile config/paper.yaml
