@@ -20,8 +20,7 @@ smk.run(types.SimpleNamespace(log=[sys.argv[1]], rule="step", threads=1), step)
 
 
 def attempt(log, run_id: str, name: str, outcome: str) -> int:
-    env = {key: value for key, value in os.environ.items() if key != smk.INJECT_FAULT}
-    env[smk.RUN_ID] = run_id
+    env = {**os.environ, smk.RUN_ID: run_id}
     return subprocess.run([sys.executable, "-c", JOB, str(log), name, outcome], env=env, check=False,
                           capture_output=True).returncode
 
