@@ -11,6 +11,7 @@ import pytest
 
 from compact_biomed.corpus import build_corpus, build_text
 from compact_biomed.pubmed import parse_to_parquet
+from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError, read_json
 from compact_biomed.pubmed import (
     fetch,
@@ -416,5 +417,5 @@ def test_build_text_paper_recipe():
     assert build_text("Title only.", "") == "Title only."
     assert build_text("  Padded ", " text  ") == "Padded   text"
     assert build_text("", "") == ""
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ConfigError, match="'pubmed.text_recipe': 'nope'"):
         build_text("t", "a", recipe="nope")

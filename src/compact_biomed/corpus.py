@@ -21,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import InputError, atomic_path, write_json
+from .config import ConfigError
 from .download import one_line
+from .io import InputError, atomic_path, write_json
 from .pubmed import RECORD_FIELDS, ROW_GROUP_ROWS
 
 RECIPES = ("paper",)
@@ -35,7 +36,8 @@ def build_text(title: str, abstract: str, recipe: str = "paper") -> str:
     """The pre-training text of one citation. `paper`: title without '[' ']' (MEDLINE's mark for translated
     titles), a space, the abstract, stripped; a citation without abstract gives its title alone."""
     if recipe not in RECIPES:
-        raise ValueError(f"unknown text recipe {recipe!r}; known: {', '.join(RECIPES)}")
+        raise ConfigError(f"invalid config value at 'pubmed.text_recipe': {recipe!r} is not one of "
+                          f"{', '.join(RECIPES)}")
     return (title.replace("[", "").replace("]", "") + " " + abstract).strip()
 
 

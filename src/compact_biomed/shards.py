@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import ConfigError
 from .io import InputError, atomic_path, read_json, write_json
 
 BATCH_ROWS = 1000
@@ -60,11 +61,12 @@ def tokenize_shard(
 ) -> dict:
     """Tokenise shard `shard` of `num_shards` of the corpus' `text` column and save it to `out_dir`."""
     if mode not in MODES:
-        raise ValueError(f"unknown tokenisation mode {mode!r}; known: {', '.join(MODES)}")
-    if not 0 <= shard < num_shards:
+        raise ConfigError(f"invalid config value at 'tokenize.mode': {mode!r} is not one of {', '.join(MODES)}")
+    if not 0 <= shard < num_shards:  # a caller's bug: the workflow numbers the shards 0..num_shards-1
         raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
     if max_length < 3:
-        raise ValueError(f"max_length {max_length} leaves no room for text between [CLS] and [SEP]")
+        raise ConfigError(f"invalid config value at 'tokenize.max_length': {max_length} leaves no room for text "
+                          f"between [CLS] and [SEP]")
     num_rows = _corpus_rows(corpus_parquet)
     if num_shards > num_rows:
         raise InputError(corpus_parquet, f"{num_shards} shards requested but the corpus has only {num_rows} rows")
