@@ -41,7 +41,7 @@ def corpus(tmp_path_factory):
     return path
 
 
-def _tokenize_all(corpus, tokenizer_dir, out, num_shards, mode="paper"):
+def _tokenize_all(corpus, tokenizer_dir, out, num_shards, mode="one_citation"):
     dirs = [out / f"shard-{i}-of-{num_shards}" for i in range(num_shards)]
     stats = [tokenize_shard(corpus, tokenizer_dir, d, i, num_shards, max_length=MAX_LENGTH, mode=mode)
              for i, d in enumerate(dirs)]

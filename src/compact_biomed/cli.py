@@ -77,7 +77,7 @@ def cmd_fetch_huggingface_pubmed(args):
 def cmd_build_corpus(args):
     from . import corpus
 
-    print(corpus.build_corpus(args.parsed, args.out, args.stats, recipe=args.recipe))
+    print(corpus.build_corpus(args.parsed, args.out, args.stats, text_format=args.text_format))
 
 
 def cmd_tokenize_shard(args):
@@ -186,7 +186,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("parsed", nargs="+", help="Parquet files from parse-pubmed or fetch-huggingface-pubmed")
     sub.add_argument("--out", required=True)
     sub.add_argument("--stats", required=True)
-    sub.add_argument("--recipe", default="paper")
+    sub.add_argument("--text-format", choices=["title_abstract"], default="title_abstract")
 
     sub = step("tokenize-shard", cmd_tokenize_shard, "tokenise one shard of the corpus")
     sub.add_argument("--corpus", required=True)
@@ -195,7 +195,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--shard", type=int, required=True)
     sub.add_argument("--num-shards", type=int, required=True)
     sub.add_argument("--max-length", type=int, default=256)
-    sub.add_argument("--mode", choices=["paper", "packed"], default="paper")
+    sub.add_argument("--mode", choices=["one_citation", "packed"], default="one_citation")
 
     sub = step("shard-manifest", cmd_shard_manifest, "write the manifest of a tokenizer's shards")
     sub.add_argument("shards", nargs="+")

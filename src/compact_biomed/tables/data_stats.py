@@ -17,8 +17,8 @@ def corpus_tables(corpus: dict) -> list[Table]:
              ("… with an abstract", corpus["with_abstract"]), ("… title only", corpus["title_only"]),
              ("Empty text (kept, as in the paper)", corpus["empty_text"]), ("Characters", corpus["characters"])]
     summary = Table("PubMed corpus", ["Statistic", "Value"], [[k, f"{v:,}"] for k, v in facts],
-                    f"Text recipe `{corpus['recipe']}`; a record is the newest version of a citation not deleted by "
-                    f"a later file.")
+                    f"Text format `{corpus['text_format']}`; a record is the newest version of a citation not deleted "
+                    f"by a later file.")
     files = Table("Parsed files", ["File", "Citations", "Deletions", "Records kept"],
                   [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}", f"{f.get('records_kept', 0):,}"]
                    for f in corpus["per_file"]],
