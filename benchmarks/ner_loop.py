@@ -43,7 +43,7 @@ def collate(split: ner.EncodedSplit, indices, pad_id: int, device) -> dict:
     length = max(len(split.input_ids[i]) for i in indices)
     input_ids = np.full((len(indices), length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(indices), length), dtype=np.int64)
-    labels = np.full((len(indices), length), ner.IGNORE, dtype=np.int64)
+    labels = np.full((len(indices), length), ner.IGNORE_INDEX, dtype=np.int64)
     for row, i in enumerate(indices):
         n = len(split.input_ids[i])
         input_ids[row, :n] = split.input_ids[i]
@@ -70,7 +70,8 @@ def build_optimizer(model, learning_rate: float, weight_decay: float) -> torch.o
 
 def train(model, split: ner.EncodedSplit, hp: dict, seed: int, device, pad_id: int) -> tuple[float, int, list]:
     """Fine-tune in place; returns (seconds, windows seen, per-epoch windows/s)."""
-    usable = np.array([i for i, labels in enumerate(split.labels) if (labels != ner.IGNORE).any()], dtype=np.int64)
+    usable = np.array([i for i, labels in enumerate(split.labels) if (labels != ner.IGNORE_INDEX).any()],
+                      dtype=np.int64)
     lengths = np.array([len(split.input_ids[i]) for i in usable])
     make_batches = length_grouped_batches if hp["group_by_length"] else random_batches
     steps_per_epoch = math.ceil(len(usable) / hp["batch_size"])
@@ -134,7 +135,7 @@ def finetune(model_dir, data_dir, seed: int, hparams: dict) -> dict:
     model = ner.load_token_classifier(model_dir, id2label).to(device)
     max_length = ner.window_length(model, hp["max_length"])
     encoded = {name: ner.encode_split(tokenizer, sentences, label2id, max_length,
-                                      hp["label_mode_train"] if name == "train" else "paper", name)
+                                      hp["label_mode_train"] if name == "train" else "every_piece", name)
                for name, sentences in splits.items()}
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     seconds, samples, epoch_rates = train(model, encoded["train"], hp, seed, device, pad_id)

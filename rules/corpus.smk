@@ -10,7 +10,7 @@ rule build_corpus:
         corpus="results/pubmed/corpus.parquet",
         stats="results/pubmed/corpus_stats.json",
     params:
-        recipe=config["pubmed"]["text_recipe"],
+        text_format=config["pubmed"]["text_format"],
     log:
         "logs/build_corpus.log",
     conda:

@@ -69,6 +69,13 @@ def run_snakemake(*args, cwd=REPO, timeout=600, extra_env=None):
                           timeout=timeout)
 
 
+def fault_env(rule: str, marker: Path) -> dict:
+    """Environment for a Snakemake run whose `rule` fails once with MemoryError (until `marker` exists): every
+    job process loads tests/faults/sitecustomize.py from the PYTHONPATH."""
+    path = os.pathsep.join(p for p in (str(REPO / "tests/faults"), os.environ.get("PYTHONPATH")) if p)
+    return {"PYTHONPATH": path, "COMPACT_BIOMED_TEST_FAULT": f"{rule}:{marker}"}
+
+
 def copy_workflow(dest: Path) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
     for name in WORKFLOW_FILES:

@@ -32,6 +32,10 @@ def test_shipped_configs_are_valid(name):
         (lambda c: c["teacher"].update(name="DistilBioBERT"), "teacher.name"),
         (lambda c: c["pubmed"].update(source="huggingface"), "pubmed"),  # without its `huggingface` block
         (lambda c: c["pubmed"].update(source="hf", huggingface={"path": "x"}), "pubmed.source"),
+        # "paper" and "word" name only the scoring protocols, no longer a tokenisation or label mode.
+        (lambda c: c["tokenize"].update(mode="paper"), "tokenize.mode"),
+        (lambda c: c["ner"]["hparams"].update(label_mode_train="word"), "ner.hparams.label_mode_train"),
+        (lambda c: c["pubmed"].update(text_recipe="paper"), "pubmed"),  # the key is text_format now
         # A misspelt architecture key: transformers would store it and build the default architecture.
         (lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64), "models.TinyBioBERT.student"),
         (lambda c: c["teacher"]["random"]["config"].update(num_hiden_layers=2), "teacher.random.config"),

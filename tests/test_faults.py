@@ -14,7 +14,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO, SNAKEMAKE, copy_workflow
+from conftest import REPO, SNAKEMAKE, copy_workflow, fault_env
 from conftest import run_snakemake as snakemake
 
 pytestmark = pytest.mark.slow
@@ -161,12 +161,12 @@ def test_snakemake_killed_mid_dag_finishes_without_redoing_work(tmp_path):
     assert (workdir / "results/tables/ner_f1.md").exists()
 
 
-def test_a_crashed_job_is_retried_and_its_error_stays_in_the_log(tmp_path, monkeypatch):
+def test_a_crashed_job_is_retried_and_its_error_stays_in_the_log(tmp_path):
     target = ["results/pubmed/corpus.parquet", "--cores", "2", "--configfile", "fault.yaml"]
 
     workdir = prepare(tmp_path, "retry")
-    monkeypatch.setenv("COMPACT_BIOMED_INJECT_FAULT", f"build_corpus:{tmp_path / 'crashed-once'}")
-    result = snakemake(*target, "--retries", "1", cwd=workdir, timeout=300)
+    crash = fault_env("build_corpus", tmp_path / "crashed-once")
+    result = snakemake(*target, "--retries", "1", cwd=workdir, timeout=300, extra_env=crash)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (workdir / "logs/build_corpus.log").read_text()
     assert "an earlier attempt failed" in log and "MemoryError: simulated out of memory in build_corpus" in log
@@ -174,13 +174,13 @@ def test_a_crashed_job_is_retried_and_its_error_stays_in_the_log(tmp_path, monke
     assert (workdir / "results/pubmed/corpus.parquet").exists()
 
     without_retries = prepare(tmp_path, "no-retry")
-    monkeypatch.setenv("COMPACT_BIOMED_INJECT_FAULT", f"build_corpus:{tmp_path / 'crashes-again'}")
-    result = snakemake(*target, "--retries", "0", cwd=without_retries, timeout=300)
+    crash = fault_env("build_corpus", tmp_path / "crashes-again")
+    result = snakemake(*target, "--retries", "0", cwd=without_retries, timeout=300, extra_env=crash)
     assert result.returncode != 0
     assert "MemoryError: simulated out of memory" in (without_retries / "logs/build_corpus.log.failed").read_text()
     assert not (without_retries / "results/pubmed/corpus.parquet").exists()
 
-    monkeypatch.delenv("COMPACT_BIOMED_INJECT_FAULT")  # the next run succeeds: its log has no old failure
+    # The next run, without the fault, succeeds: its log has no old failure.
     result = snakemake(*target, cwd=without_retries, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "MemoryError" not in (without_retries / "logs/build_corpus.log").read_text()

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import shared_path
 
+from compact_biomed.ner import SCORINGS
 from compact_biomed.ner import finetune as ner
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 from compact_biomed.ner.data import load_dataset_dir
@@ -170,19 +171,19 @@ WORD_IDS = [None, 0, 0, 0, 2, None]
 WORD_TAGS = ["B", "O", "I"]
 
 
-def test_align_labels_paper_mode_repeats_the_word_tag_on_every_piece():
-    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "paper")
+def test_align_labels_every_piece_repeats_the_word_tag_on_every_piece():
+    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "every_piece")
     assert labels.tolist() == [-100, TAG_IDS["B"], TAG_IDS["B"], TAG_IDS["B"], TAG_IDS["I"], -100]
 
 
-def test_align_labels_word_mode_labels_only_first_pieces():
-    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "word")
+def test_align_labels_first_piece_labels_only_first_pieces():
+    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "first_piece")
     assert labels.tolist() == [-100, TAG_IDS["B"], -100, -100, TAG_IDS["I"], -100]
 
 
 def test_align_labels_rejects_unknown_mode():
-    with pytest.raises(ValueError):
-        ner.align_labels(WORD_IDS, [0, 1, 2], "first")
+    with pytest.raises(ValueError, match="unknown label mode 'paper'"):  # a scoring, not a label mode
+        ner.align_labels(WORD_IDS, [0, 1, 2], "paper")
 
 
 def test_word_without_pieces_does_not_shift_labels_with_the_real_tokenizer(tiny_bert_dir):
@@ -192,7 +193,7 @@ def test_word_without_pieces_does_not_shift_labels_with_the_real_tokenizer(tiny_
     words, tags = ["Aspirin", "\u200b", "reduces", "fever"], ["B", "I", "O", "I"]
     word_ids = tokenizer(words, is_split_into_words=True).word_ids()
     assert 1 not in word_ids and 3 in word_ids  # the zero-width space vanished
-    labels = ner.align_labels(word_ids, [TAG_IDS[t] for t in tags], "paper")
+    labels = ner.align_labels(word_ids, [TAG_IDS[t] for t in tags], "every_piece")
     fever = [i for i, w in enumerate(word_ids) if w == 3]
     assert all(labels[i] == TAG_IDS["I"] for i in fever)  # fever keeps its own tag, not "O" of reduces
 
@@ -202,9 +203,9 @@ def test_words_from_pieces_round_trip_and_pieceless_word_becomes_O():
     words = ner.words_from_pieces(ner.word_id_array(WORD_IDS), piece_tags, n_words=3)
     assert words == ["B", "O", "I"]
     # first-piece labels -> words gives back the word tags, except the word with no pieces
-    word_mode = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in ["I", "B", "B"]], "word")
+    first_piece = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in ["I", "B", "B"]], "first_piece")
     names = {v: k for k, v in TAG_IDS.items()}
-    recovered = ner.words_from_pieces(ner.word_id_array(WORD_IDS), [names.get(x) for x in word_mode], 3)
+    recovered = ner.words_from_pieces(ner.word_id_array(WORD_IDS), [names.get(x) for x in first_piece], 3)
     assert recovered == ["I", "O", "B"]
 
 
@@ -254,8 +255,8 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     long = (["Cisplatinxyz", "\u200b", "reduces", "fever", "in", "patients"] * 3, ["B", "O", "O", "I", "O", "O"] * 3)
     sentences = [(["Aspirin", "."], ["B", "O"]), long]
-    whole = ner.encode_split(tokenizer, sentences, TAG_IDS, 512, "paper", "x.tsv")
-    windows = ner.encode_split(tokenizer, sentences, TAG_IDS, 8, "paper", "x.tsv")
+    whole = ner.encode_split(tokenizer, sentences, TAG_IDS, 512, "every_piece", "x.tsv")
+    windows = ner.encode_split(tokenizer, sentences, TAG_IDS, 8, "every_piece", "x.tsv")
     assert whole.split_sentences == 0 and windows.split_sentences == 1
     assert all(len(ids) <= 8 for ids in windows.input_ids)
     assert windows.window_sentence[0] == 0 and (windows.window_sentence[1:] == 1).all()
@@ -263,7 +264,7 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
                                                     ner.sentence_pieces(windows, windows.labels)):
         assert ids_a.tolist() == ids_b.tolist() and labels_a.tolist() == labels_b.tolist()
     with pytest.raises(InputError, match=r"x.tsv: sentence 2 of the split: word 0 alone has"):
-        ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "paper", "x.tsv")
+        ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "every_piece", "x.tsv")
 
 
 # --- fine-tuning ---------------------------------------------------------------------------------------
@@ -283,7 +284,8 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
     assert len(metrics["epoch_samples_per_second"]) == 4
     assert metrics["split_sentences"]["test"] >= 1  # the 4x sentence does not fit 16 sub-tokens
     for split in ("dev", "test"):
-        for mode in ("paper", "word"):
+        assert tuple(metrics[split]) == SCORINGS
+        for mode in SCORINGS:
             assert set(metrics[split][mode]) == {"precision", "recall", "f1", "strict_f1"}
             assert 0.0 <= metrics[split][mode]["f1"] <= 1.0
     assert metrics["test"]["word"]["f1"] > 0.5  # the toy task is learnable
@@ -298,11 +300,11 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
     assert rows[2] == [["\u200b", "O", "O"]] * 2
 
 
-def test_finetune_is_deterministic_per_seed_and_word_mode_runs(tiny_bert_dir, toy_data_dir, tmp_path):
-    hp = {**QUICK, "epochs": 1, "label_mode_train": "word", "max_train_sentences": 20, "max_eval_sentences": 5}
+def test_finetune_is_deterministic_per_seed_and_first_piece_training_runs(tiny_bert_dir, toy_data_dir, tmp_path):
+    hp = {**QUICK, "epochs": 1, "label_mode_train": "first_piece", "max_train_sentences": 20, "max_eval_sentences": 5}
     first = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "a", seed=7, hparams=hp)
     second = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "b", seed=7, hparams=hp)
-    assert first["label_mode_train"] == "word" and first["train_sentences"] == 20
+    assert first["label_mode_train"] == "first_piece" and first["train_sentences"] == 20
     assert first["test"] == second["test"] and first["dev"] == second["dev"]
     assert (tmp_path / "a" / "predictions.tsv").read_bytes() == (tmp_path / "b" / "predictions.tsv").read_bytes()
 

@@ -12,6 +12,7 @@ import yaml
 
 from compact_biomed.corpus import build_corpus, build_text
 from compact_biomed.pubmed import parse_to_parquet
+from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError, read_json
 from compact_biomed.pubmed import (
     fetch,
@@ -327,7 +328,7 @@ def test_corpus_file_order_matters_and_readding_after_delete(two_files, tmp_path
     current, legacy = two_files
     corpus_from_xml([legacy, current], tmp_path / "c.parquet", tmp_path / "s.json")
     rows = {row["pmid"]: row for row in pq.read_table(tmp_path / "c.parquet").to_pylist()}
-    assert rows[100]["text"] == "Old title. Old abstract."  # brackets removed by the paper recipe
+    assert rows[100]["text"] == "Old title. Old abstract."  # brackets removed by the text format
     assert 300 in rows  # the deletion came before this file re-added it
 
 
@@ -429,13 +430,13 @@ def test_missing_file(tmp_path):
         list(iter_citations(tmp_path / "absent.xml.gz"))
 
 
-# ------------------------------------------------------------------------------------------ text recipe
+# ------------------------------------------------------------------------------------------ text format
 
 
-def test_build_text_paper_recipe():
+def test_build_text_title_abstract():
     assert build_text("[Translated title.]", "The abstract.") == "Translated title. The abstract."
     assert build_text("Title only.", "") == "Title only."
     assert build_text("  Padded ", " text  ") == "Padded   text"
     assert build_text("", "") == ""
-    with pytest.raises(ValueError, match="unknown"):
-        build_text("t", "a", recipe="nope")
+    with pytest.raises(ConfigError, match="'pubmed.text_format': 'nope'"):
+        build_text("t", "a", text_format="nope")

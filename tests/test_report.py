@@ -18,7 +18,7 @@ from test_tables import html_tables, markdown_tables, write_run
 
 from compact_biomed import figures
 from compact_biomed.tables import data_stats, model_stats, ner_f1
-from compact_biomed.tables.ner_f1 import MODES
+from compact_biomed.ner import SCORINGS
 from compact_biomed.io import InputError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,7 +65,8 @@ def test_errorbars_are_mean_and_sample_sd_over_seeds(tidy, mode, scale):
 def test_f1_figure_draws_both_modes_with_errorbars_and_marks_missing(tidy):
     figure = figures.f1_figure(tidy, ["A", "B", "C"], ["d1", "d2"])
     panels = figure.axes  # rows: protocols; columns: datasets
-    assert [ax.get_title() for ax in panels] == [f"{d}\n{figures.MODE_LABELS[m]}" for m in MODES for d in ("d1", "d2")]
+    titles = [f"{d}\n{figures.SCORING_LABELS[m]}" for m in SCORINGS for d in ("d1", "d2")]
+    assert [ax.get_title() for ax in panels] == titles
     for ax, scale in zip(panels[::2], (1.0, 0.5)):
         assert ax.get_ylabel() == "Test F1 (%)"
         a_point = ax.containers[0]  # model A on d1: the mean, one sample sd either side
@@ -244,7 +245,7 @@ def test_data_stats_tables(tmp_path):
     corpus = tmp_path / "corpus_stats.json"
     corpus.write_text(json.dumps({
         "characters": 144437, "citations_parsed": 500, "deleted": 1, "deletions_listed": 1,
-        "duplicates_replaced": 0, "empty_text": 0, "files": 2, "recipe": "paper", "records": 499,
+        "duplicates_replaced": 0, "empty_text": 0, "files": 2, "text_format": "title_abstract", "records": 499,
         "title_only": 73, "with_abstract": 426,
         "per_file": [{"citations": 250, "deletions": 0, "file": "a.xml.gz"},
                      {"citations": 250, "deletions": 1, "file": "b.xml.gz"}]}))
@@ -252,7 +253,7 @@ def test_data_stats_tables(tmp_path):
     for owner, tokens in (("teacher", 20000), ("BioTinyBERT", 23506)):
         path = tmp_path / "shards" / owner / "manifest.json"
         path.parent.mkdir(parents=True)
-        shard = {"max_length": 64, "mode": "paper", "num_shards": 2, "rows": 250, "shard": 0}
+        shard = {"max_length": 64, "mode": "one_citation", "num_shards": 2, "rows": 250, "shard": 0}
         path.write_text(json.dumps({"shards": [shard], "totals": {"shards": 2, "rows": 499, "tokens": tokens,
                                                                     "truncated_tokens": 1736, "sha256": "x"}}))
         manifests.append(path)
@@ -262,8 +263,8 @@ def test_data_stats_tables(tmp_path):
     assert corpus["Records kept"] == "499" and corpus["Characters"] == "144,437"
     assert tables["Parsed files"].values.tolist() == [["a.xml.gz", "250", "0", "0"], ["b.xml.gz", "250", "1", "0"]]
     assert tables["Tokenisation shards"].values.tolist() == [  # the order given
-        ["BioBERT (teacher)", "2", "499", "20,000", "40.1", "1,736", "paper / 64"],
-        ["BioTinyBERT", "2", "499", "23,506", "47.1", "1,736", "paper / 64"]]
+        ["BioBERT (teacher)", "2", "499", "20,000", "40.1", "1,736", "one_citation / 64"],
+        ["BioTinyBERT", "2", "499", "23,506", "47.1", "1,736", "one_citation / 64"]]
     page = html_tables((tmp_path / "d.html").read_text())
     assert list(page) == list(tables)
     for title, cells in tables.items():

@@ -7,6 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError, read_json
 from compact_biomed.shards import shard_bounds, tokenize_shard, write_manifest
 from compact_biomed.tokenizer import build_wordpiece
@@ -47,7 +48,7 @@ def corpus(tmp_path_factory):
     return path
 
 
-def _tokenize_all(corpus, tokenizer_dir, out, num_shards, mode="paper"):
+def _tokenize_all(corpus, tokenizer_dir, out, num_shards, mode="one_citation"):
     dirs = [out / f"shard-{i}-of-{num_shards}" for i in range(num_shards)]
     stats = [tokenize_shard(corpus, tokenizer_dir, d, i, num_shards, max_length=MAX_LENGTH, mode=mode)
              for i, d in enumerate(dirs)]
@@ -130,12 +131,14 @@ def test_too_many_shards_is_an_input_error_naming_the_corpus(corpus, tokenizer_d
 
 
 @pytest.mark.parametrize(
-    "kwargs",
-    [dict(shard=3, num_shards=3), dict(shard=-1, num_shards=3), dict(shard=0, num_shards=1, mode="grouped"),
-     dict(shard=0, num_shards=1, max_length=2)],
+    "kwargs,error,message",
+    [(dict(shard=3, num_shards=3), ValueError, "outside 0..2"), (dict(shard=-1, num_shards=3), ValueError, "outside"),
+     (dict(shard=0, num_shards=1, mode="grouped"), ConfigError, "'tokenize.mode': 'grouped'"),
+     (dict(shard=0, num_shards=1, max_length=2), ConfigError, "'tokenize.max_length': 2")],
 )
-def test_bad_arguments(corpus, tokenizer_dir, tmp_path, kwargs):
-    with pytest.raises(ValueError):
+def test_bad_arguments(corpus, tokenizer_dir, tmp_path, kwargs, error, message):
+    """A bad setting names its config key; a shard index outside the range is the caller's bug."""
+    with pytest.raises(error, match=message):
         tokenize_shard(corpus, tokenizer_dir, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
 

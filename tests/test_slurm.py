@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import SNAKEMAKE, copy_workflow
+from conftest import SNAKEMAKE, copy_workflow, fault_env
 from conftest import run_snakemake as snakemake
 from test_faults import small_config
 
@@ -120,7 +120,7 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
                       "--configfile", "small.yaml", cwd=workdir)
     assert local.returncode == 0, local.stderr[-3000:]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "COMPACT_BIOMED_INJECT_FAULT": f"finetune_ner:{tmp_path / 'failed-once'}"}  # one retry, bigger
+           **fault_env("finetune_ner", tmp_path / "failed-once")}  # one retry, bigger
     command = [*SNAKEMAKE, "results/models/DistilBioBERT", "results/ner/BioBERT/demo-disease/seed1/metrics.json",
                "--workflow-profile", "profiles/slurm", "--configfile", "small.yaml", "--slurm-no-account",
                "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",

@@ -1,4 +1,5 @@
-"""Job logs: a retry's log shows this run's failed attempts once each; an earlier run's failure never shows."""
+"""Job logs: a retry's log shows this run's failed attempts once each; an earlier run's failure never shows; bad input
+is one line, a library's error keeps its traceback."""
 
 import os
 import subprocess
@@ -8,22 +9,31 @@ from compact_biomed import smk
 
 JOB = """
 import sys, types
+import numpy as np
 from compact_biomed import smk
+from compact_biomed.io import InputError
 
 def step(_):
     print("output of", sys.argv[2])
     if sys.argv[3] == "fail":
         raise MemoryError("simulated failure of " + sys.argv[2])
+    if sys.argv[3] == "bad input":
+        raise InputError("data/train.tsv", "line 3: empty token")
+    if sys.argv[3] == "bug":
+        np.arange(3).reshape(2, 2)  # a bug's ValueError, raised inside numpy
 
 smk.run(types.SimpleNamespace(log=[sys.argv[1]], rule="step", threads=1), step)
 """
 
 
 def attempt(log, run_id: str, name: str, outcome: str) -> int:
-    env = {key: value for key, value in os.environ.items() if key != smk.INJECT_FAULT}
-    env[smk.RUN_ID] = run_id
+    return job(log, run_id, name, outcome).returncode
+
+
+def job(log, run_id: str, name: str, outcome: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, smk.RUN_ID: run_id}
     return subprocess.run([sys.executable, "-c", JOB, str(log), name, outcome], env=env, check=False,
-                          capture_output=True).returncode
+                          capture_output=True, text=True)
 
 
 def test_retries_show_each_failed_attempt_once(tmp_path):
@@ -46,3 +56,17 @@ def test_a_later_run_does_not_carry_an_earlier_runs_failure(tmp_path):
     text = log.read_text()
     assert "first run" not in text and "earlier attempt" not in text and "output of second run" in text
     assert not (tmp_path / "job.log.failed").exists()
+
+
+def test_bad_input_is_one_line_and_a_library_error_keeps_its_traceback(tmp_path):
+    bad_input = job(tmp_path / "input.log", "run-1", "a job", "bad input")
+    assert bad_input.returncode == 1
+    assert bad_input.stderr == "[step] error: data/train.tsv: line 3: empty token\n"  # the console's one line
+    log = (tmp_path / "input.log").read_text()
+    assert log.endswith("output of a job\nerror: data/train.tsv: line 3: empty token\n") and "Traceback" not in log
+
+    bug = job(tmp_path / "bug.log", "run-1", "a job", "bug")
+    assert bug.returncode == 1
+    log = (tmp_path / "bug.log").read_text()
+    assert "Traceback (most recent call last)" in log and "reshape" in log
+    assert "ValueError: cannot reshape array" in log and "error: cannot reshape" not in log

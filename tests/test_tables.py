@@ -9,6 +9,7 @@ import lxml.html
 import pandas as pd
 import pytest
 
+from compact_biomed.ner import SCORINGS
 from compact_biomed.tables import ner_f1
 
 
@@ -122,7 +123,7 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     reference.write_text(PUBLISHED + "BC2GM\tBioBERT\tword\tF1\t83.82\tBLURB\nBC2GM\tX\tpaper\tF1\t86.00\tPWC\n")
     ner_f1.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference)
     tables = markdown_tables(md.read_text())
-    for mode in ner_f1.MODES:  # configured datasets first, the same in both protocols
+    for mode in SCORINGS:  # configured datasets first, the same in both protocols
         assert tables[f"Published test F1 (%), {mode} scoring"].columns.tolist() == ["Model", "BC2GM", "NCBI-disease"]
     assert tables["Published test F1 (%), paper scoring"].set_index("Model").loc["X"].tolist() == ["86.00", ""]
 

@@ -86,8 +86,8 @@ def cmd_fetch_huggingface_pubmed(args):
 def cmd_build_corpus(args):
     from . import corpus
 
-    recipe = given(args.recipe, section(load_config(args.config), "pubmed")["text_recipe"])
-    print(corpus.build_corpus(args.parsed, args.out, args.stats, recipe=recipe))
+    text_format = given(args.text_format, section(load_config(args.config), "pubmed")["text_format"])
+    print(corpus.build_corpus(args.parsed, args.out, args.stats, text_format=text_format))
 
 
 def cmd_tokenize_shard(args):
@@ -197,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("parsed", nargs="+", help="Parquet files from parse-pubmed or fetch-huggingface-pubmed")
     sub.add_argument("--out", required=True)
     sub.add_argument("--stats", required=True)
-    sub.add_argument("--recipe", help="default: the config's pubmed.text_recipe")
+    sub.add_argument("--text-format", choices=["title_abstract"], help="default: the config's pubmed.text_format")
 
     sub = with_config(step("tokenize-shard", cmd_tokenize_shard, "tokenise one shard of the corpus"))
     sub.add_argument("--corpus", required=True)
@@ -206,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--shard", type=int, required=True)
     sub.add_argument("--num-shards", type=int, required=True)
     sub.add_argument("--max-length", type=int, help="default: the config's tokenize.max_length")
-    sub.add_argument("--mode", choices=["paper", "packed"], help="default: the config's tokenize.mode")
+    sub.add_argument("--mode", choices=["one_citation", "packed"], help="default: the config's tokenize.mode")
 
     sub = step("shard-manifest", cmd_shard_manifest, "write the manifest of a tokenizer's shards")
     sub.add_argument("shards", nargs="+")

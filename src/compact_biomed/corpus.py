@@ -9,8 +9,8 @@ later occurrence (so update files override the baseline); a `DeleteCitation` rem
 before it. The corpus keeps the stream order: each winning record sits where it occurred, files in the given
 order. The 2022 Hugging Face script did none of this (it read baseline files only, where these cases are rare).
 
-Text recipe (paper_spec.md §2): `ArticleTitle` with "[" and "]" removed, a space, the abstract, stripped.
-Records without an abstract are kept (title only); nothing is filtered or de-duplicated by content.
+Text format `title_abstract` (paper_spec.md §2): `ArticleTitle` with "[" and "]" removed, a space, the abstract,
+stripped. Records without an abstract are kept (title only); nothing is filtered or de-duplicated by content.
 """
 
 from __future__ import annotations
@@ -21,40 +21,42 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .io import InputError, atomic_path, write_json
+from .config import ConfigError
 from .download import one_line
+from .io import InputError, atomic_path, write_json
 from .pubmed import RECORD_FIELDS, ROW_GROUP_ROWS
 
-RECIPES = ("paper",)
+TEXT_FORMATS = ("title_abstract",)  # how a citation becomes training text (pubmed.text_format)
 
 CORPUS_SCHEMA = pa.schema([*RECORD_FIELDS, ("text", pa.string())])
 KEY_COLUMNS = ["pmid", "version", "deleted"]
 
 
-def build_text(title: str, abstract: str, recipe: str = "paper") -> str:
-    """The pre-training text of one citation. `paper`: title without '[' ']' (MEDLINE's mark for translated
-    titles), a space, the abstract, stripped; a citation without abstract gives its title alone."""
-    if recipe not in RECIPES:
-        raise ValueError(f"unknown text recipe {recipe!r}; known: {', '.join(RECIPES)}")
+def build_text(title: str, abstract: str, text_format: str = "title_abstract") -> str:
+    """The pre-training text of one citation. `title_abstract` (the paper's): title without '[' ']' (MEDLINE's mark
+    for translated titles), a space, the abstract, stripped; a citation without abstract gives its title alone."""
+    if text_format not in TEXT_FORMATS:
+        raise ConfigError(f"invalid config value at 'pubmed.text_format': {text_format!r} is not one of "
+                          f"{', '.join(TEXT_FORMATS)}")
     return (title.replace("[", "").replace("]", "") + " " + abstract).strip()
 
 
 # ------------------------------------------------------------------------------------------ stage 2: merge
 
 
-def build_corpus(parsed_paths: list, out_parquet, stats_json, recipe: str = "paper") -> dict:
+def build_corpus(parsed_paths: list, out_parquet, stats_json, text_format: str = "title_abstract") -> dict:
     """Merge parsed files (in the order given) into the corpus Parquet table and its statistics JSON."""
-    build_text("", "", recipe)  # fail on an unknown recipe before any reading
+    build_text("", "", text_format)  # fail on an unknown text format before any reading
     sizes, pmids, versions, deleted = _read_keys(parsed_paths)
     winners, removed = _merge_plan(pmids, versions, deleted)
     deletions = [int(part.sum()) for part in np.split(deleted, np.cumsum(sizes)[:-1])]
     del pmids, versions, deleted  # only the winners are needed from here on
-    stats = CorpusStats(recipe)
+    stats = CorpusStats(text_format)
     with atomic_path(out_parquet) as tmp, pq.ParquetWriter(tmp, CORPUS_SCHEMA) as writer:
         offset = 0
         for path, size, file_deletions in zip(parsed_paths, sizes, deletions):
             first, last = np.searchsorted(winners, [offset, offset + size])  # winners are ascending
-            part = _corpus_part(path, winners[first:last] - offset, recipe)
+            part = _corpus_part(path, winners[first:last] - offset, text_format)
             writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
             stats.add_file(path, size - file_deletions, file_deletions, part)
             offset += size
@@ -130,18 +132,18 @@ def _latest_per_pmid(pmids, versions, keep) -> np.ndarray:
     return np.sort(candidates[order[last_of_group]])
 
 
-def _corpus_part(path, rows: np.ndarray, recipe: str) -> pa.Table:
+def _corpus_part(path, rows: np.ndarray, text_format: str) -> pa.Table:
     table = pq.read_table(path, columns=[name for name, _ in RECORD_FIELDS]).take(pa.array(rows, pa.int64()))
     titles, abstracts = table.column("title").to_pylist(), table.column("abstract").to_pylist()
-    texts = [build_text(t or "", a or "", recipe) for t, a in zip(titles, abstracts)]
+    texts = [build_text(t or "", a or "", text_format) for t, a in zip(titles, abstracts)]
     return table.append_column(CORPUS_SCHEMA.field("text"), pa.array(texts, pa.string()))
 
 
 class CorpusStats:
     """Counts gathered while the corpus is streamed out, one file at a time."""
 
-    def __init__(self, recipe: str):
-        self.recipe = recipe
+    def __init__(self, text_format: str):
+        self.text_format = text_format
         self.per_file = []
         self.records = self.with_abstract = self.empty_text = self.characters = 0
 
@@ -157,7 +159,7 @@ class CorpusStats:
     def finish(self, removed: int) -> dict:
         parsed = sum(f["citations"] for f in self.per_file)
         return {
-            "recipe": self.recipe,
+            "text_format": self.text_format,
             "files": len(self.per_file),
             "per_file": self.per_file,
             "citations_parsed": parsed,

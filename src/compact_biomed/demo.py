@@ -118,13 +118,13 @@ def abstract_sentences(rng: random.Random, names: dict[str, list[str]], n: int) 
 def citation_xml(pmid: int, rng: random.Random, names: dict[str, list[str]]) -> str:
     """One PubmedArticle element in the current baseline format (some with structured abstracts and markup)."""
     title = abstract_sentences(rng, names, 1)[0].rstrip(" .")
-    if rng.random() < 0.1:  # MEDLINE marks translated titles with brackets; the paper's recipe removes them
+    if rng.random() < 0.1:  # MEDLINE marks translated titles with brackets; the paper's text format removes them
         title = f"[{title}]"
     sentences = [escape(s) for s in abstract_sentences(rng, names, rng.randint(2, 6))]
     if rng.random() < 0.2:
         sentences[0] = sentences[0].replace(" ", " <i>", 1) + "</i>"
     if rng.random() < 0.15:
-        abstract = ""  # title-only records exist in PubMed and are kept by the paper's recipe
+        abstract = ""  # title-only records exist in PubMed and are kept by the paper's text format
     elif rng.random() < 0.3:
         half = max(1, len(sentences) // 2)
         abstract = (f'<Abstract><AbstractText Label="BACKGROUND">{" ".join(sentences[:half])}</AbstractText>'

@@ -16,10 +16,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, MultipleLocator
 
-from .tables.ner_f1 import MODES
 from .io import InputError, atomic_path
+from .ner import SCORINGS
 
-MODE_LABELS = {"paper": "sub-token scoring (paper)", "word": "word-level scoring"}
+SCORING_LABELS = {"paper": "sub-token scoring (paper)", "word": "word-level scoring"}
 DPI = 120
 
 
@@ -79,11 +79,11 @@ def draw_f1_panel(ax, rows: pd.DataFrame, models: list[str], dataset: str, mode:
     ax.yaxis.set_minor_locator(MultipleLocator(1))  # a grid line per F1 point
     ax.grid(axis="y", which="both", alpha=0.3)
     ax.set_xticks(x, models, rotation=45, ha="right", fontsize=7)
-    ax.set_title(f"{dataset}\n{MODE_LABELS.get(mode, mode)}" + (" (demo)" if demo else ""), fontsize=9)
+    ax.set_title(f"{dataset}\n{SCORING_LABELS.get(mode, mode)}" + (" (demo)" if demo else ""), fontsize=9)
     ax.set_ylabel("Test F1 (%)")
 
 
-def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=MODES, demo: bool = False) -> Figure:
+def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=SCORINGS, demo: bool = False) -> Figure:
     """A grid: one row per scoring protocol, one column per dataset, each panel on its own zoomed F1 axis."""
     figure = Figure(figsize=(max(6.0, (1.2 + 0.28 * len(models)) * len(datasets)), 3.4 * len(modes) + 0.8),
                     layout="constrained")

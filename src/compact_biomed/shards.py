@@ -4,8 +4,8 @@ Shard i of k holds the i-th contiguous slice of the corpus rows (np.array_split 
 partition the corpus and concatenating them in shard order gives the corpus order back.
 
 Modes:
-- `paper` (paper_spec.md §2): one sequence per citation, `[CLS] text [SEP]` truncated to `max_length`; what
-  truncation drops is counted in `truncated_tokens`.
+- `one_citation` (the paper's, paper_spec.md §2): one sequence per citation, `[CLS] text [SEP]` truncated to
+  `max_length`; what truncation drops is counted in `truncated_tokens`.
 - `packed`: every text's tokens, each document followed by [SEP], concatenated and cut into blocks of exactly
   `max_length` (`[CLS]` + max_length-2 tokens + `[SEP]`). The final incomplete block is dropped (as in
   HF's run_mlm `group_texts`) and its tokens are counted in `truncated_tokens`.
@@ -23,11 +23,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .config import ConfigError
 from .io import InputError, atomic_path, read_json, write_json
 
 BATCH_ROWS = 1000
 STATS_NAME = "stats.json"
-MODES = ("paper", "packed")
+TOKENIZE_MODES = ("one_citation", "packed")  # tokenize.mode
 
 
 def shard_features():
@@ -56,15 +57,16 @@ def tokenize_shard(
     shard: int,
     num_shards: int,
     max_length: int = 256,
-    mode: str = "paper",
+    mode: str = "one_citation",
 ) -> dict:
     """Tokenise shard `shard` of `num_shards` of the corpus' `text` column and save it to `out_dir`."""
-    if mode not in MODES:
-        raise ValueError(f"unknown tokenisation mode {mode!r}; known: {', '.join(MODES)}")
-    if not 0 <= shard < num_shards:
+    if mode not in TOKENIZE_MODES:
+        raise ConfigError(f"invalid config value at 'tokenize.mode': {mode!r} is not one of {', '.join(TOKENIZE_MODES)}")
+    if not 0 <= shard < num_shards:  # a caller's bug: the workflow numbers the shards 0..num_shards-1
         raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
     if max_length < 3:
-        raise ValueError(f"max_length {max_length} leaves no room for text between [CLS] and [SEP]")
+        raise ConfigError(f"invalid config value at 'tokenize.max_length': {max_length} leaves no room for text "
+                          f"between [CLS] and [SEP]")
     num_rows = _corpus_rows(corpus_parquet)
     if num_shards > num_rows:
         raise InputError(corpus_parquet, f"{num_shards} shards requested but the corpus has only {num_rows} rows")
@@ -72,7 +74,7 @@ def tokenize_shard(
     texts = _read_texts(corpus_parquet, start, stop)
     tokenizer = _load_fast_tokenizer(tokenizer_dir)
 
-    encode = _encode_paper if mode == "paper" else _encode_packed
+    encode = _encode_one_citation if mode == "one_citation" else _encode_packed
     input_ids, special_mask, truncated = encode(tokenizer, texts, max_length)
     checksum = _checksum(input_ids)
     stats = {
@@ -138,7 +140,7 @@ def _load_fast_tokenizer(tokenizer_dir):
     return tokenizer
 
 
-def _encode_paper(tokenizer, texts: list[str], max_length: int):
+def _encode_one_citation(tokenizer, texts: list[str], max_length: int):
     """The paper's call, batched. The Rust encodings keep what truncation cut off in `.overflowing`
     (post-processed, so with their own [CLS]/[SEP]), which counts the dropped tokens without a second pass."""
     ids_parts, mask_parts, truncated = [], [], 0

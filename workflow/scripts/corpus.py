@@ -4,7 +4,7 @@ from compact_biomed.smk import run
 
 
 def build_corpus(smk):
-    corpus.build_corpus(list(smk.input), smk.output.corpus, smk.output.stats, recipe=smk.params.recipe)
+    corpus.build_corpus(list(smk.input), smk.output.corpus, smk.output.stats, text_format=smk.params.text_format)
 
 
 run(snakemake, build_corpus)

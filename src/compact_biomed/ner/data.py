@@ -3,7 +3,7 @@
 Pure Python (no torch) so data problems surface in a fraction of a second, each as a one-line
 InputError naming the file and the line, before any model is loaded.
 
-Split protocol of the paper's ner.py (spec §4.1): train = train.tsv; dev = the sentences of
+The splits as the paper's ner.py reads them (spec §4.1): train = train.tsv; dev = the sentences of
 train_dev.tsv after the first len(train) sentences (identical to devel.tsv); test = test.tsv;
 label set = the tags seen in train.tsv.
 """
@@ -21,7 +21,7 @@ Sentence = tuple[list[str], list[str]]
 
 # O, bare B/I (BioBERT's single-type sets) or typed IOB2 (B-Chemical, I-Chemical).
 VALID_TAG = re.compile(r"O|[BI](-\S+)?")
-PROTOCOLS = ("paper", "devel")
+DEV_SOURCES = ("train_dev", "devel")  # where the dev split is read from (see load_dataset_dir)
 
 
 def read_split(path: str | os.PathLike) -> list[Sentence]:
@@ -71,17 +71,17 @@ def _parse_line(path: Path, number: int, line: str) -> tuple[str, str]:
     return token, tag
 
 
-def load_dataset_dir(data_dir: str | os.PathLike, protocol: str = "paper") -> dict:
+def load_dataset_dir(data_dir: str | os.PathLike, dev_source: str = "train_dev") -> dict:
     """{"train", "dev", "test": sentences, "labels": sorted tags of train.tsv} for one dataset folder.
 
-    protocol "paper" takes dev from the tail of train_dev.tsv (falls back to devel.tsv when that file is
-    absent); "devel" always reads devel.tsv.
+    dev_source "train_dev" takes dev from the tail of train_dev.tsv, as the paper's code (falls back to devel.tsv
+    when that file is absent); "devel" always reads devel.tsv.
     """
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    if dev_source not in DEV_SOURCES:  # a caller's bug: no setting chooses it
+        raise ValueError(f"unknown dev_source {dev_source!r}; expected one of {DEV_SOURCES}")
     data_dir = Path(data_dir)
     train = read_split(_split_file(data_dir, "train.tsv"))
-    dev_path = dev_file(data_dir, protocol)
+    dev_path = dev_file(data_dir, dev_source)
     dev = _paper_dev(dev_path, train) if dev_path.name == "train_dev.tsv" else read_split(dev_path)
     test_path = _split_file(data_dir, "test.tsv")
     test = read_split(test_path)
@@ -91,18 +91,18 @@ def load_dataset_dir(data_dir: str | os.PathLike, protocol: str = "paper") -> di
     return {"train": train, "dev": dev, "test": test, "labels": labels}
 
 
-def dev_file(data_dir: str | os.PathLike, protocol: str = "paper") -> Path:
-    """The file the dev split is read from (train_dev.tsv under the paper protocol when present)."""
+def dev_file(data_dir: str | os.PathLike, dev_source: str = "train_dev") -> Path:
+    """The file the dev split is read from (train_dev.tsv, when present, under dev_source "train_dev")."""
     train_dev = Path(data_dir) / "train_dev.tsv"
-    if protocol == "paper" and train_dev.exists():
+    if dev_source == "train_dev" and train_dev.exists():
         return train_dev
     return _split_file(Path(data_dir), "devel.tsv")
 
 
-def split_files(data_dir: str | os.PathLike, protocol: str = "paper") -> list[Path]:
+def split_files(data_dir: str | os.PathLike, dev_source: str = "train_dev") -> list[Path]:
     """The files load_dataset_dir reads (train, dev source, test); InputError names the first one missing."""
     data_dir = Path(data_dir)
-    return [_split_file(data_dir, "train.tsv"), dev_file(data_dir, protocol), _split_file(data_dir, "test.tsv")]
+    return [_split_file(data_dir, "train.tsv"), dev_file(data_dir, dev_source), _split_file(data_dir, "test.tsv")]
 
 
 def _split_file(data_dir: Path, name: str) -> Path:

@@ -38,12 +38,14 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
+from .. import IGNORE_INDEX
 from .. import config as cfg
 from ..io import InputError, atomic_path, write_json
 from .data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: F401  (read_split: public API)
 
-IGNORE = -100  # label index the loss skips (special tokens, and continuation pieces in "word" mode)
-LABEL_MODES = ("paper", "word")
+# Which pieces of a word carry its label in training (label_mode_train): every piece, as the official code, or only
+# the first, the others IGNORE_INDEX (the BioBERT/BLURB convention).
+LABEL_MODES = ("every_piece", "first_piece")
 CUDA_PAD_MULTIPLE = 64  # fewer distinct batch shapes: fresh GPU jobs ran 3x faster than with exact padding (issue 14)
 
 # ---------------------------------------------------------------------------------------------------
@@ -65,15 +67,15 @@ def align_labels(word_ids, word_labels, mode: str) -> np.ndarray:
     """Per-sub-token training labels from per-word label ids.
 
     word_ids: per sub-token the index of its word, None (or -1) for special tokens.
-    mode "paper": every piece gets its word's label (a B word gives B, B, B as in the official code);
-    mode "word": only the first piece, the rest IGNORE. Special tokens are always IGNORE. Labels are looked
-    up by word index, so a word with no pieces is skipped without shifting the words after it.
+    mode "every_piece": every piece gets its word's label (a B word gives B, B, B as in the official code);
+    mode "first_piece": only the first piece, the rest IGNORE_INDEX. Special tokens are always IGNORE_INDEX.
+    Labels are looked up by word index, so a word with no pieces is skipped without shifting the words after it.
     """
     if mode not in LABEL_MODES:
         raise ValueError(f"unknown label mode {mode!r}; expected one of {LABEL_MODES}")
     word_ids = word_id_array(word_ids) if not isinstance(word_ids, np.ndarray) else word_ids
-    keep = word_ids >= 0 if mode == "paper" else first_piece_mask(word_ids)
-    labels = np.full(len(word_ids), IGNORE, dtype=np.int64)
+    keep = word_ids >= 0 if mode == "every_piece" else first_piece_mask(word_ids)
+    labels = np.full(len(word_ids), IGNORE_INDEX, dtype=np.int64)
     labels[keep] = np.asarray(word_labels, dtype=np.int64)[word_ids[keep]]
     return labels
 
@@ -127,7 +129,7 @@ class EncodedSplit:
     sentences: list[Sentence]
     input_ids: list[np.ndarray]  # one per window, special tokens included
     word_ids: list[np.ndarray]  # per window position: word index within the SENTENCE, -1 for special tokens
-    labels: list[np.ndarray]  # training targets per window position (IGNORE where not trained)
+    labels: list[np.ndarray]  # training targets per window position (IGNORE_INDEX where not trained)
     window_sentence: np.ndarray  # sentence index of every window, in sentence order
     split_sentences: int  # sentences that needed more than one window
 
@@ -228,7 +230,7 @@ def window_features(split: EncodedSplit, with_labels: bool) -> list[dict]:
         return [{"input_ids": ids.tolist()} for ids in split.input_ids]
     return [{"input_ids": ids.tolist(), "labels": labels.tolist()} for ids, labels in zip(split.input_ids, split.labels)
             # A window without any trained label (e.g. only zero-piece words) would give a NaN loss.
-            if (labels != IGNORE).any()]
+            if (labels != IGNORE_INDEX).any()]
 
 
 def pad_multiple(multiple: int | None) -> int | None:
@@ -237,8 +239,8 @@ def pad_multiple(multiple: int | None) -> int | None:
 
 
 def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) -> TrainingArguments:
-    """The paper's recipe as Trainer settings: AdamW (no decay on biases and LayerNorm), gradient clipping at
-    1, no evaluation or checkpoints during training; bf16 on CUDA, fp32 on CPU."""
+    """The paper's fine-tuning settings as Trainer arguments: AdamW (no decay on biases and LayerNorm), gradient
+    clipping at 1, no evaluation or checkpoints during training; bf16 on CUDA, fp32 on CPU."""
     total_steps = math.ceil(train_windows / hp["batch_size"]) * hp["epochs"]
     cuda = torch.cuda.is_available()
     return TrainingArguments(
@@ -301,7 +303,7 @@ def predict(trainer: Trainer, split: EncodedSplit) -> list[np.ndarray]:
 
 
 def evaluate(split: EncodedSplit, window_predictions, id2label: dict) -> tuple[dict, list[list[str]]]:
-    """({"paper": scores, "word": scores}, word-level predicted tags per sentence)."""
+    """({"paper": scores, "word": scores}: one per ner.SCORINGS, word-level predicted tags per sentence)."""
     label_names = np.array([id2label[i] for i in range(len(id2label))], dtype=object)
     gold_pieces, pred_pieces, gold_words, pred_words = [], [], [], []
     for (tokens, tags), (word_ids, piece_preds) in zip(split.sentences, sentence_pieces(split, window_predictions)):
@@ -393,7 +395,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     sources = {"train": data_dir / "train.tsv", "dev": dev_file(data_dir), "test": data_dir / "test.tsv"}
     encoded = {
         name: encode_split(tokenizer, sentences, label2id, max_length,
-                           hp["label_mode_train"] if name == "train" else "paper", sources[name])
+                           hp["label_mode_train"] if name == "train" else "every_piece", sources[name])
         for name, sentences in splits.items()
     }
 

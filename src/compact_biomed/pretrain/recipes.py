@@ -21,10 +21,9 @@ import torch
 from torch import nn
 from transformers import AutoModelForMaskedLM, DistilBertForMaskedLM, PreTrainedModel
 
+from .. import IGNORE_INDEX
 from ..config import ConfigError
 from . import losses
-
-IGNORE_INDEX = -100  # label of unmasked positions (DataCollatorForLanguageModeling)
 
 
 # ---------------------------------------------------------------------------------------------------------------

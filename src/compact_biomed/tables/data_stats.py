@@ -19,8 +19,8 @@ def corpus_tables(corpus: dict) -> list[Table]:
              ("… with an abstract", corpus["with_abstract"]), ("… title only", corpus["title_only"]),
              ("Empty text (kept, as in the paper)", corpus["empty_text"]), ("Characters", corpus["characters"])]
     summary = Table("PubMed corpus", pd.DataFrame([[k, f"{v:,}"] for k, v in facts], columns=["Statistic", "Value"]),
-                    f"Text recipe `{corpus['recipe']}`; a record is the newest version of a citation not deleted by "
-                    f"a later file.")
+                    f"Text format `{corpus['text_format']}`; a record is the newest version of a citation not deleted "
+                    f"by a later file.")
     per_file = [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}", f"{f.get('records_kept', 0):,}"]
                 for f in corpus["per_file"]]
     files = Table("Parsed files", pd.DataFrame(per_file, columns=["File", "Citations", "Deletions", "Records kept"]),

@@ -92,7 +92,7 @@ def dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size: int, max_l
     id2label = labels_in(sentences)
     model = ner.load_token_classifier(model_dir, id2label).to(device)
     window = ner.window_length(model, max_length)
-    split = ner.encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "paper", test_tsv)
+    split = ner.encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "every_piece", test_tsv)
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=ner.pad_multiple(None))
     passes, seconds = time_passes(model, split, batch_size, device, collator, min_seconds)
     speed = {"sentences": len(sentences), "windows": len(split.input_ids), "passes": passes,

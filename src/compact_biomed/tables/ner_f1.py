@@ -11,9 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import InputError, atomic_path, read_json, write_text
+from ..ner import SCORINGS
 from .render import Table, html_page, markdown_page, styled
-
-MODES = ("paper", "word")
 
 
 def run_key(metrics_path: str | Path) -> tuple[str, str]:
@@ -30,7 +29,7 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
     for path in metrics_paths:
         model, dataset = run_key(path)
         metrics = read_json(path)
-        for mode in MODES:
+        for mode in SCORINGS:
             scores = metrics["test"][mode]
             rows.append({"model": model, "dataset": dataset, "seed": metrics["seed"], "mode": mode,
                          **{k: scores[k] for k in ("precision", "recall", "f1")}})
@@ -48,8 +47,10 @@ def summarise(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["model", "dataset", "mode", "statistic", "value"])
 
 
-SCORING = {"paper": "sub-token scoring, the paper's protocol (official ner.py: every piece carries its word's tag)",
-           "word": "word-level scoring, the standard protocol (BioBERT/BLURB: the first piece stands for the word)"}
+SCORING_TITLES = {
+    "paper": "sub-token scoring, the paper's protocol (official ner.py: every piece carries its word's tag)",
+    "word": "word-level scoring, the standard protocol (BioBERT/BLURB: the first piece stands for the word)",
+}
 DEMO_NOTE = ("DEMO: these numbers come from tiny random models trained for a few steps on generated data. They show "
              "that every stage runs and learns; they cannot be compared with the paper's or any published value.")
 PUBLISHED_COLUMNS = ["dataset", "model", "scoring", "metric", "value", "source"]
@@ -63,9 +64,9 @@ def read_published(path: str | Path | None) -> pd.DataFrame:
     missing = set(PUBLISHED_COLUMNS) - set(table.columns)
     if missing:
         raise InputError(path, f"missing columns {sorted(missing)}")
-    unknown = set(table["scoring"]) - set(MODES)
+    unknown = set(table["scoring"]) - set(SCORINGS)
     if unknown:
-        raise InputError(path, f"unknown scoring {sorted(unknown)}; expected one of {list(MODES)}")
+        raise InputError(path, f"unknown scoring {sorted(unknown)}; expected one of {list(SCORINGS)}")
     return table[table.metric == "F1"][PUBLISHED_COLUMNS].reset_index(drop=True)
 
 
@@ -97,7 +98,7 @@ def f1_table(lookup, models, datasets, mode, cell=fmt_cell) -> Table:
     means = pd.DataFrame({d: [lookup.get((m, d), {}).get("mean", math.nan) for m in models] for d in datasets})
     cells = pd.DataFrame({"Model": models, **{d: [cell(lookup.get((m, d))) for m in models] for d in datasets}})
     return Table(f"Test F1 (%), {mode} scoring", cells,
-                 f"{SCORING[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).",
+                 f"{SCORING_TITLES[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).",
                  means.eq(means.max()))
 
 
@@ -132,7 +133,7 @@ def published_table(published: pd.DataFrame, mode: str, datasets: list[str]) -> 
     cells = cells.rename_axis(index="Model", columns=None).reset_index()
     sources = "; ".join(dict.fromkeys(rows["source"]))
     return Table(f"Published test F1 (%), {mode} scoring", cells,
-                 f"{SCORING[mode]}. Sources: {sources}. Empty: not published.")
+                 f"{SCORING_TITLES[mode]}. Sources: {sources}. Empty: not published.")
 
 
 def provenance_table(sources: dict[str, str]) -> Table:
@@ -207,7 +208,7 @@ def write_tables(metrics_paths, markdown_path, csv_path, models: list[str], data
     numbers cannot be compared with published ones."""
     stats = summarise(collect(metrics_paths))
     reference = read_published(published)
-    modes = [mode, *(m for m in MODES if m != mode)]
+    modes = [mode, *(m for m in SCORINGS if m != mode)]
     tables = f1_tables(stats, models, datasets, modes, reference, model_sources(model_dirs or {}), demo)
     banner = DEMO_NOTE if demo else None
     write_text(markdown_path, markdown_page("NER results", tables, banner))
