@@ -44,6 +44,7 @@ warnings.filterwarnings("ignore", message="reduction: 'mean' divides")
 # Reference: the official scripts' computation, written plainly
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _select_rows(tensor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """DistilBERT-style masked_select on a (batch, seq, dim) tensor, rows where mask (batch, seq) is true."""
     expanded = mask.unsqueeze(-1).expand_as(tensor)
@@ -57,8 +58,12 @@ def _cosine(student_hidden, teacher_hidden, attention_mask):
 
 
 def _output_kl(s_logits, t_logits, temperature):
-    return nn.KLDivLoss(reduction="batchmean")(F.log_softmax(s_logits / temperature, dim=-1),
-                                               F.softmax(t_logits / temperature, dim=-1)) * temperature**2
+    return (
+        nn.KLDivLoss(reduction="batchmean")(
+            F.log_softmax(s_logits / temperature, dim=-1), F.softmax(t_logits / temperature, dim=-1)
+        )
+        * temperature**2
+    )
 
 
 def _attention_kl(s_att, t_att, attention_mask):
@@ -72,35 +77,52 @@ def reference_loss(objective: recipes.PretrainingObjective, input_ids, attention
     """(total, terms) as the official scripts compute them. `objective`'s models must use eager attention."""
     recipe, student, teacher = objective.recipe, objective.student, objective.teacher
     maps = recipe.attention_maps
-    s_out = student(input_ids=input_ids, attention_mask=attention_mask, labels=labels,
-                    output_hidden_states=True, output_attentions=maps)
+    s_out = student(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        labels=labels,
+        output_hidden_states=True,
+        output_attentions=maps,
+    )
     masked = labels > -1
     s_logits = _select_rows(s_out.logits, masked)
     if teacher is None:
         terms = {"mlm": s_out.loss}
     else:
         with torch.no_grad():
-            t_out = teacher(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                            output_attentions=maps)
+            t_out = teacher(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, output_attentions=maps
+            )
         t_logits = _select_rows(t_out.logits, masked)
         layout = objective.layout
         if recipe.name == "distilbiobert":
-            terms = {"mlm": s_out.loss, "ce": _output_kl(s_logits, t_logits, recipe.temperature),
-                     "cos": _cosine(s_out.hidden_states[-1], t_out.hidden_states[-1], attention_mask)}
+            terms = {
+                "mlm": s_out.loss,
+                "ce": _output_kl(s_logits, t_logits, recipe.temperature),
+                "cos": _cosine(s_out.hidden_states[-1], t_out.hidden_states[-1], attention_mask),
+            }
         elif recipe.name == "compactbiobert":
-            terms = {"mlm": s_out.loss,
-                     "att": sum(_attention_kl(s_out.attentions[i], t_out.attentions[j], attention_mask)
-                                for i, j in layout.attention),
-                     "hid": sum(_cosine(s_out.hidden_states[i], t_out.hidden_states[j], attention_mask)
-                                for i, j in layout.hidden),
-                     "out": _output_kl(s_logits, t_logits, recipe.temperature)}
+            terms = {
+                "mlm": s_out.loss,
+                "att": sum(
+                    _attention_kl(s_out.attentions[i], t_out.attentions[j], attention_mask) for i, j in layout.attention
+                ),
+                "hid": sum(
+                    _cosine(s_out.hidden_states[i], t_out.hidden_states[j], attention_mask) for i, j in layout.hidden
+                ),
+                "out": _output_kl(s_logits, t_logits, recipe.temperature),
+            }
         else:  # tinybiobert
             mse = nn.MSELoss()
-            terms = {"att": sum(mse(s_out.attentions[i], t_out.attentions[j]) for i, j in layout.attention),
-                     "rep": sum(mse(objective.fit_dense(s_out.hidden_states[i]), t_out.hidden_states[j])
-                                for i, j in layout.hidden),
-                     "pred": nn.CrossEntropyLoss()(s_logits / recipe.temperature,
-                                                   F.softmax(t_logits / recipe.temperature, dim=-1))}
+            terms = {
+                "att": sum(mse(s_out.attentions[i], t_out.attentions[j]) for i, j in layout.attention),
+                "rep": sum(
+                    mse(objective.fit_dense(s_out.hidden_states[i]), t_out.hidden_states[j]) for i, j in layout.hidden
+                ),
+                "pred": nn.CrossEntropyLoss()(
+                    s_logits / recipe.temperature, F.softmax(t_logits / recipe.temperature, dim=-1)
+                ),
+            }
     total = sum(recipe.loss_weights[name] * value for name, value in terms.items())
     return total, terms
 
@@ -118,9 +140,16 @@ def eager_copy(objective: recipes.PretrainingObjective) -> recipes.PretrainingOb
 # Setup
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def make_teacher(layers: int, hidden: int, heads: int, vocab: int, seq: int) -> BertForMaskedLM:
-    config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                        intermediate_size=4 * hidden, max_position_embeddings=max(512, seq))
+    config = BertConfig(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        max_position_embeddings=max(512, seq),
+    )
     torch.manual_seed(0)
     return BertForMaskedLM(config).eval()
 
@@ -131,8 +160,12 @@ def tiny_student_shape(teacher_config) -> dict:
     n, heads = teacher_config.num_hidden_layers, teacher_config.num_attention_heads
     depth = n // 3 if n % 3 == 0 else n // 2
     hidden = max(heads, round(teacher_config.hidden_size * 312 / 768 / heads) * heads)
-    return {"num_hidden_layers": depth, "hidden_size": hidden, "num_attention_heads": heads,
-            "intermediate_size": 4 * hidden}
+    return {
+        "num_hidden_layers": depth,
+        "hidden_size": hidden,
+        "num_attention_heads": heads,
+        "intermediate_size": 4 * hidden,
+    }
 
 
 def make_objective(recipe_name: str, teacher: BertForMaskedLM) -> recipes.PretrainingObjective:
@@ -168,6 +201,7 @@ def make_batch(vocab: int, batch: int, seq: int, mlm_probability: float = 0.15, 
 # Measurements
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def check_losses(recipe_name: str, teacher, batch) -> dict:
     """Both implementations on the same batch, dropout off: total and every term."""
     fast = make_objective(recipe_name, teacher).eval()
@@ -176,8 +210,12 @@ def check_losses(recipe_name: str, teacher, batch) -> dict:
         out = fast(*batch)
         ref_total, ref_terms = reference_loss(slow, *batch)
     diffs = {name: abs(out["terms"][name].item() - ref_terms[name].item()) for name in ref_terms}
-    return {"loss": out["loss"].item(), "reference_loss": ref_total.item(),
-            "abs_diff": abs(out["loss"].item() - ref_total.item()), "term_abs_diff": diffs}
+    return {
+        "loss": out["loss"].item(),
+        "reference_loss": ref_total.item(),
+        "abs_diff": abs(out["loss"].item() - ref_total.item()),
+        "term_abs_diff": diffs,
+    }
 
 
 def training_step(recipe_name: str, impl: str, teacher, batch, device: str):
@@ -269,9 +307,24 @@ def measure_in_subprocess(args, recipe_name: str, impl: str) -> dict:
 
 
 def shared_cli(args) -> list[str]:
-    return ["--layers", str(args.layers), "--hidden", str(args.hidden), "--heads", str(args.heads),
-            "--vocab", str(args.vocab), "--batch", str(args.batch), "--seq", str(args.seq),
-            "--memory-steps", str(args.memory_steps), "--threads", str(args.threads)]
+    return [
+        "--layers",
+        str(args.layers),
+        "--hidden",
+        str(args.hidden),
+        "--heads",
+        str(args.heads),
+        "--vocab",
+        str(args.vocab),
+        "--batch",
+        str(args.batch),
+        "--seq",
+        str(args.seq),
+        "--memory-steps",
+        str(args.memory_steps),
+        "--threads",
+        str(args.threads),
+    ]
 
 
 def main(argv=None) -> int:
@@ -299,28 +352,40 @@ def main(argv=None) -> int:
         print(json.dumps(peak_memory(*args.worker, teacher, batch, args.memory_steps, device)))
         return 0
 
-    print(f"teacher {args.layers}x{args.hidden}, vocab {args.vocab}, batch {args.batch}x{args.seq}, "
-          f"{int(batch[2].ne(-100).sum())} masked positions, device {device}, torch threads "
-          f"{torch.get_num_threads()}")
-    header = f"{'recipe':<16}{'loss':>11}{'reference':>11}{'|diff|':>10}{'step s':>9}{'ref s':>9}{'speedup':>9}" \
-             f"{'peak MB':>10}{'ref MB':>10}"
+    print(
+        f"teacher {args.layers}x{args.hidden}, vocab {args.vocab}, batch {args.batch}x{args.seq}, "
+        f"{int(batch[2].ne(-100).sum())} masked positions, device {device}, torch threads "
+        f"{torch.get_num_threads()}"
+    )
+    header = (
+        f"{'recipe':<16}{'loss':>11}{'reference':>11}{'|diff|':>10}{'step s':>9}{'ref s':>9}{'speedup':>9}"
+        f"{'peak MB':>10}{'ref MB':>10}"
+    )
     print(header)
     results, ok = {}, True
     for name in args.recipes:
         check = check_losses(name, teacher, batch)
         seconds = time_interleaved(name, teacher, batch, args.steps, device)
         if device == "cuda":
-            fast, slow = (peak_memory(name, impl, teacher, batch, args.memory_steps, device)
-                          for impl in ("fast", "reference"))
+            fast, slow = (
+                peak_memory(name, impl, teacher, batch, args.memory_steps, device) for impl in ("fast", "reference")
+            )
         else:
             fast, slow = (measure_in_subprocess(args, name, impl) for impl in ("fast", "reference"))
         speedup = seconds["reference"] / seconds["fast"]
-        results[name] = {**check, "step_seconds": seconds, "speedup": speedup,
-                         "peak_bytes": {"fast": fast["peak_bytes"], "reference": slow["peak_bytes"]}}
+        results[name] = {
+            **check,
+            "step_seconds": seconds,
+            "speedup": speedup,
+            "peak_bytes": {"fast": fast["peak_bytes"], "reference": slow["peak_bytes"]},
+        }
         ok &= check["abs_diff"] <= TOLERANCE and all(d <= TOLERANCE for d in check["term_abs_diff"].values())
-        print(f"{name:<16}{check['loss']:>11.6f}{check['reference_loss']:>11.6f}{check['abs_diff']:>10.1e}"
-              f"{seconds['fast']:>9.3f}{seconds['reference']:>9.3f}{speedup:>8.2f}x"
-              f"{fast['peak_bytes'] / 2**20:>10.0f}{slow['peak_bytes'] / 2**20:>10.0f}", flush=True)
+        print(
+            f"{name:<16}{check['loss']:>11.6f}{check['reference_loss']:>11.6f}{check['abs_diff']:>10.1e}"
+            f"{seconds['fast']:>9.3f}{seconds['reference']:>9.3f}{speedup:>8.2f}x"
+            f"{fast['peak_bytes'] / 2**20:>10.0f}{slow['peak_bytes'] / 2**20:>10.0f}",
+            flush=True,
+        )
     print(f"memory: {fast['memory_kind']}; losses agree within {TOLERANCE:g}: {'yes' if ok else 'NO'}")
     if args.json:
         with open(args.json, "w") as fh:

@@ -23,14 +23,14 @@ import time
 
 PROCESS_START = time.time()  # before the heavy imports: a fresh job's cost includes them
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -68,6 +68,7 @@ def worker(args) -> None:
                 torch.cuda.synchronize()
             span["train_end"] = time.time()
             return result
+
         return wrapper
 
     hp = json.loads(args.hparams)
@@ -78,14 +79,27 @@ def worker(args) -> None:
         transformers.Trainer.train = timed(transformers.Trainer.train)
         with tempfile.TemporaryDirectory() as tmp:
             metrics = ner.finetune(args.model_dir, args.data_dir, Path(tmp) / "run", args.seed, hp)
-    metrics.update(span, process_seconds=round(time.time() - PROCESS_START, 2),
-                   samples=metrics["train_sentences"] * hp["epochs"])
+    metrics.update(
+        span, process_seconds=round(time.time() - PROCESS_START, 2), samples=metrics["train_sentences"] * hp["epochs"]
+    )
     print(RESULT + json.dumps(metrics), flush=True)
 
 
 def start_worker(arm: str, model_dir: Path, data_dir: Path, seed: int, hp: dict, log: Path) -> subprocess.Popen:
-    command = [sys.executable, __file__, "--worker", arm, "--model-dir", str(model_dir), "--data-dir", str(data_dir),
-               "--seed", str(seed), "--hparams", json.dumps(hp)]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        arm,
+        "--model-dir",
+        str(model_dir),
+        "--data-dir",
+        str(data_dir),
+        "--seed",
+        str(seed),
+        "--hparams",
+        json.dumps(hp),
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
 
@@ -103,7 +117,7 @@ def finish(process: subprocess.Popen, log: Path, timeout: float) -> dict | None:
     if process.returncode or not lines or not lines[-1].startswith(RESULT):
         print(f"worker failed ({process.returncode}):\n" + "\n".join(lines[-15:]), file=sys.stderr)
         return None
-    return json.loads(lines[-1][len(RESULT):])
+    return json.loads(lines[-1][len(RESULT) :])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -124,8 +138,10 @@ def run_group(arm: str, jobs: int, seed: int, hp: dict, ctx: dict, budget: Budge
     """One run (a fresh process), or for jobs > 1 that many processes at once (seeds seed, seed+1, ...).
     Returns [their metrics], or [] when skipped for the budget (`estimate`: seconds of one job) or failed."""
     if budget.left() < estimate * (1 if jobs == 1 else 2):  # k jobs at once take about twice one job's time
-        print(f"skipped {arm} x{jobs} pad {hp['pad_to_multiple_of']}: {budget.left():.0f} s of budget left",
-              file=sys.stderr)
+        print(
+            f"skipped {arm} x{jobs} pad {hp['pad_to_multiple_of']}: {budget.left():.0f} s of budget left",
+            file=sys.stderr,
+        )
         return []
     seeds = [seed + i for i in range(jobs)]
     logs = [ctx["tmp"] / f"{arm}-{hp['pad_to_multiple_of']}-{jobs}-{s}.log" for s in seeds]
@@ -142,14 +158,24 @@ def summarise(label: str, pad: str, jobs: int, runs: list[list[dict]]) -> dict |
     if jobs == 1:
         rate = statistics.median(m["train_samples_per_second"] for m in flat)
     else:  # all samples over the span of the jobs' training, per group of concurrent jobs
-        rate = statistics.median(sum(m["samples"] for m in group)
-                                 / (max(m["train_end"] for m in group) - min(m["train_start"] for m in group))
-                                 for group in runs)
+        rate = statistics.median(
+            sum(m["samples"] for m in group)
+            / (max(m["train_end"] for m in group) - min(m["train_start"] for m in group))
+            for group in runs
+        )
     first = statistics.median(m["epoch_samples_per_second"][0] for m in flat)
     last = statistics.median(m["epoch_samples_per_second"][-1] for m in flat)
-    return {"label": label, "pad": pad, "jobs": jobs, "rate": rate, "first": first, "last": last,
-            **{mode: f1_spread([m["test"][mode]["f1"] for m in flat]) for mode in ("paper", "word")},
-            "process": statistics.median(m["process_seconds"] for m in flat), "runs": len(flat)}
+    return {
+        "label": label,
+        "pad": pad,
+        "jobs": jobs,
+        "rate": rate,
+        "first": first,
+        "last": last,
+        **{mode: f1_spread([m["test"][mode]["f1"] for m in flat]) for mode in ("paper", "word")},
+        "process": statistics.median(m["process_seconds"] for m in flat),
+        "runs": len(flat),
+    }
 
 
 def f1_spread(values: list[float]) -> tuple[float, float]:
@@ -158,12 +184,18 @@ def f1_spread(values: list[float]) -> tuple[float, float]:
 
 
 def table(rows: list[dict]) -> list[str]:
-    lines = [f"{'arm':<12}{'pad':>6}{'jobs':>5}{'samples/s':>11}{'epoch 1':>9}{'last ep':>9}{'1st/last':>9}"
-             f"{'paper F1 (sd)':>15}{'word F1 (sd)':>15}{'proc s':>8}{'runs':>5}"]
+    lines = [
+        (
+            f"{'arm':<12}{'pad':>6}{'jobs':>5}{'samples/s':>11}{'epoch 1':>9}{'last ep':>9}{'1st/last':>9}"
+            f"{'paper F1 (sd)':>15}{'word F1 (sd)':>15}{'proc s':>8}{'runs':>5}"
+        )
+    ]
     for r in rows:
-        lines.append(f"{r['label']:<12}{r['pad']:>6}{r['jobs']:>5}{r['rate']:>11.1f}{r['first']:>9.1f}"
-                     f"{r['last']:>9.1f}{r['first'] / r['last']:>9.2f}{spread(r['paper']):>15}{spread(r['word']):>15}"
-                     f"{r['process']:>8.1f}{r['runs']:>5}")
+        lines.append(
+            f"{r['label']:<12}{r['pad']:>6}{r['jobs']:>5}{r['rate']:>11.1f}{r['first']:>9.1f}"
+            f"{r['last']:>9.1f}{r['first'] / r['last']:>9.2f}{spread(r['paper']):>15}{spread(r['word']):>15}"
+            f"{r['process']:>8.1f}{r['runs']:>5}"
+        )
     return lines
 
 
@@ -178,22 +210,36 @@ def ratios(rows: list[dict]) -> list[str]:
     for (label, pad, jobs), row in by.items():
         if label == "trainer" and jobs == 1 and loop:
             paper, word = (row[mode][0] - loop[mode][0] for mode in ("paper", "word"))
-            lines.append(f"trainer pad {pad} / loop: {row['rate'] / loop['rate']:.2f}x samples/s, "
-                         f"F1 difference paper {paper:+.3f}, word {word:+.3f}")
+            lines.append(
+                f"trainer pad {pad} / loop: {row['rate'] / loop['rate']:.2f}x samples/s, "
+                f"F1 difference paper {paper:+.3f}, word {word:+.3f}"
+            )
         if jobs > 1 and (label, pad, 1) in by:
             lines.append(f"{jobs} jobs at once / 1 job (pad {pad}): {row['rate'] / by[label, pad, 1]['rate']:.2f}x")
     return lines
 
 
 def build_model(args, data_dir: Path, out: Path) -> Path:
-    from compact_biomed.ner import finetune as ner
     from compact_biomed.base_models import random_init
+    from compact_biomed.ner import finetune as ner
 
     layers, hidden, heads = SHAPES[args.shape]
     train = ner.read_split(data_dir / "train.tsv")  # the whole split: a realistic vocabulary
-    random_init([" ".join(tokens) for tokens, _ in train], out, "bert", lowercase=False, vocab_size=args.vocab_size,
-                seed=0, config=dict(num_hidden_layers=layers, hidden_size=hidden, num_attention_heads=heads,
-                                    intermediate_size=4 * hidden, max_position_embeddings=512))
+    random_init(
+        [" ".join(tokens) for tokens, _ in train],
+        out,
+        "bert",
+        lowercase=False,
+        vocab_size=args.vocab_size,
+        seed=0,
+        config={
+            "num_hidden_layers": layers,
+            "hidden_size": hidden,
+            "num_attention_heads": heads,
+            "intermediate_size": 4 * hidden,
+            "max_position_embeddings": 512,
+        },
+    )
     return out
 
 
@@ -264,9 +310,17 @@ def main() -> None:
         ctx = {"tmp": Path(tmp)}
         ctx["data_dir"] = data_folder(args, ctx["tmp"])
         ctx["model_dir"] = args.model_dir or build_model(args, ctx["data_dir"], ctx["tmp"] / "model")
-        hp = dict(learning_rate=learning_rate, epochs=args.epochs, warmup_ratio=0.1, max_length=512,
-                  max_train_sentences=args.train_sentences, max_eval_sentences=args.eval_sentences,
-                  threads=args.threads, group_by_length=False, logging_steps=1000)
+        hp = {
+            "learning_rate": learning_rate,
+            "epochs": args.epochs,
+            "warmup_ratio": 0.1,
+            "max_length": 512,
+            "max_train_sentences": args.train_sentences,
+            "max_eval_sentences": args.eval_sentences,
+            "threads": args.threads,
+            "group_by_length": False,
+            "logging_steps": 1000,
+        }
         runs, estimate = {row: [] for row in plan(args, cuda)}, 0.0
         for seed in args.seeds:  # arms interleaved, so drifts in machine load affect them alike
             for arm, pad, jobs in runs:
@@ -274,15 +328,26 @@ def main() -> None:
                 runs[arm, pad, jobs] += done
                 if done and jobs == 1:
                     estimate = max(estimate, 1.1 * done[0][0]["process_seconds"])
-        rows = [summarise(arm, "exact" if pad in (None, 1) else str(pad), jobs, done)
-                for (arm, pad, jobs), done in runs.items() if done]
+        rows = [
+            summarise(arm, "exact" if pad in (None, 1) else str(pad), jobs, done)
+            for (arm, pad, jobs), done in runs.items()
+            if done
+        ]
 
     model = args.model_dir or f"random BERT {args.shape} ({'x'.join(map(str, SHAPES[args.shape][:2]))})"
-    report = [f"NER fine-tuning, fresh processes: {device}; torch {torch.__version__}, "
-              f"transformers {transformers.__version__}",
-              f"{ctx['data_dir'].name}: {args.train_sentences} train sentences, {args.eval_sentences} dev/test, "
-              f"{args.epochs} epochs, batch 16, lr {learning_rate:g}, random batches; {model}; seeds {args.seeds}",
-              *table(rows), *ratios(rows), f"total {time.time() - budget.started:.0f} s"]
+    report = [
+        (
+            f"NER fine-tuning, fresh processes: {device}; torch {torch.__version__}, "
+            f"transformers {transformers.__version__}"
+        ),
+        (
+            f"{ctx['data_dir'].name}: {args.train_sentences} train sentences, {args.eval_sentences} dev/test, "
+            f"{args.epochs} epochs, batch 16, lr {learning_rate:g}, random batches; {model}; seeds {args.seeds}"
+        ),
+        *table(rows),
+        *ratios(rows),
+        f"total {time.time() - budget.started:.0f} s",
+    ]
     print("\n".join(report))
     if args.out:
         args.out.write_text("\n".join(report) + "\n", encoding="utf-8")

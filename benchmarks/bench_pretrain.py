@@ -36,14 +36,21 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
-from transformers import (AutoModelForMaskedLM, BertConfig, BertTokenizer, DataCollatorForLanguageModeling,
-                          DistilBertConfig, MobileBertConfig, TrainerCallback)
+from transformers import (
+    AutoModelForMaskedLM,
+    BertConfig,
+    BertTokenizer,
+    DataCollatorForLanguageModeling,
+    DistilBertConfig,
+    MobileBertConfig,
+    TrainerCallback,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_distill import reference_loss  # noqa: E402  the official computation, written plainly
+from bench_distill import reference_loss
 
-from compact_biomed.pretrain import TrainSettings, recipes  # noqa: E402
-from compact_biomed.pretrain import train as pretrain  # noqa: E402
+from compact_biomed.pretrain import TrainSettings, recipes
+from compact_biomed.pretrain import train as pretrain
 
 PAPER_STEPS = {"distillation": 100_000, "continual": 200_000}
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -52,6 +59,7 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 # ---------------------------------------------------------------------------------------------------------------
 # Shapes: the paper's, and a tiny one for CI on a CPU
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
@@ -65,13 +73,19 @@ class Shape:
 
 def paper_shape() -> Shape:
     return Shape(
-        teacher=BertConfig(vocab_size=28996, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                           intermediate_size=3072),
+        teacher=BertConfig(
+            vocab_size=28996, hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072
+        ),
         tiny_student=dict(recipes.TINYBERT_4L_312D),
-        starts={"BioDistilBERT": DistilBertConfig(vocab_size=28996),  # distilbert-base-cased
-                "BioTinyBERT": BertConfig(vocab_size=30522, **recipes.TINYBERT_4L_312D),
-                "BioMobileBERT": MobileBertConfig()},  # its defaults are mobilebert-uncased
-        max_length=256, global_batch=192, official_micro_batch=24)
+        starts={
+            "BioDistilBERT": DistilBertConfig(vocab_size=28996),  # distilbert-base-cased
+            "BioTinyBERT": BertConfig(vocab_size=30522, **recipes.TINYBERT_4L_312D),
+            "BioMobileBERT": MobileBertConfig(),
+        },  # its defaults are mobilebert-uncased
+        max_length=256,
+        global_batch=192,
+        official_micro_batch=24,
+    )
 
 
 def tiny_shape() -> Shape:
@@ -79,24 +93,41 @@ def tiny_shape() -> Shape:
     return Shape(
         teacher=BertConfig(vocab_size=1000, **{**small, "num_hidden_layers": 4}),
         tiny_student={**small, "hidden_size": 16, "intermediate_size": 32},
-        starts={"BioDistilBERT": DistilBertConfig(vocab_size=1000, n_layers=2, dim=32, n_heads=4, hidden_dim=64),
-                "BioTinyBERT": BertConfig(vocab_size=1000, **small),
-                "BioMobileBERT": MobileBertConfig(vocab_size=1000, num_hidden_layers=2, hidden_size=32,
-                                                  embedding_size=16, true_hidden_size=16, intra_bottleneck_size=16,
-                                                  intermediate_size=32, num_attention_heads=2,
-                                                  num_feedforward_networks=2)},
-        max_length=32, global_batch=8, official_micro_batch=2)
+        starts={
+            "BioDistilBERT": DistilBertConfig(vocab_size=1000, n_layers=2, dim=32, n_heads=4, hidden_dim=64),
+            "BioTinyBERT": BertConfig(vocab_size=1000, **small),
+            "BioMobileBERT": MobileBertConfig(
+                vocab_size=1000,
+                num_hidden_layers=2,
+                hidden_size=32,
+                embedding_size=16,
+                true_hidden_size=16,
+                intra_bottleneck_size=16,
+                intermediate_size=32,
+                num_attention_heads=2,
+                num_feedforward_networks=2,
+            ),
+        },
+        max_length=32,
+        global_batch=8,
+        official_micro_batch=2,
+    )
 
 
 MODELS = {  # the paper's table order: model -> recipe
-    "DistilBioBERT": "distilbiobert", "CompactBioBERT": "compactbiobert", "TinyBioBERT": "tinybiobert",
-    "BioDistilBERT": "continual_mlm", "BioTinyBERT": "continual_mlm", "BioMobileBERT": "continual_mlm",
+    "DistilBioBERT": "distilbiobert",
+    "CompactBioBERT": "compactbiobert",
+    "TinyBioBERT": "tinybiobert",
+    "BioDistilBERT": "continual_mlm",
+    "BioTinyBERT": "continual_mlm",
+    "BioMobileBERT": "continual_mlm",
 }
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Synthetic data and models
 # ---------------------------------------------------------------------------------------------------------------
+
 
 class SyntheticShard:
     """Rows as a tokenised shard serves them (`rows[indices]` -> columns), PubMed-like lengths, random tokens."""
@@ -149,6 +180,7 @@ def build_objective(model: str, shape: Shape, official: bool, device: str) -> re
 # One timed training run
 # ---------------------------------------------------------------------------------------------------------------
 
+
 class OfficialTrainer(pretrain.PretrainTrainer):
     """The same Trainer computing the official scripts' loss: full-vocabulary heads, masked_select, nn losses."""
 
@@ -197,29 +229,51 @@ class StepTimer(TrainerCallback):
 def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShard, tokenizer) -> dict:
     objective = build_objective(model, shape, official, args.device)
     train = TrainSettings(  # the schema's train_defaults, but the shapes and the timed steps
-        max_steps=args.warmup + args.steps, global_batch_size=shape.global_batch,
-        per_device_batch_size=shape.official_micro_batch if official else "auto", learning_rate=1e-4,
-        warmup_steps=0, weight_decay=0.0, lr_scheduler="linear", mlm_probability=0.15, save_steps=0,
-        save_total_limit=2, logging_steps=10**9, teacher_dropout=True, max_grad_norm=1.0,
-        precision="fp32" if official else "auto", dataloader_workers=args.workers)
-    train = dataclasses.replace(train, per_device_batch_size=pretrain.choose_micro_batch(
-        train, objective, shape.max_length, len(tokenizer)))
+        max_steps=args.warmup + args.steps,
+        global_batch_size=shape.global_batch,
+        per_device_batch_size=shape.official_micro_batch if official else "auto",
+        learning_rate=1e-4,
+        warmup_steps=0,
+        weight_decay=0.0,
+        lr_scheduler="linear",
+        mlm_probability=0.15,
+        save_steps=0,
+        save_total_limit=2,
+        logging_steps=10**9,
+        teacher_dropout=True,
+        max_grad_norm=1.0,
+        precision="fp32" if official else "auto",
+        dataloader_workers=args.workers,
+    )
+    train = dataclasses.replace(
+        train, per_device_batch_size=pretrain.choose_micro_batch(train, objective, shape.max_length, len(tokenizer))
+    )
     timer = StepTimer(args.warmup, args.steps, args.seconds, args.device)
     with tempfile.TemporaryDirectory() as tmp:
         training_args = pretrain.training_arguments(train, tmp, seed=0)
         if official:  # transformers 4.17's Trainer had no fused AdamW
             training_args = dataclasses.replace(training_args, optim="adamw_torch")
         trainer = counting(OfficialTrainer if official else pretrain.PretrainTrainer)(
-            model=objective, args=training_args, train_dataset=pretrain.IndexedExamples(rows),
-            processing_class=tokenizer, callbacks=[timer],
-            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train.mlm_probability, 0))
+            model=objective,
+            args=training_args,
+            train_dataset=pretrain.IndexedExamples(rows),
+            processing_class=tokenizer,
+            callbacks=[timer],
+            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train.mlm_probability, 0),
+        )
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
         peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
-    result = {"model": model, "impl": "official" if official else "ours", "micro_batch": train.per_device_batch_size,
-              "accumulation": training_args.gradient_accumulation_steps, "steps_per_s": timer.timed / timer.elapsed,
-              "tflop_per_step": trainer.flops / 1e12, "peak_gib": peak / 2**30 if peak is not None else None}
+    result = {
+        "model": model,
+        "impl": "official" if official else "ours",
+        "micro_batch": train.per_device_batch_size,
+        "accumulation": training_args.gradient_accumulation_steps,
+        "steps_per_s": timer.timed / timer.elapsed,
+        "tflop_per_step": trainer.flops / 1e12,
+        "peak_gib": peak / 2**30 if peak is not None else None,
+    }
     del trainer, objective
     gc.collect()
     if args.device == "cuda":
@@ -230,6 +284,7 @@ def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShar
 # ---------------------------------------------------------------------------------------------------------------
 # Matrix-product peak and the table
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def matmul_peak_tflops(device: str, sizes: list[int], repeats: int) -> float:
     """The best bf16 (n x n) @ (n x n) rate over `sizes`, median of `repeats` timed products after a warm-up."""
@@ -270,8 +325,7 @@ def collate_ms(tokenizer, rows: SyntheticShard, batch: int, repeats: int = 5) ->
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-COLUMNS = ["model", "impl", "micro x accum", "steps/s", "TFLOP/step", "TFLOP/s", "% peak", "peak GiB",
-           "GPU-h paper"]
+COLUMNS = ["model", "impl", "micro x accum", "steps/s", "TFLOP/step", "TFLOP/s", "% peak", "peak GiB", "GPU-h paper"]
 
 
 def table_rows(results: list[dict], peak: float) -> list[list[str]]:
@@ -282,9 +336,19 @@ def table_rows(results: list[dict], peak: float) -> list[list[str]]:
             continue
         tflops = r["tflop_per_step"] * r["steps_per_s"]
         hours = PAPER_STEPS[recipes.get_recipe(MODELS[r["model"]]).kind] / r["steps_per_s"] / 3600
-        rows.append([r["model"], r["impl"], f"{r['micro_batch']} x {r['accumulation']}", f"{r['steps_per_s']:.3g}",
-                     f"{r['tflop_per_step']:.3g}", f"{tflops:.3g}", f"{100 * tflops / peak:.1f}",
-                     "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}", f"{hours:.3g}"])
+        rows.append(
+            [
+                r["model"],
+                r["impl"],
+                f"{r['micro_batch']} x {r['accumulation']}",
+                f"{r['steps_per_s']:.3g}",
+                f"{r['tflop_per_step']:.3g}",
+                f"{tflops:.3g}",
+                f"{100 * tflops / peak:.1f}",
+                "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}",
+                f"{hours:.3g}",
+            ]
+        )
     return rows
 
 
@@ -301,9 +365,16 @@ def ratio_rows(results: list[dict]) -> list[list[str]]:
             continue
         ours, official = pair["ours"], pair["official"]
         steps = PAPER_STEPS[recipes.get_recipe(MODELS[model]).kind]
-        memory = ("-" if ours["peak_gib"] is None else f"{official['peak_gib'] / ours['peak_gib']:.2f}")
-        rows.append([model, f"{ours['steps_per_s'] / official['steps_per_s']:.2f}", memory,
-                     f"{steps / ours['steps_per_s'] / 3600:.3g}", f"{steps / official['steps_per_s'] / 3600:.3g}"])
+        memory = "-" if ours["peak_gib"] is None else f"{official['peak_gib'] / ours['peak_gib']:.2f}"
+        rows.append(
+            [
+                model,
+                f"{ours['steps_per_s'] / official['steps_per_s']:.2f}",
+                memory,
+                f"{steps / ours['steps_per_s'] / 3600:.3g}",
+                f"{steps / official['steps_per_s'] / 3600:.3g}",
+            ]
+        )
     return rows
 
 
@@ -316,15 +387,19 @@ def report(results: list[dict], peak: float, collate: dict, shape: Shape, device
     order = {(model, impl): i for i, (model, impl) in enumerate((m, i) for m in MODELS for i in ("ours", "official"))}
     results = sorted(results, key=lambda r: order[(r["model"], r["impl"])])
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
-    return (f"# Pre-training step, {device_name}, torch {torch.__version__}; global batch {shape.global_batch}, "
-            f"sequences <= {shape.max_length}, teacher {shape.teacher.num_hidden_layers}L/{shape.teacher.hidden_size}"
-            f", vocab {shape.teacher.vocab_size}\n"
-            f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
-            f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
-            f"wall {seconds:.0f} s\n"
-            f"# collating one global batch in one process: {collate['ours']:.1f} ms (HF tokenizer.pad: "
-            f"{collate['hf']:.1f} ms, {collate['hf'] / collate['ours']:.1f}x)\n\n"
-            + markdown(COLUMNS, table_rows(results, peak)) + "\n" + markdown(RATIO_COLUMNS, ratio_rows(results)))
+    return (
+        f"# Pre-training step, {device_name}, torch {torch.__version__}; global batch {shape.global_batch}, "
+        f"sequences <= {shape.max_length}, teacher {shape.teacher.num_hidden_layers}L/{shape.teacher.hidden_size}"
+        f", vocab {shape.teacher.vocab_size}\n"
+        f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
+        f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
+        f"wall {seconds:.0f} s\n"
+        f"# collating one global batch in one process: {collate['ours']:.1f} ms (HF tokenizer.pad: "
+        f"{collate['hf']:.1f} ms, {collate['hf'] / collate['ours']:.1f}x)\n\n"
+        + markdown(COLUMNS, table_rows(results, peak))
+        + "\n"
+        + markdown(RATIO_COLUMNS, ratio_rows(results))
+    )
 
 
 def main(argv=None) -> int:
@@ -338,31 +413,38 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
     parser.add_argument("--budget", type=float, help="start no run after this many seconds (the rest: skipped)")
     parser.add_argument("--workers", type=int, help="dataloader workers (default: 4 on cuda, 0 on cpu)")
-    parser.add_argument("--global-batch", type=int, help="a smaller global batch for a quick check (official "
-                                                             "micro-batch: an eighth of it, as 24 of 192)")
+    parser.add_argument(
+        "--global-batch",
+        type=int,
+        help="a smaller global batch for a quick check (official micro-batch: an eighth of it, as 24 of 192)",
+    )
     parser.add_argument("--out", help="also write the tables to this file (rewritten after every run)")
     args = parser.parse_args(argv)
-    shape = (paper_shape() if (args.shape or ("paper" if args.device == "cuda" else "tiny")) == "paper"
-             else tiny_shape())
+    shape = paper_shape() if (args.shape or ("paper" if args.device == "cuda" else "tiny")) == "paper" else tiny_shape()
     if args.global_batch:
-        shape = dataclasses.replace(shape, global_batch=args.global_batch,
-                                    official_micro_batch=max(1, args.global_batch // 8))
+        shape = dataclasses.replace(
+            shape, global_batch=args.global_batch, official_micro_batch=max(1, args.global_batch // 8)
+        )
     args.workers = args.workers if args.workers is not None else (4 if args.device == "cuda" else 0)
     began = time.perf_counter()
 
     peak = matmul_peak_tflops(args.device, [4096, 8192] if args.device == "cuda" else [256], 10)
     data, results = {}, []
     vocab_size = shape.teacher.vocab_size
-    data[vocab_size] = (tokenizer_of(vocab_size), SyntheticShard(
-        (args.warmup + args.steps) * shape.global_batch, shape.max_length, vocab_size))
+    data[vocab_size] = (
+        tokenizer_of(vocab_size),
+        SyntheticShard((args.warmup + args.steps) * shape.global_batch, shape.max_length, vocab_size),
+    )
     collate = collate_ms(*data[vocab_size], shape.global_batch, repeats=min(5, args.warmup + args.steps))
     # every model of ours first: if time runs out, the pipeline's own rows are complete
     for official in [False] if args.no_official else [False, True]:
         for model in args.models:
             vocab_size = shape.starts.get(model, shape.teacher).vocab_size
             if vocab_size not in data:
-                data[vocab_size] = (tokenizer_of(vocab_size), SyntheticShard(
-                    (args.warmup + args.steps) * shape.global_batch, shape.max_length, vocab_size))
+                data[vocab_size] = (
+                    tokenizer_of(vocab_size),
+                    SyntheticShard((args.warmup + args.steps) * shape.global_batch, shape.max_length, vocab_size),
+                )
             result = {"model": model, "impl": "official" if official else "ours"}
             if args.budget is not None and time.perf_counter() - began > args.budget:
                 result["error"] = "skipped: time budget spent"
@@ -370,7 +452,7 @@ def main(argv=None) -> int:
                 try:
                     tokenizer, rows = data[vocab_size]
                     result = run_once(model, shape, official, args, rows, tokenizer)
-                except Exception as error:  # one failed run must not lose the others' rows
+                except Exception as error:  # noqa: BLE001  (one failed run, whatever the error, must not lose the others' rows)
                     first_line = (str(error).splitlines() or [""])[0][:80]
                     result["error"] = f"failed: {type(error).__name__}: {first_line}"
                     gc.collect()
@@ -378,8 +460,11 @@ def main(argv=None) -> int:
                         torch.cuda.empty_cache()
             results.append(result)
             outcome = result.get("error") or f"{result['steps_per_s']:.3g} steps/s"
-            print(f"{model} {result['impl']}: {outcome} ({time.perf_counter() - began:.0f} s)", file=sys.stderr,
-                  flush=True)
+            print(
+                f"{model} {result['impl']}: {outcome} ({time.perf_counter() - began:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
             text = report(results, peak, collate, shape, args.device, time.perf_counter() - began)
             if args.out:
                 Path(args.out).write_text(text)

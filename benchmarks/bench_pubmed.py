@@ -89,16 +89,24 @@ def bench_parse(path: Path, work: Path, repeats: int) -> None:
     from compact_biomed.pubmed import parse_to_parquet
 
     megabytes = path.stat().st_size / 2**20
-    runs = best_times([lambda: ours_parse(path), lambda: baseline_parse(path),
-                       lambda: parse_to_parquet(path, work / "parsed.parquet")["citations"]], repeats)
+    runs = best_times(
+        [
+            lambda: ours_parse(path),
+            lambda: baseline_parse(path),
+            lambda: parse_to_parquet(path, work / "parsed.parquet")["citations"],
+        ],
+        repeats,
+    )
     (ours_s, ours_n), (base_s, base_n), (job_s, job_n) = runs
     assert ours_n == base_n == job_n, (ours_n, base_n, job_n)
     print(f"(a) parse {ours_n} citations, {megabytes:.1f} MB gzip")
     for label, seconds in (("iter_citations", ours_s), ("lxml baseline", base_s), ("parse_pubmed job", job_s)):
         rates = f"{megabytes / seconds:6.2f} MB gz/s  {ours_n / seconds:9.0f} records/s"
         print(f"    {label:<16} {seconds:7.3f} s  {rates}")
-    print(f"    throughput ratio iter_citations / baseline: {base_s / ours_s:.2f}  (target >= 1); "
-          f"the whole job (+ Parquet): {base_s / job_s:.2f}")
+    print(
+        f"    throughput ratio iter_citations / baseline: {base_s / ours_s:.2f}  (target >= 1); "
+        f"the whole job (+ Parquet): {base_s / job_s:.2f}"
+    )
 
 
 def bench_tokenize(path: Path, work: Path, rows: int, repeats: int) -> tuple[Path, Path]:
@@ -123,16 +131,19 @@ def bench_tokenize(path: Path, work: Path, rows: int, repeats: int) -> tuple[Pat
         return sum(
             len(ids)
             for begin in range(0, len(texts), BATCH_ROWS)
-            for ids in tokenizer(texts[begin : begin + BATCH_ROWS], truncation=True, max_length=256,
-                                 return_special_tokens_mask=True)["input_ids"]
+            for ids in tokenizer(
+                texts[begin : begin + BATCH_ROWS], truncation=True, max_length=256, return_special_tokens_mask=True
+            )["input_ids"]
         )
 
     (ours_s, stats), (raw_s, raw_tokens) = best_times(
         [lambda: tokenize_shard(corpus, work / "tokenizer", work / "shard", 0, 1, 256), raw_call], repeats
     )
     assert stats["tokens"] == raw_tokens
-    print(f"(b) tokenise {len(texts)} texts, max_length 256 ({stats['tokens']} tokens kept, "
-          f"{stats['truncated_tokens']} truncated)")
+    print(
+        f"(b) tokenise {len(texts)} texts, max_length 256 ({stats['tokens']} tokens kept, "
+        f"{stats['truncated_tokens']} truncated)"
+    )
     print(f"    tokenize_shard   {ours_s:7.3f} s  {len(texts) / ours_s:9.0f} texts/s  (+ parquet read, save_to_disk)")
     print(f"    raw batched call {raw_s:7.3f} s  {len(texts) / raw_s:9.0f} texts/s")
     print(f"    throughput ratio tokenize_shard / raw: {raw_s / ours_s:.2f}  (target >= 0.85)")
@@ -155,9 +166,24 @@ def run_shard_jobs(corpus: Path, tokenizer: Path, work: Path, num_shards: int) -
     """All shards of `corpus` as simultaneous job processes: (wall seconds, slowest job's tokenising seconds)."""
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     start = time.perf_counter()
-    jobs = [subprocess.Popen([sys.executable, "-c", _SHARD_JOB, str(corpus), str(tokenizer),
-                              str(work / f"par-{num_shards}-{i}"), str(i), str(num_shards)],
-                             stdout=subprocess.PIPE, text=True, env=env) for i in range(num_shards)]
+    jobs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _SHARD_JOB,
+                str(corpus),
+                str(tokenizer),
+                str(work / f"par-{num_shards}-{i}"),
+                str(i),
+                str(num_shards),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(num_shards)
+    ]
     outputs = [job.communicate()[0].split() for job in jobs]
     wall = time.perf_counter() - start
     assert all(job.returncode == 0 for job in jobs)
@@ -175,12 +201,16 @@ def bench_parallel_shards(corpus: Path, tokenizer: Path, work: Path, rows: int, 
     for _ in range(repeats):  # interleaved, so load from elsewhere hits both alike
         for jobs in (1, 2):
             best[jobs] = tuple(map(min, best[jobs], run_shard_jobs(big, tokenizer, work, jobs)))
-    print(f"(c) {rows} texts as 1 shard job vs 2 shard jobs side by side (1 thread each, as Snakemake runs them; "
-          f"{os.cpu_count()} CPUs)")
+    print(
+        f"(c) {rows} texts as 1 shard job vs 2 shard jobs side by side (1 thread each, as Snakemake runs them; "
+        f"{os.cpu_count()} CPUs)"
+    )
     for jobs in (1, 2):
         print(f"    {jobs} job(s): {best[jobs][0]:7.3f} s wall, slowest job tokenising {best[jobs][1]:7.3f} s")
-    print(f"    speed-up with 2 parallel jobs: {best[1][0] / best[2][0]:.2f} wall incl. process start, "
-          f"{best[1][1] / best[2][1]:.2f} tokenising  (target >= 1.7)")
+    print(
+        f"    speed-up with 2 parallel jobs: {best[1][0] / best[2][0]:.2f} wall incl. process start, "
+        f"{best[1][1] / best[2][1]:.2f} tokenising  (target >= 1.7)"
+    )
 
 
 # VmHWM (peak RSS of this process image) rather than ru_maxrss, which survives exec from the parent.
@@ -199,8 +229,13 @@ def peak_rss(imports: str, work: str, *args: str) -> tuple[int, int, int]:
     """Run `work` (an expression over sys.argv[1:]) in a fresh process after `imports`: (its value, peak KB
     after the imports, peak KB at the end)."""
     script = _PEAK_RSS.format(imports=imports, work=work)
-    out = subprocess.run([sys.executable, "-c", script, *args], check=True, capture_output=True, text=True,
-                         env=dict(os.environ, TOKENIZERS_PARALLELISM="false")).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TOKENIZERS_PARALLELISM="false"),
+    ).stdout.split()
     return tuple(map(int, out))
 
 
@@ -208,10 +243,13 @@ def bench_memory(sample: Path, copies: int, work: Path) -> None:
     print("(d) peak RSS while parsing, fresh process per file (VmHWM, KB; Linux):")
     for factor in (1, 4):
         path = replicate(sample, copies * factor, work / f"mem{factor}.xml.gz")
-        n, before, after = peak_rss("from compact_biomed.pubmed import iter_citations",
-                                    "sum(1 for _ in iter_citations(sys.argv[1]))", str(path))
-        print(f"    {n:7d} citations, {path.stat().st_size / 2**20:5.1f} MB gz: peak {after} KB "
-              f"(after imports {before} KB, parsing added {after - before} KB)")
+        n, before, after = peak_rss(
+            "from compact_biomed.pubmed import iter_citations", "sum(1 for _ in iter_citations(sys.argv[1]))", str(path)
+        )
+        print(
+            f"    {n:7d} citations, {path.stat().st_size / 2**20:5.1f} MB gz: peak {after} KB "
+            f"(after imports {before} KB, parsing added {after - before} KB)"
+        )
 
 
 def synthetic_parsed_files(work: Path, files: int, rows_per_file: int) -> list[Path]:
@@ -226,9 +264,12 @@ def synthetic_parsed_files(work: Path, files: int, rows_per_file: int) -> list[P
     for index in range(files):
         pmids = np.arange(index * rows_per_file, (index + 1) * rows_per_file, dtype=np.int64)
         columns = {name: pa.nulls(rows_per_file, field.type) for name, field in zip(PARSED_SCHEMA.names, PARSED_SCHEMA)}
-        columns.update(pmid=pa.array(pmids), version=pa.array(np.ones(rows_per_file, np.int32)),
-                       deleted=pa.array(np.zeros(rows_per_file, bool)),
-                       title=pa.array(np.char.add("Title ", pmids.astype(str)).tolist()))
+        columns.update(
+            pmid=pa.array(pmids),
+            version=pa.array(np.ones(rows_per_file, np.int32)),
+            deleted=pa.array(np.zeros(rows_per_file, bool)),
+            title=pa.array(np.char.add("Title ", pmids.astype(str)).tolist()),
+        )
         paths.append(work / f"synthetic-{index}.parquet")
         pq.write_table(pa.table(columns, schema=PARSED_SCHEMA), paths[-1], row_group_size=10_000)
     return paths
@@ -240,15 +281,21 @@ def bench_merge_memory(work: Path, files: int, rows_per_file: int = 30_000) -> N
     peaks = {}
     for count in (files, 4 * files):
         parsed = synthetic_parsed_files(work, count, rows_per_file)
-        records, before, after = peak_rss("from compact_biomed.corpus import build_corpus",
-                                          'build_corpus(sys.argv[3:], sys.argv[1], sys.argv[2])["records"]',
-                                          str(work / "merged.parquet"), str(work / "merged.json"), *map(str, parsed))
+        records, before, after = peak_rss(
+            "from compact_biomed.corpus import build_corpus",
+            'build_corpus(sys.argv[3:], sys.argv[1], sys.argv[2])["records"]',
+            str(work / "merged.parquet"),
+            str(work / "merged.json"),
+            *map(str, parsed),
+        )
         peaks[records] = after
         print(f"    {count:3d} files, {records:9d} records: peak {after} KB (after imports {before} KB)")
     (small, small_peak), (large, large_peak) = sorted(peaks.items())
     per_record = (large_peak - small_peak) * 1024 / (large - small)
-    print(f"    growth: {per_record:.0f} bytes per record, so about {per_record * 36e6 / 2**30:.1f} GB more for "
-          f"36M records (the whole baseline)")
+    print(
+        f"    growth: {per_record:.0f} bytes per record, so about {per_record * 36e6 / 2**30:.1f} GB more for "
+        f"36M records (the whole baseline)"
+    )
 
 
 def main() -> None:

@@ -26,16 +26,16 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     mega = batch_size * MEGA_BATCH_MULT
     batches = []
     for start in range(0, len(order), mega):
-        chunk = order[start:start + mega]
+        chunk = order[start : start + mega]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
-        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
     rng.shuffle(batches)
     return batches
 
 
 def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(len(lengths))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def collate(split: ner.EncodedSplit, indices, pad_id: int, device) -> dict:
@@ -70,15 +70,20 @@ def build_optimizer(model, learning_rate: float, weight_decay: float) -> torch.o
 
 def train(model, split: ner.EncodedSplit, hp: dict, seed: int, device, pad_id: int) -> tuple[float, int, list]:
     """Fine-tune in place; returns (seconds, windows seen, per-epoch windows/s)."""
-    usable = np.array([i for i, labels in enumerate(split.labels) if (labels != ner.IGNORE_INDEX).any()],
-                      dtype=np.int64)
+    usable = np.array(
+        [i for i, labels in enumerate(split.labels) if (labels != ner.IGNORE_INDEX).any()], dtype=np.int64
+    )
     lengths = np.array([len(split.input_ids[i]) for i in usable])
     make_batches = length_grouped_batches if hp["group_by_length"] else random_batches
     steps_per_epoch = math.ceil(len(usable) / hp["batch_size"])
     total_steps = steps_per_epoch * hp["epochs"]
     optimizer = build_optimizer(model, hp["learning_rate"], hp["weight_decay"])
-    scheduler = get_scheduler(hp["scheduler"], optimizer, num_warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
-                              num_training_steps=total_steps)
+    scheduler = get_scheduler(
+        hp["scheduler"],
+        optimizer,
+        num_warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
+        num_training_steps=total_steps,
+    )
     rng = np.random.default_rng(seed)
     model.train()
     start, epoch_rates = time.perf_counter(), []
@@ -107,13 +112,13 @@ def predict(model, split: ner.EncodedSplit, batch_size: int, device, pad_id: int
     order = np.argsort(lengths, kind="stable")
     predictions: list[np.ndarray] = [None] * len(lengths)  # type: ignore[list-item]
     for start in range(0, len(order), batch_size):
-        indices = order[start:start + batch_size]
+        indices = order[start : start + batch_size]
         batch = collate(split, indices, pad_id, device)
         with autocast(device):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         best = logits.argmax(-1).cpu().numpy()
         for row, i in enumerate(indices):
-            predictions[i] = best[row, :lengths[i]]
+            predictions[i] = best[row, : lengths[i]]
     return predictions
 
 
@@ -125,8 +130,11 @@ def finetune(model_dir, data_dir, seed: int, hparams: dict) -> dict:
         torch.set_num_threads(int(hp["threads"]))
     data_dir = Path(data_dir)
     data = ner.load_dataset_dir(data_dir)
-    splits = {"train": data["train"][: hp["max_train_sentences"]], "dev": data["dev"][: hp["max_eval_sentences"]],
-              "test": data["test"][: hp["max_eval_sentences"]]}
+    splits = {
+        "train": data["train"][: hp["max_train_sentences"]],
+        "dev": data["dev"][: hp["max_eval_sentences"]],
+        "test": data["test"][: hp["max_eval_sentences"]],
+    }
     label2id = {label: i for i, label in enumerate(data["labels"])}
     id2label = dict(enumerate(data["labels"]))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -134,13 +142,30 @@ def finetune(model_dir, data_dir, seed: int, hparams: dict) -> dict:
     set_seed(seed)
     model = ner.load_token_classifier(model_dir, id2label).to(device)
     max_length = ner.window_length(model, hp["max_length"])
-    encoded = {name: ner.encode_split(tokenizer, sentences, label2id, max_length,
-                                      hp["label_mode_train"] if name == "train" else "every_piece", name)
-               for name, sentences in splits.items()}
+    encoded = {
+        name: ner.encode_split(
+            tokenizer,
+            sentences,
+            label2id,
+            max_length,
+            hp["label_mode_train"] if name == "train" else "every_piece",
+            name,
+        )
+        for name, sentences in splits.items()
+    }
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     seconds, samples, epoch_rates = train(model, encoded["train"], hp, seed, device, pad_id)
-    results = {name: ner.evaluate(encoded[name], predict(model, encoded[name], hp["eval_batch_size"], device, pad_id),
-                                  id2label)[0] for name in ("dev", "test")}
-    return {"seed": seed, "train_sentences": len(splits["train"]),
-            "wall_seconds": round(time.perf_counter() - started, 3),
-            "train_samples_per_second": round(samples / seconds, 2), "epoch_samples_per_second": epoch_rates, **results}
+    results = {
+        name: ner.evaluate(
+            encoded[name], predict(model, encoded[name], hp["eval_batch_size"], device, pad_id), id2label
+        )[0]
+        for name in ("dev", "test")
+    }
+    return {
+        "seed": seed,
+        "train_sentences": len(splits["train"]),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "train_samples_per_second": round(samples / seconds, 2),
+        "epoch_samples_per_second": epoch_rates,
+        **results,
+    }

@@ -7,12 +7,12 @@ rule teacher:
         unpack(lambda wc: corpus_if_random(config["teacher"])),
     output:
         directory("results/teacher"),
-    params:
-        source=config["teacher"],
     log:
         "logs/teacher.log",
     conda:
         "../environment.yml"
+    params:
+        source=config["teacher"],
     script:
         "../workflow/scripts/base_models.py"
 
@@ -22,11 +22,11 @@ rule start_model:
         unpack(lambda wc: corpus_if_random(config["models"][wc.student]["start"])),
     output:
         directory("results/start/{student}"),
-    params:
-        source=lambda wc: config["models"][wc.student]["start"],
     log:
         "logs/start_model/{student}.log",
     conda:
         "../environment.yml"
+    params:
+        source=lambda wc: config["models"][wc.student]["start"],
     script:
         "../workflow/scripts/base_models.py"

@@ -9,11 +9,11 @@ rule build_corpus:
     output:
         corpus="results/pubmed/corpus.parquet",
         stats="results/pubmed/corpus_stats.json",
-    params:
-        text_format=config["pubmed"]["text_format"],
     log:
         "logs/build_corpus.log",
     conda:
         "../environment.yml"
+    params:
+        text_format=config["pubmed"]["text_format"],
     script:
         "../workflow/scripts/corpus.py"

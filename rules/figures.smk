@@ -1,5 +1,6 @@
 # The figures: NER F1 per model and dataset with error bars over seeds, and the pre-training loss curves.
 
+
 localrules:
     plot_ner_f1,
 
@@ -14,14 +15,14 @@ rule plot_ner_f1:
             category="NER results",
             labels={"result": "F1 figure"},
         ),
-    params:
-        models=TABLE_MODELS,
-        datasets=DATASETS,
-        demo=config["demo"]["enabled"],
     log:
         "logs/plot_ner_f1.log",
     conda:
         "../environment.yml"
+    params:
+        models=TABLE_MODELS,
+        datasets=DATASETS,
+        demo=config["demo"]["enabled"],
     script:
         "../workflow/scripts/figures.py"
 
@@ -42,11 +43,11 @@ if TRAINED_MODELS:
                 category="Pre-training",
                 labels={"result": "loss curves"},
             ),
-        params:
-            models=TRAINED_MODELS,
         log:
             "logs/plot_pretrain_loss.log",
         conda:
             "../environment.yml"
+        params:
+            models=TRAINED_MODELS,
         script:
             "../workflow/scripts/figures.py"

@@ -10,14 +10,14 @@ if config["ner"]["archive_url"]:
         # BioBERT's datasets.tar.gz, the paper's source; datasets/NER/<name>/ is extracted into data_dir.
         output:
             expand(f"{DATA_DIR}/{{dataset}}/{{split}}.tsv", dataset=DATASETS, split=SPLITS),
-        params:
-            url=config["ner"]["archive_url"],
-            datasets=DATASETS,
         log:
             "logs/fetch_ner.log",
         retries: 3  # a failed download leaves nothing behind and is retried as a job
         conda:
             "../environment.yml"
+        params:
+            url=config["ner"]["archive_url"],
+            datasets=DATASETS,
         script:
             "../workflow/scripts/ner.py"
 
@@ -29,15 +29,15 @@ rule finetune_ner:
     output:
         metrics="results/ner/{model}/{dataset}/seed{seed}/metrics.json",
         predictions="results/ner/{model}/{dataset}/seed{seed}/predictions.tsv",
-    params:
-        data_dir=lambda wc: f"{DATA_DIR}/{wc.dataset}",
-        hparams=config["ner"]["hparams"],
-    threads: config["threads"]
-    resources:
-        gpu_slots=GPU_PER_JOB,  # one of the GPU's slots, not the whole GPU (common.smk)
     log:
         "logs/finetune_ner/{model}/{dataset}/seed{seed}.log",
     conda:
         "../environment.yml"
+    threads: config["threads"]
+    resources:
+        gpu_slots=GPU_PER_JOB,  # one of the GPU's slots, not the whole GPU (common.smk)
+    params:
+        data_dir=lambda wc: f"{DATA_DIR}/{wc.dataset}",
+        hparams=config["ner"]["hparams"],
     script:
         "../workflow/scripts/ner.py"

@@ -12,6 +12,15 @@ rule pretrain:
         unpack(pretrain_inputs),
     output:
         directory("results/models/{student}"),
+    log:
+        "logs/pretrain/{student}.log",
+    conda:
+        "../environment.yml"
+    threads: config["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
+        runtime=lambda wc, attempt: pretrain_runtime_minutes(config, wc.student, attempt),
+        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
     params:
         # The job reads its settings from the config (compact_biomed.pretrain.Settings); these copies make
         # Snakemake rerun it when they change (it compares params, not the config).
@@ -20,14 +29,5 @@ rule pretrain:
         train=lambda wc: cfg.train_settings(config, wc.student),
         seed=lambda wc: config["models"][wc.student]["seed"],
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.student}",
-    threads: config["threads"]
-    resources:
-        gpu=GPU_PER_JOB,
-        runtime=lambda wc, attempt: pretrain_runtime_minutes(config, wc.student, attempt),
-        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
-    log:
-        "logs/pretrain/{student}.log",
-    conda:
-        "../environment.yml"
     script:
         "../workflow/scripts/pretrain.py"

@@ -13,12 +13,12 @@ rule fetch_pretrained:
         lambda wc: config["models"][wc.pretrained]["pretrained"].get("path", []),
     output:
         directory("results/pretrained/{pretrained}"),
-    params:
-        source=lambda wc: config["models"][wc.pretrained]["pretrained"],
-        key=lambda wc: f"models.{wc.pretrained}.pretrained",
     log:
         "logs/fetch_pretrained/{pretrained}.log",
     conda:
         "../environment.yml"
+    params:
+        source=lambda wc: config["models"][wc.pretrained]["pretrained"],
+        key=lambda wc: f"models.{wc.pretrained}.pretrained",
     script:
         "../workflow/scripts/pretrained.py"

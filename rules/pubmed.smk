@@ -14,13 +14,13 @@ rule fetch_pubmed:
     output:
         xml="results/pubmed/raw/{name}.xml.gz",
         md5="results/pubmed/raw/{name}.xml.gz.md5",
-    params:
-        base_url=config["pubmed"]["base_url"],
     log:
         "logs/fetch_pubmed/{name}.log",
     retries: 3
     conda:
         "../environment.yml"
+    params:
+        base_url=config["pubmed"]["base_url"],
     script:
         "../workflow/scripts/pubmed.py"
 
@@ -46,12 +46,12 @@ rule fetch_huggingface_pubmed:
     # The paper's source (spec §2), streamed from the hub (a local rule: it needs internet) or a local folder.
     output:
         "results/pubmed/parsed/huggingface.parquet",
-    params:
-        dataset=config["pubmed"].get("huggingface"),
     log:
         "logs/fetch_huggingface_pubmed.log",
     retries: 2
     conda:
         "../environment.yml"
+    params:
+        dataset=config["pubmed"].get("huggingface"),
     script:
         "../workflow/scripts/pubmed.py"

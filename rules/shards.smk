@@ -7,13 +7,13 @@ rule tokenize_shard:
         tokenizer=tokenizer_dir,
     output:
         directory("results/shards/{owner}/shard-{shard}-of-{total}"),
-    params:
-        max_length=config["tokenize"]["max_length"],
-        mode=config["tokenize"]["mode"],
     log:
         "logs/tokenize_shard/{owner}-{shard}-of-{total}.log",
     conda:
         "../environment.yml"
+    params:
+        max_length=config["tokenize"]["max_length"],
+        mode=config["tokenize"]["mode"],
     script:
         "../workflow/scripts/shards.py"
 

@@ -33,15 +33,15 @@ rule ner_f1_table:
             category="NER results",
             labels={"result": "F1 table"},
         ),
+    log:
+        "logs/ner_f1_table.log",
+    conda:
+        "../environment.yml"
     params:
         models=TABLE_MODELS,
         datasets=DATASETS,
         mode=config["ner"]["table_mode"],
         demo=config["demo"]["enabled"],
-    log:
-        "logs/ner_f1_table.log",
-    conda:
-        "../environment.yml"
     script:
         "../workflow/scripts/tables.py"
 
@@ -54,19 +54,19 @@ rule model_stats:
         test_sets=expand(f"{DATA_DIR}/{{dataset}}/test.tsv", dataset=DATASETS),
     output:
         expand("results/model_stats/{model}.json", model=TABLE_MODELS),
+    log:
+        "logs/model_stats.log",
+    conda:
+        "../environment.yml"
+    threads: config["threads"]
+    resources:
+        gpu=GPU_PER_JOB,
+        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
     params:
         datasets=DATASETS,
         batch_size=config["model_stats"]["batch_size"],
         min_seconds=config["model_stats"]["min_seconds"],
         max_length=config["ner"]["hparams"]["max_length"],
-    threads: config["threads"]
-    resources:
-        gpu=GPU_PER_JOB,
-        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
-    log:
-        "logs/model_stats.log",
-    conda:
-        "../environment.yml"
     script:
         "../workflow/scripts/tables.py"
 
@@ -88,14 +88,14 @@ rule model_stats_table:
             category="Models",
             labels={"result": "size and speed"},
         ),
-    params:
-        models=TABLE_MODELS,
-        reference=BASELINE,
-        demo=config["demo"]["enabled"],
     log:
         "logs/model_stats_table.log",
     conda:
         "../environment.yml"
+    params:
+        models=TABLE_MODELS,
+        reference=BASELINE,
+        demo=config["demo"]["enabled"],
     script:
         "../workflow/scripts/tables.py"
 
@@ -118,11 +118,11 @@ if TRAINED_MODELS:
                 category="Data",
                 labels={"result": "corpus and shards"},
             ),
-        params:
-            teacher=TEACHER,
         log:
             "logs/data_stats_table.log",
         conda:
             "../environment.yml"
+        params:
+            teacher=TEACHER,
         script:
             "../workflow/scripts/tables.py"

@@ -39,9 +39,21 @@ def tiny_bert_dir(tmp_path_factory):
     from compact_biomed.base_models import random_init
 
     out = tmp_path_factory.mktemp("models") / "tiny-bert"
-    random_init(TINY_TEXTS, out, "bert", lowercase=False, vocab_size=300, seed=0,
-                config=dict(num_hidden_layers=4, hidden_size=32, num_attention_heads=4,
-                            intermediate_size=64, max_position_embeddings=128))
+    random_init(
+        TINY_TEXTS,
+        out,
+        "bert",
+        lowercase=False,
+        vocab_size=300,
+        seed=0,
+        config={
+            "num_hidden_layers": 4,
+            "hidden_size": 32,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+            "max_position_embeddings": 128,
+        },
+    )
     return out
 
 
@@ -53,8 +65,9 @@ def huggingface_pubmed_dataset(folder: Path, citations) -> Path:
 
     (folder / "data").mkdir(parents=True)
     article = lambda title, abstract: {"ArticleTitle": title, "Abstract": {"AbstractText": abstract}, "Language": "eng"}
-    rows = [{"MedlineCitation": {"PMID": pmid, "Article": article(title, abstract)}}
-            for pmid, title, abstract in citations]
+    rows = [
+        {"MedlineCitation": {"PMID": pmid, "Article": article(title, abstract)}} for pmid, title, abstract in citations
+    ]
     pq.write_table(pa.Table.from_pylist(rows), folder / "data" / "train-00000-of-00001.parquet")
     return folder
 
@@ -65,8 +78,9 @@ WORKFLOW_FILES = ["Snakefile", "rules", "workflow", "config", "profiles", "envir
 
 def run_snakemake(*args, cwd=REPO, timeout=600, extra_env=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(extra_env or {})}
-    return subprocess.run([*SNAKEMAKE, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*SNAKEMAKE, *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def fault_env(rule: str, marker: Path) -> dict:

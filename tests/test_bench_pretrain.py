@@ -33,15 +33,20 @@ def table(text: str, header: str) -> list[list[str]]:
 def test_benchmark_runs_every_model_against_the_official_computation(tmp_path):
     bench = load_bench()
     out = tmp_path / "bench.txt"
-    assert bench.main(["--device", "cpu", "--shape", "tiny", "--warmup", "2", "--steps", "2", "--seconds", "0",
-                       "--out", str(out)]) == 0
+    assert (
+        bench.main(
+            ["--device", "cpu", "--shape", "tiny", "--warmup", "2", "--steps", "2", "--seconds", "0", "--out", str(out)]
+        )
+        == 0
+    )
     text = out.read_text()
     assert "bf16 matmul peak measured here" in text
 
     steps = table(text, "model | impl")
     assert steps[0] == bench.COLUMNS
-    assert [(row[0], row[1]) for row in steps[1:]] == [(model, impl) for model in bench.MODELS
-                                                       for impl in ("ours", "official")]
+    assert [(row[0], row[1]) for row in steps[1:]] == [
+        (model, impl) for model in bench.MODELS for impl in ("ours", "official")
+    ]
     for row in steps[1:]:
         micro, accumulation = map(int, row[2].split(" x "))
         assert micro * accumulation == 8  # the tiny shape's global batch
@@ -67,8 +72,24 @@ def test_a_failed_run_becomes_a_row_and_the_others_are_kept(tmp_path, monkeypatc
 
     monkeypatch.setattr(bench, "build_objective", broken_for_compact)
     out = tmp_path / "bench.txt"
-    argv = ["--device", "cpu", "--shape", "tiny", "--models", "BioTinyBERT", "CompactBioBERT", "--no-official",
-            "--warmup", "2", "--steps", "2", "--seconds", "0", "--out", str(out)]
+    argv = [
+        "--device",
+        "cpu",
+        "--shape",
+        "tiny",
+        "--models",
+        "BioTinyBERT",
+        "CompactBioBERT",
+        "--no-official",
+        "--warmup",
+        "2",
+        "--steps",
+        "2",
+        "--seconds",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert bench.main(argv) == 1
     rows = {row[0]: row for row in table(out.read_text(), "model | impl")[1:]}
     assert rows["CompactBioBERT"][2] == "failed: RuntimeError: CUDA out of memory"

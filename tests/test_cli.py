@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import REPO, copy_workflow, run_snakemake, shared_path
 
 from compact_biomed.cli import load_config, main
 from compact_biomed.io import OUTPUT_MARKER, read_json
-from conftest import REPO, copy_workflow, run_snakemake, shared_path
 
 
 def test_pubmed_steps_from_the_command_line(tmp_path):
@@ -23,8 +23,9 @@ def test_pubmed_steps_from_the_command_line(tmp_path):
     assert main(["fetch-pubmed", "pubmed25n1274", "--out-dir", str(raw), "--local-dir", str(sample.parent)]) == 0
     assert main(["parse-pubmed", str(raw / "pubmed25n1274.xml.gz"), "--out-dir", str(parsed)]) == 0
     corpus, stats = tmp_path / "corpus.parquet", tmp_path / "stats.json"
-    assert main(["build-corpus", str(parsed / "pubmed25n1274.parquet"), "--out", str(corpus),
-                 "--stats", str(stats)]) == 0
+    assert (
+        main(["build-corpus", str(parsed / "pubmed25n1274.parquet"), "--out", str(corpus), "--stats", str(stats)]) == 0
+    )
     assert pq.read_metadata(corpus).num_rows == read_json(stats)["records"] == 30
 
 
@@ -47,6 +48,7 @@ def test_console_script_is_installed():
 
 # --- outputs: nothing a command did not write is ever deleted -----------------------------------------------------
 
+
 def ner_config(tmp_path) -> Path:
     """The demo config with one quick epoch of NER."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -66,8 +68,17 @@ def ner_data(folder: Path) -> Path:
 
 
 def finetune_args(tiny_bert_dir, tmp_path, out_dir) -> list[str]:
-    return ["finetune-ner", "--config", str(ner_config(tmp_path)), "--model-dir", str(tiny_bert_dir),
-            "--data-dir", str(ner_data(tmp_path / "data")), "--out-dir", str(out_dir)]
+    return [
+        "finetune-ner",
+        "--config",
+        str(ner_config(tmp_path)),
+        "--model-dir",
+        str(tiny_bert_dir),
+        "--data-dir",
+        str(ner_data(tmp_path / "data")),
+        "--out-dir",
+        str(out_dir),
+    ]
 
 
 def tree(folder: Path) -> dict:
@@ -125,11 +136,26 @@ def test_other_folder_outputs_refuse_a_folder_they_did_not_write(tmp_path, tiny_
     corpus = tmp_path / "corpus.parquet"
     pq.write_table(pa.table({"text": ["Aspirin reduces fever."] * 4}), corpus)
     args = {
-        "tokenize-shard": ["--corpus", str(corpus), "--tokenizer", str(tiny_bert_dir), "--shard", "0",
-                           "--num-shards", "1"],
+        "tokenize-shard": [
+            "--corpus",
+            str(corpus),
+            "--tokenizer",
+            str(tiny_bert_dir),
+            "--shard",
+            "0",
+            "--num-shards",
+            "1",
+        ],
         "base-model": ["teacher", "--corpus", str(corpus)],
-        "pretrain": ["DistilBioBERT", "--shards", str(tiny_bert_dir), "--teacher", str(tiny_bert_dir),
-                     "--checkpoint-dir", str(tmp_path / "ckpt")],
+        "pretrain": [
+            "DistilBioBERT",
+            "--shards",
+            str(tiny_bert_dir),
+            "--teacher",
+            str(tiny_bert_dir),
+            "--checkpoint-dir",
+            str(tmp_path / "ckpt"),
+        ],
     }[step]
     assert main([step, *args, "--out", str(out)]) == 1
     one_error_line(capsys, step, out)
@@ -139,8 +165,19 @@ def test_other_folder_outputs_refuse_a_folder_they_did_not_write(tmp_path, tiny_
 def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_dir):
     corpus, out = tmp_path / "corpus.parquet", tmp_path / "shard"
     pq.write_table(pa.table({"text": ["Aspirin reduces fever.", "Cisplatin hurts."]}), corpus)
-    args = ["tokenize-shard", "--corpus", str(corpus), "--tokenizer", str(tiny_bert_dir), "--out", str(out),
-            "--shard", "0", "--num-shards", "1"]
+    args = [
+        "tokenize-shard",
+        "--corpus",
+        str(corpus),
+        "--tokenizer",
+        str(tiny_bert_dir),
+        "--out",
+        str(out),
+        "--shard",
+        "0",
+        "--num-shards",
+        "1",
+    ]
     assert main(args) == 0
     first = tree(out)
     assert main(args) == 0 and tree(out) == first
@@ -148,10 +185,18 @@ def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_
 
 # --- bad command lines and configs: one line naming the file ------------------------------------------------------
 
+
 def test_missing_model_dir_is_one_line_naming_it(tmp_path, capsys):
     missing = tmp_path / "no-such-model"
-    args = ["finetune-ner", "--model-dir", str(missing), "--data-dir", str(ner_data(tmp_path / "data")),
-            "--out-dir", str(tmp_path / "out")]
+    args = [
+        "finetune-ner",
+        "--model-dir",
+        str(missing),
+        "--data-dir",
+        str(ner_data(tmp_path / "data")),
+        "--out-dir",
+        str(tmp_path / "out"),
+    ]
     assert main(args) == 1
     assert "no such file or folder" in one_error_line(capsys, "finetune-ner", missing)
     assert not (tmp_path / "out").exists()
@@ -168,6 +213,7 @@ def test_yaml_syntax_error_is_one_line_naming_file_and_line(tmp_path, capsys):
 
 
 # --- one config, checked and completed the same way by the CLI and the workflow ----------------------------------
+
 
 def test_the_cli_and_the_workflow_see_the_same_filled_config(tmp_path):
     """A config without ner.hparams (and other optional keys) gets the schema's defaults in both."""

@@ -4,9 +4,9 @@ import copy
 
 import pytest
 import yaml
+from conftest import REPO
 
 from compact_biomed import config as cfg
-from conftest import REPO
 
 SCHEMA = REPO / "config" / "schema.yaml"
 
@@ -39,8 +39,10 @@ def test_shipped_configs_are_valid(name):
         # A misspelt architecture key: transformers would store it and build the default architecture.
         (lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64), "models.TinyBioBERT.student"),
         (lambda c: c["teacher"]["random"]["config"].update(num_hiden_layers=2), "teacher.random.config"),
-        (lambda c: c["models"]["BioDistilBERT"]["start"]["random"]["config"].update(hidden_size=64, n_layer=2),
-         "models.BioDistilBERT.start.random.config"),
+        (
+            lambda c: c["models"]["BioDistilBERT"]["start"]["random"]["config"].update(hidden_size=64, n_layer=2),
+            "models.BioDistilBERT.start.random.config",
+        ),
     ],
 )
 def test_invalid_value_names_the_key(mutate, key):
@@ -113,8 +115,10 @@ def test_a_misspelt_architecture_key_is_named_in_one_line():
     config["models"]["TinyBioBERT"]["student"]["hidden_sise"] = 64
     with pytest.raises(cfg.ConfigError) as error:
         cfg.check(config, SCHEMA)
-    assert str(error.value) == ("invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert "
-                                "config key (did you mean 'hidden_size'?)")
+    assert str(error.value) == (
+        "invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert "
+        "config key (did you mean 'hidden_size'?)"
+    )
 
 
 def schema_default(*keys):

@@ -6,12 +6,11 @@ import gzip
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import huggingface_pubmed_dataset, shared_path
 
 from compact_biomed.corpus import CORPUS_SCHEMA, build_corpus
-from compact_biomed.pubmed import PARSED_SCHEMA, huggingface_to_parquet, parse_to_parquet
 from compact_biomed.io import InputError
-from compact_biomed.pubmed import iter_citations
-from conftest import huggingface_pubmed_dataset, shared_path
+from compact_biomed.pubmed import PARSED_SCHEMA, huggingface_to_parquet, iter_citations, parse_to_parquet
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +33,10 @@ def test_parsed_file_holds_every_citation_with_its_sections(sample, tmp_path):
 
 def test_deletions_are_rows_flagged_deleted(tmp_path):
     xml = tmp_path / "update.xml"
-    xml.write_text('<PubmedArticleSet><DeleteCitation><PMID Version="1">7</PMID><PMID Version="1">8</PMID>'
-                   "</DeleteCitation></PubmedArticleSet>")
+    xml.write_text(
+        '<PubmedArticleSet><DeleteCitation><PMID Version="1">7</PMID><PMID Version="1">8</PMID>'
+        "</DeleteCitation></PubmedArticleSet>"
+    )
     assert parse_to_parquet(xml, tmp_path / "p.parquet")["deletions"] == 2
     rows = pq.read_table(tmp_path / "p.parquet").to_pylist()
     assert [(r["pmid"], r["deleted"], r["title"]) for r in rows] == [(7, True, None), (8, True, None)]
@@ -59,14 +60,15 @@ def test_merge_rejects_a_file_that_is_not_parsed_pubmed(sample, tmp_path):
     parse_to_parquet(sample, tmp_path / "good.parquet")
     pq.write_table(pa.table({"text": ["x"]}), tmp_path / "other.parquet")
     with pytest.raises(InputError, match="other.parquet: not a parsed PubMed Parquet file"):
-        build_corpus([tmp_path / "good.parquet", tmp_path / "other.parquet"], tmp_path / "c.parquet",
-                     tmp_path / "s.json")
+        build_corpus(
+            [tmp_path / "good.parquet", tmp_path / "other.parquet"], tmp_path / "c.parquet", tmp_path / "s.json"
+        )
     assert not (tmp_path / "c.parquet").exists() and not (tmp_path / "s.json").exists()
 
 
 def test_corpus_is_written_in_row_groups(sample, tmp_path, monkeypatch):
     # A tokenisation shard reads only the row groups overlapping its rows: the corpus must not be one group.
-    import compact_biomed.corpus as corpus
+    from compact_biomed import corpus
 
     monkeypatch.setattr(corpus, "ROW_GROUP_ROWS", 7)
     parse_to_parquet(sample, tmp_path / "p.parquet")
@@ -80,9 +82,10 @@ def test_corpus_is_written_in_row_groups(sample, tmp_path, monkeypatch):
 
 
 def test_huggingface_dataset_gives_the_papers_text(tmp_path):
-    dataset = huggingface_pubmed_dataset(tmp_path / "pubmed", [(11, "[Translated.]", "An abstract."),
-                                                                (12, "Only title.", ""),
-                                                                (11, "Twice.", "Later copy.")])
+    dataset = huggingface_pubmed_dataset(
+        tmp_path / "pubmed",
+        [(11, "[Translated.]", "An abstract."), (12, "Only title.", ""), (11, "Twice.", "Later copy.")],
+    )
     counts = huggingface_to_parquet(str(dataset), tmp_path / "huggingface.parquet")
     assert counts["citations"] == 3
     stats = build_corpus([tmp_path / "huggingface.parquet"], tmp_path / "c.parquet", tmp_path / "s.json")

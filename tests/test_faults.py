@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
-
 from conftest import REPO, SNAKEMAKE, copy_workflow, fault_env
 from conftest import run_snakemake as snakemake
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.slow
 
@@ -44,8 +43,14 @@ def prepare(tmp_path, name):
 
 def start_workflow(workdir) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    return subprocess.Popen([*SNAKEMAKE, "--cores", "2", "--configfile", "fault.yaml"], cwd=workdir, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        [*SNAKEMAKE, "--cores", "2", "--configfile", "fault.yaml"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def wait_for(process, ready, timeout=600):
@@ -61,8 +66,11 @@ def job_pids(workdir, script: str) -> list[int]:
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and script in (proc / "cmdline").read_text() \
-                    and os.readlink(proc / "cwd") == str(workdir):
+            if (
+                proc.name.isdigit()
+                and script in (proc / "cmdline").read_text()
+                and os.readlink(proc / "cwd") == str(workdir)
+            ):
                 pids.append(int(proc.name))
         except OSError:
             continue

@@ -28,9 +28,8 @@ def test_unrelated_or_current_folder_is_refused_before_the_work_and_left_whole(t
     (out / "notes.txt").write_text("keep")
     (out / "sub" / "deep.txt").write_text("keep")
     ran = []
-    with pytest.raises(InputError, match="non-empty folder"):
-        with atomic_path(out, is_dir=True, step="checkpoint"):
-            ran.append(True)
+    with pytest.raises(InputError, match="non-empty folder"), atomic_path(out, is_dir=True, step="checkpoint"):
+        ran.append(True)
     assert not ran
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["notes.txt", "sub", "sub/deep.txt"]
     monkeypatch.chdir(out)
@@ -44,10 +43,8 @@ def test_empty_folder_is_used_and_a_file_never_replaces_a_folder(tmp_path):
     empty.mkdir()
     write_folder(empty, "finetune-ner", {"metrics.json": "{}"})
     assert output_step(empty) == "finetune-ner"
-    with pytest.raises(InputError, match="is a folder; expected a file"):
-        with atomic_path(empty) as tmp:
-            tmp.write_text("x")
+    with pytest.raises(InputError, match="is a folder; expected a file"), atomic_path(empty) as tmp:
+        tmp.write_text("x")
     assert (empty / "metrics.json").read_text() == "{}"
-    with pytest.raises(ValueError, match="needs the step"):
-        with atomic_path(tmp_path / "other", is_dir=True):
-            pass
+    with pytest.raises(ValueError, match="needs the step"), atomic_path(tmp_path / "other", is_dir=True):
+        pass

@@ -10,12 +10,33 @@ from compact_biomed import pretrain
 from compact_biomed.pretrain import launch
 
 SETTINGS = pretrain.Settings(
-    model_name="TinyBioBERT", recipe="tinybiobert", shard_dirs=("shards/0", "shards/1"), out_dir="out",
-    checkpoint_dir="ckpt", teacher_dir="teacher", start_dir=None, student={"num_hidden_layers": 2}, seed=3,
-    train=pretrain.TrainSettings(max_steps=3, global_batch_size=8, per_device_batch_size="auto", learning_rate=1e-3,
-                                 warmup_steps=1, weight_decay=0.0, lr_scheduler="linear", mlm_probability=0.15,
-                                 save_steps=2, save_total_limit=2, logging_steps=1, teacher_dropout=True,
-                                 max_grad_norm=1.0, precision="auto", dataloader_workers=0))
+    model_name="TinyBioBERT",
+    recipe="tinybiobert",
+    shard_dirs=("shards/0", "shards/1"),
+    out_dir="out",
+    checkpoint_dir="ckpt",
+    teacher_dir="teacher",
+    start_dir=None,
+    student={"num_hidden_layers": 2},
+    seed=3,
+    train=pretrain.TrainSettings(
+        max_steps=3,
+        global_batch_size=8,
+        per_device_batch_size="auto",
+        learning_rate=1e-3,
+        warmup_steps=1,
+        weight_decay=0.0,
+        lr_scheduler="linear",
+        mlm_probability=0.15,
+        save_steps=2,
+        save_total_limit=2,
+        logging_steps=1,
+        teacher_dropout=True,
+        max_grad_norm=1.0,
+        precision="auto",
+        dataloader_workers=0,
+    ),
+)
 
 
 @pytest.fixture

@@ -40,6 +40,7 @@ def loop_softmax(row, temperature=1.0):
 
 # --- masked_lm_loss -----------------------------------------------------------------------------------------------
 
+
 def test_masked_lm_loss_matches_loop_and_hf_full_logits(gen):
     logits = torch.randn(4, VOCAB, generator=gen, dtype=torch.float64)
     targets = torch.tensor([0, 3, 6, 2])
@@ -57,6 +58,7 @@ def test_masked_lm_loss_matches_loop_and_hf_full_logits(gen):
 
 # --- soft_target_kl (DistilBioBERT L_ce, CompactBioBERT L_out) ------------------------------------------------
 
+
 @pytest.mark.parametrize("temperature", [1.0, 2.0])
 def test_soft_target_kl_matches_loop(gen, temperature):
     s = torch.randn(4, VOCAB, generator=gen, dtype=torch.float64)
@@ -67,8 +69,10 @@ def test_soft_target_kl_matches_loop(gen, temperature):
         total += sum(pt * (math.log(pt) - math.log(ps)) for ps, pt in zip(p_s, p_t))
     expected = total / 4 * temperature**2
     assert losses.soft_target_kl(s, t, temperature).item() == pytest.approx(expected, abs=1e-6)
-    official = nn.KLDivLoss(reduction="batchmean")(F.log_softmax(s / temperature, -1),
-                                                    F.softmax(t / temperature, -1)) * temperature**2
+    official = (
+        nn.KLDivLoss(reduction="batchmean")(F.log_softmax(s / temperature, -1), F.softmax(t / temperature, -1))
+        * temperature**2
+    )
     assert losses.soft_target_kl(s, t, temperature).item() == pytest.approx(official.item(), abs=1e-6)
 
 
@@ -79,17 +83,24 @@ def test_soft_target_kl_is_zero_for_identical_logits(gen):
 
 # --- soft_cross_entropy (TinyBioBERT L_pred) --------------------------------------------------------------------
 
+
 def test_soft_cross_entropy_matches_loop_and_probability_target_ce(gen):
     s = torch.randn(5, VOCAB, generator=gen, dtype=torch.float64)
     t = torch.randn(5, VOCAB, generator=gen, dtype=torch.float64)
-    expected = sum(-sum(pt * math.log(ps) for ps, pt in zip(loop_softmax(sr), loop_softmax(tr)))
-                   for sr, tr in zip(s.tolist(), t.tolist())) / 5
+    expected = (
+        sum(
+            -sum(pt * math.log(ps) for ps, pt in zip(loop_softmax(sr), loop_softmax(tr)))
+            for sr, tr in zip(s.tolist(), t.tolist())
+        )
+        / 5
+    )
     assert losses.soft_cross_entropy(s, t).item() == pytest.approx(expected, abs=1e-6)
     official = nn.CrossEntropyLoss()(s, F.softmax(t, -1))  # spec §1.4: CE with probability targets
     assert losses.soft_cross_entropy(s, t).item() == pytest.approx(official.item(), abs=1e-6)
 
 
 # --- hidden_cosine (L_cos, L_hid) ---------------------------------------------------------------------------------
+
 
 def test_hidden_cosine_averages_over_non_padding_tokens(gen, attention_mask):
     hs = torch.randn(BATCH, SEQ, DIM, generator=gen, dtype=torch.float64)
@@ -113,6 +124,7 @@ def test_hidden_cosine_ignores_padding_values(gen, attention_mask):
 
 
 # --- attention_kl (CompactBioBERT L_att) --------------------------------------------------------------------------
+
 
 def test_attention_kl_matches_element_loop(gen, attention_mask):
     a_s = attention_probs(gen, attention_mask).double()
@@ -142,6 +154,7 @@ def test_attention_kl_equals_official_kldiv_mean(gen, attention_mask):
 
 # --- MSE terms (TinyBioBERT L_att, L_rep) -------------------------------------------------------------------------
 
+
 def test_attention_and_hidden_mse_include_padding(gen, attention_mask):
     a_s, a_t = attention_probs(gen, attention_mask), attention_probs(gen, attention_mask)
     flat_s, flat_t = a_s.flatten().tolist(), a_t.flatten().tolist()
@@ -158,11 +171,15 @@ def test_attention_and_hidden_mse_include_padding(gen, attention_mask):
 
 # --- edge cases -------------------------------------------------------------------------------------------------
 
+
 def test_no_masked_position_gives_zero_with_gradient_not_nan():
     s = torch.randn(0, VOCAB, requires_grad=True)
     t = torch.randn(0, VOCAB)
-    values = [losses.masked_lm_loss(s, torch.zeros(0, dtype=torch.long)), losses.soft_target_kl(s, t, 2.0),
-              losses.soft_cross_entropy(s, t)]
+    values = [
+        losses.masked_lm_loss(s, torch.zeros(0, dtype=torch.long)),
+        losses.soft_target_kl(s, t, 2.0),
+        losses.soft_cross_entropy(s, t),
+    ]
     for value in values:
         assert value.item() == 0.0 and value.requires_grad
         value.backward()

@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import shared_path
 
+from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 from compact_biomed.ner import SCORINGS
 from compact_biomed.ner import finetune as ner
-from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 from compact_biomed.ner.data import load_dataset_dir
 
 torch.set_num_threads(1)
@@ -223,15 +223,15 @@ def test_paper_scoring_counts_every_piece_of_a_B_word_as_an_entity():
     # "Cisplatin" (B) = 3 pieces, predicted B on its first piece only.
     gold_pieces, pred_pieces = [["B", "B", "B", "O"]], [["B", "O", "O", "O"]]
     assert ner.score_paper(gold_pieces, pred_pieces) == pytest.approx(
-        {"precision": 1.0, "recall": 1 / 3, "f1": 0.5, "strict_f1": 0.5})
+        {"precision": 1.0, "recall": 1 / 3, "f1": 0.5, "strict_f1": 0.5}
+    )
     word_ids = np.array([0, 0, 0, 1])
     assert ner.words_from_pieces(word_ids, pred_pieces[0], 2) == ["B", "O"]
     assert ner.score_words([["B", "O"]], [["B", "O"]])["f1"] == 1.0
 
 
 def test_scoring_with_no_entities_predicted_is_zero_not_an_error():
-    assert ner.score_words([["B", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
-                                                           "strict_f1": 0.0}
+    assert ner.score_words([["B", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "strict_f1": 0.0}
 
 
 def test_scoring_rejects_misaligned_sequences():
@@ -260,8 +260,9 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
     assert whole.split_sentences == 0 and windows.split_sentences == 1
     assert all(len(ids) <= 8 for ids in windows.input_ids)
     assert windows.window_sentence[0] == 0 and (windows.window_sentence[1:] == 1).all()
-    for (ids_a, labels_a), (ids_b, labels_b) in zip(ner.sentence_pieces(whole, whole.labels),
-                                                    ner.sentence_pieces(windows, windows.labels)):
+    for (ids_a, labels_a), (ids_b, labels_b) in zip(
+        ner.sentence_pieces(whole, whole.labels), ner.sentence_pieces(windows, windows.labels)
+    ):
         assert ids_a.tolist() == ids_b.tolist() and labels_a.tolist() == labels_b.tolist()
     with pytest.raises(InputError, match=r"x.tsv: sentence 2 of the split: word 0 alone has"):
         ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "every_piece", "x.tsv")
@@ -269,7 +270,7 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
 
 # --- fine-tuning ---------------------------------------------------------------------------------------
 
-QUICK = dict(learning_rate=5e-3, epochs=4, batch_size=8, max_length=16, threads=1)
+QUICK = {"learning_rate": 5e-3, "epochs": 4, "batch_size": 8, "max_length": 16, "threads": 1}
 
 
 def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tmp_path):
@@ -277,9 +278,20 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
     metrics = ner.finetune(tiny_bert_dir, toy_data_dir, out, seed=3, hparams=QUICK)
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
     assert read_json(out / "metrics.json") == metrics
-    assert set(metrics) == {"seed", "epochs", "model_dir", "data_dir", "label_mode_train", "train_sentences",
-                            "split_sentences", "wall_seconds", "train_samples_per_second", "epoch_samples_per_second",
-                            "dev", "test"}
+    assert set(metrics) == {
+        "seed",
+        "epochs",
+        "model_dir",
+        "data_dir",
+        "label_mode_train",
+        "train_sentences",
+        "split_sentences",
+        "wall_seconds",
+        "train_samples_per_second",
+        "epoch_samples_per_second",
+        "dev",
+        "test",
+    }
     assert metrics["seed"] == 3 and metrics["epochs"] == 4 and metrics["train_sentences"] == 64
     assert len(metrics["epoch_samples_per_second"]) == 4
     assert metrics["split_sentences"]["test"] >= 1  # the 4x sentence does not fit 16 sub-tokens
@@ -309,8 +321,9 @@ def test_finetune_is_deterministic_per_seed_and_first_piece_training_runs(tiny_b
     assert (tmp_path / "a" / "predictions.tsv").read_bytes() == (tmp_path / "b" / "predictions.tsv").read_bytes()
 
 
-def test_finetune_logs_progress_and_writes_nothing_outside_its_output(tiny_bert_dir, toy_data_dir, tmp_path,
-                                                                      monkeypatch, capsys):
+def test_finetune_logs_progress_and_writes_nothing_outside_its_output(
+    tiny_bert_dir, toy_data_dir, tmp_path, monkeypatch, capsys
+):
     """Loss every `logging_steps` steps and each epoch's rate reach the job's log; the Trainer's own output
     folder is a scratch folder of ours, so the working directory stays untouched."""
     workdir = tmp_path / "cwd"
@@ -350,13 +363,37 @@ def test_finetune_on_real_bc5cdr_chem_reaches_nontrivial_f1(tmp_path):
     data_dir = shared_path("ner", "BC5CDR-chem")
     train = ner.read_split(data_dir / "train.tsv")[:1500]
     model_dir = tmp_path / "model"
-    random_init([" ".join(tokens) for tokens, _ in train], model_dir, "bert", lowercase=False, vocab_size=4000,
-                seed=0, config=dict(num_hidden_layers=2, hidden_size=128, num_attention_heads=4,
-                                    intermediate_size=256, max_position_embeddings=128))
+    random_init(
+        [" ".join(tokens) for tokens, _ in train],
+        model_dir,
+        "bert",
+        lowercase=False,
+        vocab_size=4000,
+        seed=0,
+        config={
+            "num_hidden_layers": 2,
+            "hidden_size": 128,
+            "num_attention_heads": 4,
+            "intermediate_size": 256,
+            "max_position_embeddings": 128,
+        },
+    )
     started = time.perf_counter()
-    metrics = ner.finetune(model_dir, data_dir, tmp_path / "run", seed=1, hparams=dict(
-        learning_rate=1e-3, epochs=4, warmup_ratio=0.1, max_length=128, max_train_sentences=1500,
-        max_eval_sentences=300, threads=1))
+    metrics = ner.finetune(
+        model_dir,
+        data_dir,
+        tmp_path / "run",
+        seed=1,
+        hparams={
+            "learning_rate": 1e-3,
+            "epochs": 4,
+            "warmup_ratio": 0.1,
+            "max_length": 128,
+            "max_train_sentences": 1500,
+            "max_eval_sentences": 300,
+            "threads": 1,
+        },
+    )
     print(f"\nBC5CDR-chem subset: {time.perf_counter() - started:.1f} s, test {metrics['test']}")
     assert metrics["train_sentences"] == 1500
     assert metrics["test"]["word"]["f1"] > 0.3
@@ -373,8 +410,7 @@ def reference_chunks(sentences: list[list[str]]) -> set[tuple[str, int, int]]:
     chunks, begin, prev_tag, prev_type = set(), 0, "O", ""
     for i, label in enumerate([*tags, "O"]):
         tag, kind = label[0], label[1:].split("-", maxsplit=1)[-1] or "_"
-        if (prev_tag in "ES" or (prev_tag in "BI" and tag in "BSO")
-                or (prev_tag not in "O." and prev_type != kind)):
+        if prev_tag in "ES" or (prev_tag in "BI" and tag in "BSO") or (prev_tag not in "O." and prev_type != kind):
             chunks.add((prev_type, begin, i - 1))
         if tag in "BS" or (prev_tag in "ESO" and tag in "EI") or (tag not in "O." and prev_type != kind):
             begin = i
@@ -410,13 +446,14 @@ def test_seqeval_scores_equal_the_previous_scorer_on_perturbed_tags(seed):
     assert ner.entity_scores(gold, [["O"] * len(tags) for tags in gold])["f1"] == 0.0
 
 
-def test_seqeval_scores_equal_the_previous_scorer_on_real_finetuned_predictions(tiny_bert_dir, toy_data_dir,
-                                                                              tmp_path):
+def test_seqeval_scores_equal_the_previous_scorer_on_real_finetuned_predictions(tiny_bert_dir, toy_data_dir, tmp_path):
     """Both protocols, dev and test, on the predictions of a real fine-tuning run."""
     hp = {**QUICK, "epochs": 2}
     metrics = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "run", seed=2, hparams=hp)
-    rows = [block.split("\n") for block in (tmp_path / "run" / "predictions.tsv").read_text(encoding="utf-8")
-            .rstrip("\n").split("\n\n")]
+    rows = [
+        block.split("\n")
+        for block in (tmp_path / "run" / "predictions.tsv").read_text(encoding="utf-8").rstrip("\n").split("\n\n")
+    ]
     gold = [[line.split("\t")[1] for line in block] for block in rows]
     pred = [[line.split("\t")[2] for line in block] for block in rows]
     expected = reference_scores(gold, pred)

@@ -7,10 +7,10 @@ import tarfile
 import threading
 
 import pytest
-
-from compact_biomed.ner import archive as ner_archive
-from compact_biomed.io import OUTPUT_MARKER, InputError
 from conftest import shared_path
+
+from compact_biomed.io import OUTPUT_MARKER, InputError
+from compact_biomed.ner import archive as ner_archive
 
 
 def make_archive(path, names, source_dir):

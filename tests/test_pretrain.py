@@ -24,10 +24,23 @@ from compact_biomed.pretrain import train as pretrain
 
 torch.set_num_threads(1)
 
-TRAIN = TrainSettings(max_steps=3, global_batch_size=8, per_device_batch_size=4, learning_rate=1e-3, warmup_steps=1,
-                      weight_decay=0.0, lr_scheduler="linear", mlm_probability=0.15, save_steps=0, save_total_limit=2,
-                      logging_steps=1, teacher_dropout=True, max_grad_norm=1.0, precision="auto",
-                      dataloader_workers=0)
+TRAIN = TrainSettings(
+    max_steps=3,
+    global_batch_size=8,
+    per_device_batch_size=4,
+    learning_rate=1e-3,
+    warmup_steps=1,
+    weight_decay=0.0,
+    lr_scheduler="linear",
+    mlm_probability=0.15,
+    save_steps=0,
+    save_total_limit=2,
+    logging_steps=1,
+    teacher_dropout=True,
+    max_grad_norm=1.0,
+    precision="auto",
+    dataloader_workers=0,
+)
 TINY_STUDENT = {"num_hidden_layers": 2, "hidden_size": 24, "num_attention_heads": 4, "intermediate_size": 48}
 
 
@@ -35,20 +48,31 @@ def train_with(**changes) -> TrainSettings:
     return dataclasses.replace(TRAIN, **changes)
 
 
-def settings(recipe, shards, out, checkpoint_dir, train=TRAIN, teacher_dir=None, start_dir=None, student=None,
-             model_name="tiny") -> Settings:
+def settings(
+    recipe, shards, out, checkpoint_dir, train=TRAIN, teacher_dir=None, start_dir=None, student=None, model_name="tiny"
+) -> Settings:
     """The settings of one run, as `Settings.from_config` builds them from a config row."""
-    return Settings(model_name=model_name, recipe=recipe, shard_dirs=tuple(str(s) for s in shards), out_dir=str(out),
-                    checkpoint_dir=str(checkpoint_dir), teacher_dir=str(teacher_dir) if teacher_dir else None,
-                    start_dir=str(start_dir) if start_dir else None, student=student, seed=42, train=train)
+    return Settings(
+        model_name=model_name,
+        recipe=recipe,
+        shard_dirs=tuple(str(s) for s in shards),
+        out_dir=str(out),
+        checkpoint_dir=str(checkpoint_dir),
+        teacher_dir=str(teacher_dir) if teacher_dir else None,
+        start_dir=str(start_dir) if start_dir else None,
+        student=student,
+        seed=42,
+        train=train,
+    )
 
 
 def save_shard(tokenizer_dir, out_dir):
     """A tokenised shard as the pipeline writes it: input_ids + special_tokens_mask, saved with save_to_disk."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     enc = tokenizer(TINY_TEXTS, truncation=True, max_length=32, return_special_tokens_mask=True)
-    datasets.Dataset.from_dict({"input_ids": enc["input_ids"], "special_tokens_mask": enc["special_tokens_mask"]}
-                               ).save_to_disk(str(out_dir))
+    datasets.Dataset.from_dict(
+        {"input_ids": enc["input_ids"], "special_tokens_mask": enc["special_tokens_mask"]}
+    ).save_to_disk(str(out_dir))
     return str(out_dir)
 
 
@@ -58,9 +82,17 @@ def start_models(tmp_path_factory, tiny_bert_dir):
     root = tmp_path_factory.mktemp("starts")
     configs = {
         "distilbert": {"n_layers": 2, "dim": 32, "n_heads": 4, "hidden_dim": 64, "max_position_embeddings": 128},
-        "mobilebert": {"num_hidden_layers": 2, "hidden_size": 32, "embedding_size": 16, "true_hidden_size": 16,
-                       "intra_bottleneck_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
-                       "num_feedforward_networks": 2, "max_position_embeddings": 128},
+        "mobilebert": {
+            "num_hidden_layers": 2,
+            "hidden_size": 32,
+            "embedding_size": 16,
+            "true_hidden_size": 16,
+            "intra_bottleneck_size": 16,
+            "intermediate_size": 32,
+            "num_attention_heads": 2,
+            "num_feedforward_networks": 2,
+            "max_position_embeddings": 128,
+        },
     }
     starts = {"bert": (str(tiny_bert_dir), save_shard(tiny_bert_dir, root / "bert-shard"))}
     for model_type, config in configs.items():
@@ -112,20 +144,34 @@ def check_export(out_dir, summary, recipe_name, steps, base_model=None):
     return model
 
 
-@pytest.mark.parametrize("recipe_name,student,train_extra", [
-    ("distilbiobert", None, {}),
-    ("compactbiobert", None, {"teacher_dropout": False}),
-    ("tinybiobert", TINY_STUDENT, {}),
-])
-def test_distillation_run_exports_student_only(tmp_path, tiny_bert_dir, teacher_shard, recipe_name, student,
-                                               train_extra):
+@pytest.mark.parametrize(
+    "recipe_name,student,train_extra",
+    [
+        ("distilbiobert", None, {}),
+        ("compactbiobert", None, {"teacher_dropout": False}),
+        ("tinybiobert", TINY_STUDENT, {}),
+    ],
+)
+def test_distillation_run_exports_student_only(
+    tmp_path, tiny_bert_dir, teacher_shard, recipe_name, student, train_extra
+):
     """The card names the teacher as `base_model` when it came from the hub, and never a local folder (the hub
     rejects a path there): the random tiny teacher has none, its copy recorded as a download has one."""
     out = tmp_path / "out"
     hub_id = "dmis-lab/biobert-base-cased-v1.2" if recipe_name == "compactbiobert" else None
     teacher = hub_teacher(tmp_path, tiny_bert_dir, hub_id) if hub_id else tiny_bert_dir
-    summary = run(settings(recipe_name, [teacher_shard], out, tmp_path / "ckpt", train_with(**train_extra),
-                           teacher_dir=teacher, student=student, model_name=f"tiny-{recipe_name}"))
+    summary = run(
+        settings(
+            recipe_name,
+            [teacher_shard],
+            out,
+            tmp_path / "ckpt",
+            train_with(**train_extra),
+            teacher_dir=teacher,
+            student=student,
+            model_name=f"tiny-{recipe_name}",
+        )
+    )
     assert summary["steps"] == 3 and summary["gradient_accumulation_steps"] == 2
     model = check_export(out, summary, recipe_name, 3, base_model=hub_id)
     teacher = AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
@@ -139,8 +185,11 @@ def test_distillation_run_exports_student_only(tmp_path, tiny_bert_dir, teacher_
 def test_continual_mlm_run_from_each_architecture(tmp_path, start_models, start):
     start_dir, shard = start_models[start]
     out = tmp_path / "out"
-    summary = run(settings("continual_mlm", [shard, shard], out, tmp_path / "ckpt", start_dir=start_dir,
-                           model_name=f"bio-{start}"))
+    summary = run(
+        settings(
+            "continual_mlm", [shard, shard], out, tmp_path / "ckpt", start_dir=start_dir, model_name=f"bio-{start}"
+        )
+    )
     model = check_export(out, summary, "continual_mlm", 3)
     assert model.config.model_type == start
     before = AutoModelForMaskedLM.from_pretrained(start_dir).state_dict()
@@ -165,6 +214,7 @@ class KillAfterCheckpoint(TrainerCallback):
 
 def killed_after_checkpoint(monkeypatch, step):
     """The next run's Trainer dies after the checkpoint of `step`."""
+
     class KilledTrainer(pretrain.PretrainTrainer):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
@@ -174,8 +224,9 @@ def killed_after_checkpoint(monkeypatch, step):
 
 
 @pytest.mark.parametrize("recipe_name,student", [("distilbiobert", None), ("tinybiobert", TINY_STUDENT)])
-def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path, tiny_bert_dir, teacher_shard, recipe_name,
-                                                          student, monkeypatch):
+def test_interrupted_and_resumed_run_equals_uninterrupted(
+    tmp_path, tiny_bert_dir, teacher_shard, recipe_name, student, monkeypatch
+):
     train = train_with(max_steps=6, save_steps=3, warmup_steps=2)
     common = {"train": train, "teacher_dir": tiny_bert_dir, "student": student}
     run(settings(recipe_name, [teacher_shard], tmp_path / "a", tmp_path / "ck-a", **common))
@@ -215,21 +266,40 @@ def test_changed_settings_start_afresh_and_the_old_run_is_kept(tmp_path, tiny_be
     assert again["resumed_from"] == str(first_run / "checkpoint-2") and again["steps"] == 2
 
 
-def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path, tiny_bert_dir, teacher_shard,
-                                                                        capsys):
+def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path, tiny_bert_dir, teacher_shard, capsys):
     old = tmp_path / "ckpt" / "checkpoint-2"
     old.mkdir(parents=True)
     (old / "trainer_state.json").write_text('{"global_step": 2}')
-    summary = run(settings("distilbiobert", [teacher_shard], tmp_path / "out", tmp_path / "ckpt",
-                           train_with(max_steps=1), teacher_dir=tiny_bert_dir))
+    summary = run(
+        settings(
+            "distilbiobert",
+            [teacher_shard],
+            tmp_path / "out",
+            tmp_path / "ckpt",
+            train_with(max_steps=1),
+            teacher_dir=tiny_bert_dir,
+        )
+    )
     assert summary["resumed_from"] is None and "not resumed and are left as they are" in capsys.readouterr().out
     assert os.listdir(old) == ["trainer_state.json"]
 
 
 def tiny_teacher(folder, seed):
-    random_init(TINY_TEXTS, folder, "bert", lowercase=False, vocab_size=300, seed=seed,
-                config=dict(num_hidden_layers=4, hidden_size=32, num_attention_heads=4, intermediate_size=64,
-                            max_position_embeddings=128))
+    random_init(
+        TINY_TEXTS,
+        folder,
+        "bert",
+        lowercase=False,
+        vocab_size=300,
+        seed=seed,
+        config={
+            "num_hidden_layers": 4,
+            "hidden_size": 32,
+            "num_attention_heads": 4,
+            "intermediate_size": 64,
+            "max_position_embeddings": 128,
+        },
+    )
     return str(folder)
 
 
@@ -249,8 +319,9 @@ def test_changed_inputs_at_the_same_paths_start_afresh(tmp_path, teacher_shard, 
     train = train_with(max_steps=2, save_steps=2)
 
     def run_into(out, checkpoint_dir="ckpt"):
-        return run(settings("distilbiobert", [shard], tmp_path / out, tmp_path / checkpoint_dir, train,
-                            teacher_dir=teacher))
+        return run(
+            settings("distilbiobert", [shard], tmp_path / out, tmp_path / checkpoint_dir, train, teacher_dir=teacher)
+        )
 
     run_into("old")
 
@@ -277,11 +348,13 @@ def test_changed_inputs_at_the_same_paths_start_afresh(tmp_path, teacher_shard, 
 
 def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_bert_dir, teacher_shard, capsys):
     train = train_with(max_steps=4, save_steps=2, lr_scheduler="constant", warmup_steps=0)
-    first = run(settings("distilbiobert", [teacher_shard], tmp_path / "a", tmp_path / "ckpt", train,
-                         teacher_dir=tiny_bert_dir))
+    first = run(
+        settings("distilbiobert", [teacher_shard], tmp_path / "a", tmp_path / "ckpt", train, teacher_dir=tiny_bert_dir)
+    )
     capsys.readouterr()
-    again = run(settings("distilbiobert", [teacher_shard], tmp_path / "b", tmp_path / "ckpt", train,
-                         teacher_dir=tiny_bert_dir))
+    again = run(
+        settings("distilbiobert", [teacher_shard], tmp_path / "b", tmp_path / "ckpt", train, teacher_dir=tiny_bert_dir)
+    )
     assert first["steps"] == again["steps"] == 4 and again["resumed_from"].endswith("checkpoint-4")
     assert "exporting it, no further training" in capsys.readouterr().out
     for name in ("model.safetensors", "config.json", "README.md", "train_log.jsonl", "tokenizer.json"):
@@ -289,8 +362,9 @@ def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_
     assert again["final_losses"] == first["final_losses"]
 
 
-def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(tmp_path, tiny_bert_dir,
-                                                                               teacher_shard, monkeypatch):
+def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(
+    tmp_path, tiny_bert_dir, teacher_shard, monkeypatch
+):
     """A device where only 2 sequences fit: auto picks 2 of the global 8 (4 accumulation steps), after a real probe
     step on the model, and trains exactly as a run with per_device_batch_size 2 set by hand."""
     probed = []
@@ -302,11 +376,26 @@ def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(t
 
     with monkeypatch.context() as patch:
         patch.setattr(pretrain, "fits_device_memory", two_fit)
-        auto = run(settings("distilbiobert", [teacher_shard], tmp_path / "auto", tmp_path / "ck-a",
-                            train_with(max_steps=4, warmup_steps=2, per_device_batch_size="auto"),
-                            teacher_dir=tiny_bert_dir))
-    hand = run(settings("distilbiobert", [teacher_shard], tmp_path / "hand", tmp_path / "ck-h",
-                        train_with(max_steps=4, warmup_steps=2, per_device_batch_size=2), teacher_dir=tiny_bert_dir))
+        auto = run(
+            settings(
+                "distilbiobert",
+                [teacher_shard],
+                tmp_path / "auto",
+                tmp_path / "ck-a",
+                train_with(max_steps=4, warmup_steps=2, per_device_batch_size="auto"),
+                teacher_dir=tiny_bert_dir,
+            )
+        )
+    hand = run(
+        settings(
+            "distilbiobert",
+            [teacher_shard],
+            tmp_path / "hand",
+            tmp_path / "ck-h",
+            train_with(max_steps=4, warmup_steps=2, per_device_batch_size=2),
+            teacher_dir=tiny_bert_dir,
+        )
+    )
 
     longest = max(len(ids) for ids in pretrain.load_shards([teacher_shard])["input_ids"])
     assert probed[0] == (8, longest) and {n for n, _ in probed} <= {1, 2, 4, 8}  # largest first, divisors only
@@ -334,8 +423,9 @@ def test_largest_fitting_micro_batch():
     assert pretrain.micro_batch_candidates(192, 4) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 48]
     for limit in (1, 5, 7, 23, 47, 48, 1000):
         tried = []
-        chosen = pretrain.largest_fitting(pretrain.micro_batch_candidates(192, 4),
-                                          lambda n: tried.append(n) or n <= limit)
+        chosen = pretrain.largest_fitting(
+            pretrain.micro_batch_candidates(192, 4), lambda n, tried=tried, limit=limit: tried.append(n) or n <= limit
+        )
         assert chosen == max(n for n in (1, 2, 3, 4, 6, 8, 12, 16, 24, 48) if n <= limit)
         assert tried[0] == 48 and len(tried) <= 5  # the largest first, then a binary search
     with pytest.raises(RuntimeError, match="not even a micro-batch of 1"):
@@ -346,9 +436,13 @@ def test_largest_fitting_micro_batch():
 
 # --- pieces -------------------------------------------------------------------------------------------------------
 
+
 def test_latest_complete_checkpoint_skips_incomplete_ones(tmp_path):
-    def make(step, state='{"global_step": 1}', files=("config.json", "optimizer.pt", "scheduler.pt",
-                                                        "model.safetensors", "rng_state.pth")):
+    def make(
+        step,
+        state='{"global_step": 1}',
+        files=("config.json", "optimizer.pt", "scheduler.pt", "model.safetensors", "rng_state.pth"),
+    ):
         path = tmp_path / f"checkpoint-{step}"
         path.mkdir()
         for name in files:
@@ -397,8 +491,9 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
     for indices in ([0, 1, 2, 3], [5, 2], [7], list(range(len(examples)))):
         batch = ours(examples.__getitems__(indices))
         reference.generator = ours.masking_generator(indices)
-        expected = reference([{k: v for k, v in example.items() if k != "example_index"}
-                              for example in examples.__getitems__(indices)])
+        expected = reference(
+            [{k: v for k, v in example.items() if k != "example_index"} for example in examples.__getitems__(indices)]
+        )
         assert all(torch.equal(batch[key], expected[key]) for key in ("input_ids", "attention_mask", "labels"))
         assert batch["input_ids"].dtype == expected["input_ids"].dtype
         lengths |= set(batch["attention_mask"].sum(1).tolist())
@@ -429,12 +524,21 @@ def test_problems_of_config_values_are_config_errors_naming_the_key(tmp_path, ti
     fails(r"'models.tiny.train': global_batch_size 10 is not a multiple", train=train_with(global_batch_size=10))
     fails(r"'models.tiny.recipe': recipe 'distilbiobert' distils a teacher, but no teacher folder", teacher_dir=None)
     fails(r"'models.tiny.recipe': recipe 'continual_mlm' continues a start model", recipe="continual_mlm")
-    fails(r"'models.tiny.student': recipe 'continual_mlm' trains the start checkpoint as is", recipe="continual_mlm",
-          start_dir=tiny_bert_dir, student={"num_hidden_layers": 2})
-    fails(r"'models.tiny.student': impossible layer mapping: teacher depth 4 is not a multiple of student depth 3",
-          student={"num_hidden_layers": 3})
-    fails(r"'models.tiny.student': recipe 'tinybiobert' compares attention maps head by head", recipe="tinybiobert",
-          student={**TINY_STUDENT, "num_attention_heads": 2})
+    fails(
+        r"'models.tiny.student': recipe 'continual_mlm' trains the start checkpoint as is",
+        recipe="continual_mlm",
+        start_dir=tiny_bert_dir,
+        student={"num_hidden_layers": 2},
+    )
+    fails(
+        r"'models.tiny.student': impossible layer mapping: teacher depth 4 is not a multiple of student depth 3",
+        student={"num_hidden_layers": 3},
+    )
+    fails(
+        r"'models.tiny.student': recipe 'tinybiobert' compares attention maps head by head",
+        recipe="tinybiobert",
+        student={**TINY_STUDENT, "num_attention_heads": 2},
+    )
     assert not out.exists() and not ck.exists()
 
 
@@ -448,6 +552,7 @@ def test_a_bad_shard_is_an_input_error_and_nothing_is_written(tmp_path, tiny_ber
 
 # --- settings: built once from the config, read back by torchrun workers ---------------------------------------------
 
+
 def demo_config(**train_defaults):
     """The demo config, checked with the schema's defaults filled in as the workflow does (common.smk)."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -459,16 +564,42 @@ def demo_config(**train_defaults):
 def test_settings_from_config_take_the_schemas_defaults(tmp_path):
     config = demo_config(max_steps=7)
     config["models"]["TinyBioBERT"]["seed"] = 3
-    made = Settings.from_config(config, "TinyBioBERT", [tmp_path / "s0", tmp_path / "s1"], tmp_path / "out",
-                                tmp_path / "ckpt", teacher_dir=tmp_path / "teacher")
+    made = Settings.from_config(
+        config,
+        "TinyBioBERT",
+        [tmp_path / "s0", tmp_path / "s1"],
+        tmp_path / "out",
+        tmp_path / "ckpt",
+        teacher_dir=tmp_path / "teacher",
+    )
     assert made == Settings(
-        model_name="TinyBioBERT", recipe="tinybiobert", shard_dirs=(str(tmp_path / "s0"), str(tmp_path / "s1")),
-        out_dir=str(tmp_path / "out"), checkpoint_dir=str(tmp_path / "ckpt"), teacher_dir=str(tmp_path / "teacher"),
-        start_dir=None, student=config["models"]["TinyBioBERT"]["student"], seed=3,
-        train=TrainSettings(max_steps=7, global_batch_size=192, per_device_batch_size="auto", learning_rate=5e-4,
-                            warmup_steps=0, weight_decay=1e-4, lr_scheduler="linear", mlm_probability=0.15,
-                            save_steps=2500, save_total_limit=2, logging_steps=250, teacher_dropout=True,
-                            max_grad_norm=1.0, precision="auto", dataloader_workers=0))  # the row's weight decay
+        model_name="TinyBioBERT",
+        recipe="tinybiobert",
+        shard_dirs=(str(tmp_path / "s0"), str(tmp_path / "s1")),
+        out_dir=str(tmp_path / "out"),
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        teacher_dir=str(tmp_path / "teacher"),
+        start_dir=None,
+        student=config["models"]["TinyBioBERT"]["student"],
+        seed=3,
+        train=TrainSettings(
+            max_steps=7,
+            global_batch_size=192,
+            per_device_batch_size="auto",
+            learning_rate=5e-4,
+            warmup_steps=0,
+            weight_decay=1e-4,
+            lr_scheduler="linear",
+            mlm_probability=0.15,
+            save_steps=2500,
+            save_total_limit=2,
+            logging_steps=250,
+            teacher_dropout=True,
+            max_grad_norm=1.0,
+            precision="auto",
+            dataloader_workers=0,
+        ),
+    )  # the row's weight decay
     assert Settings.from_config(config, "DistilBioBERT", [], "o", "c").seed == 42  # the schema's default seed
     with pytest.raises(ConfigError, match="'models': no row 'BioBERT' with a recipe"):
         Settings.from_config(config, "BioBERT", [], "o", "c")
@@ -484,7 +615,14 @@ def test_train_settings_outside_the_schema_are_config_errors():
 
 
 def test_torchrun_workers_read_the_settings_back(tmp_path):
-    made = settings("tinybiobert", [tmp_path / "s0"], tmp_path / "out", tmp_path / "ckpt", teacher_dir=tmp_path,
-                    student=TINY_STUDENT, train=train_with(per_device_batch_size="auto"))
+    made = settings(
+        "tinybiobert",
+        [tmp_path / "s0"],
+        tmp_path / "out",
+        tmp_path / "ckpt",
+        teacher_dir=tmp_path,
+        student=TINY_STUDENT,
+        train=train_with(per_device_batch_size="auto"),
+    )
     launch.write_settings(made, tmp_path / "settings.json")
     assert launch.read_settings(tmp_path / "settings.json") == made

@@ -19,14 +19,27 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
 def tiny_model(folder, model_type="bert", lowercase=False):
-    configs = {"bert": dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                            max_position_embeddings=64),
-               "distilbert": dict(n_layers=2, dim=32, n_heads=2, hidden_dim=64, max_position_embeddings=64),
-               "mobilebert": dict(num_hidden_layers=2, hidden_size=32, embedding_size=16, true_hidden_size=16,
-                                  intra_bottleneck_size=16, intermediate_size=32, num_attention_heads=2,
-                                  max_position_embeddings=64)}
-    random_init(TINY_TEXTS, folder, model_type, lowercase=lowercase, vocab_size=200, seed=0,
-                config=configs[model_type])
+    configs = {
+        "bert": {
+            "num_hidden_layers": 2,
+            "hidden_size": 32,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "max_position_embeddings": 64,
+        },
+        "distilbert": {"n_layers": 2, "dim": 32, "n_heads": 2, "hidden_dim": 64, "max_position_embeddings": 64},
+        "mobilebert": {
+            "num_hidden_layers": 2,
+            "hidden_size": 32,
+            "embedding_size": 16,
+            "true_hidden_size": 16,
+            "intra_bottleneck_size": 16,
+            "intermediate_size": 32,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 64,
+        },
+    }
+    random_init(TINY_TEXTS, folder, model_type, lowercase=lowercase, vocab_size=200, seed=0, config=configs[model_type])
     for ours in (SOURCE_FILE, OUTPUT_MARKER):
         (folder / ours).unlink()  # a user's own folder has no record of ours
     return folder
@@ -62,8 +75,9 @@ def test_local_folder_is_copied_with_its_weights_digest_and_fine_tunes(tmp_path,
     assert provenance["weights_sha256"] == pretrained.weights_digest(user)
     assert not (out / "notes.txt").exists()  # only what fine-tuning reads
     ours = {SOURCE_FILE, OUTPUT_MARKER}
-    assert sorted(p.name for p in user.iterdir()) == sorted([*(p.name for p in out.iterdir() if p.name not in ours),
-                                                             "notes.txt"])  # the user's folder untouched
+    assert sorted(p.name for p in user.iterdir()) == sorted(
+        [*(p.name for p in out.iterdir() if p.name not in ours), "notes.txt"]
+    )  # the user's folder untouched
     model = AutoModelForTokenClassification.from_pretrained(out, num_labels=3)
     assert model.config.model_type == model_type
     assert AutoTokenizer.from_pretrained(out).tokenize("Aspirin")[0].islower() == lowercase
@@ -115,14 +129,20 @@ def released_style(rows: dict) -> dict:
     return config
 
 
-@pytest.mark.parametrize("row,key,problem", [
-    ({"pretrained": {"hub_id": "nlpie/tiny-biobert"}}, "models.X.pretrained", "'revision' is a dependency"),
-    ({"pretrained": {"hub_id": "a/b", "revision": "main"}, "recipe": "distilbiobert"}, "models.X.recipe",
-     "a pretrained row is fine-tuned as it is"),
-    ({"pretrained": {"hub_id": "a/b", "revision": "main", "path": "x"}}, "models.X.pretrained", "exactly one"),
-    ({"pretrained": {"path": "/nonexistent/model"}}, "models.X.pretrained.path", "no such folder"),
-    ({}, "models.X", r"give 'recipe' \(train it\) or 'pretrained'"),
-])
+@pytest.mark.parametrize(
+    "row,key,problem",
+    [
+        ({"pretrained": {"hub_id": "nlpie/tiny-biobert"}}, "models.X.pretrained", "'revision' is a dependency"),
+        (
+            {"pretrained": {"hub_id": "a/b", "revision": "main"}, "recipe": "distilbiobert"},
+            "models.X.recipe",
+            "a pretrained row is fine-tuned as it is",
+        ),
+        ({"pretrained": {"hub_id": "a/b", "revision": "main", "path": "x"}}, "models.X.pretrained", "exactly one"),
+        ({"pretrained": {"path": "/nonexistent/model"}}, "models.X.pretrained.path", "no such folder"),
+        ({}, "models.X", r"give 'recipe' \(train it\) or 'pretrained'"),
+    ],
+)
 def test_bad_rows_stop_with_the_key(row, key, problem):
     with pytest.raises(cfg.ConfigError, match=rf"at '{key}'.*{problem}"):
         cfg.check(released_style({"X": row}), SCHEMA)

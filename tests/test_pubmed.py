@@ -9,18 +9,18 @@ import threading
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from conftest import REPO, shared_path
 
-from compact_biomed.corpus import build_corpus, build_text
-from compact_biomed.pubmed import parse_to_parquet
 from compact_biomed.config import ConfigError
+from compact_biomed.corpus import build_corpus, build_text
 from compact_biomed.io import InputError, read_json
 from compact_biomed.pubmed import (
     fetch,
     file_md5,
     iter_citations,
     parse_md5_sidecar,
+    parse_to_parquet,
 )
-from conftest import REPO, shared_path
 
 SAMPLE_NAME = "pubmed25n1274"
 
@@ -56,7 +56,7 @@ def test_sample_citation_count_matches_an_independent_count(sample, sample_recor
 
 def test_structured_abstract_keeps_every_section_in_order(sample, sample_records):
     raw = gzip.decompress(sample.read_bytes()).decode()
-    record_xml = re.search(r"<PMID Version=\"1\">39762092</PMID>.*?</Abstract>", raw, re.S).group(0)
+    record_xml = re.search(r"<PMID Version=\"1\">39762092</PMID>.*?</Abstract>", raw, re.DOTALL).group(0)
     labels = re.findall(r'<AbstractText Label="([^"]*)"', record_xml)
     record = sample_records[39762092]
     assert len(labels) == 7
@@ -126,8 +126,10 @@ def test_md5_sidecar_errors_name_the_file(tmp_path):
 def test_fetch_from_local_dir_verifies_the_sidecar(sample, tmp_path):
     out = fetch(SAMPLE_NAME, tmp_path / "raw", local_dir=sample.parent)
     assert out == tmp_path / "raw" / f"{SAMPLE_NAME}.xml.gz"
-    assert file_md5(out) == parse_md5_sidecar(out.with_name(out.name + ".md5")) == parse_md5_sidecar(
-        sample.with_name(sample.name + ".md5")
+    assert (
+        file_md5(out)
+        == parse_md5_sidecar(out.with_name(out.name + ".md5"))
+        == parse_md5_sidecar(sample.with_name(sample.name + ".md5"))
     )
     assert out.read_bytes() == sample.read_bytes()
 
@@ -267,7 +269,7 @@ def _citation(pmid, title, abstract=None, version=None, year="2001", tag="Medlin
     version_attr = f' Version="{version}"' if version else ""
     abstract_xml = f"<Abstract><AbstractText>{abstract}</AbstractText></Abstract>" if abstract else ""
     return (
-        f"<{tag} Owner=\"NLM\"><PMID{version_attr}>{pmid}</PMID><Article><Journal><JournalIssue><PubDate>"
+        f'<{tag} Owner="NLM"><PMID{version_attr}>{pmid}</PMID><Article><Journal><JournalIssue><PubDate>'
         f"<Year>{year}</Year></PubDate></JournalIssue></Journal><ArticleTitle>{title}</ArticleTitle>"
         f"{abstract_xml}<Language>eng</Language></Article></{tag}>"
     )
@@ -280,15 +282,19 @@ def _article(*args, **kwargs):
 @pytest.fixture
 def two_files(tmp_path):
     current = tmp_path / "current.xml.gz"
-    current.write_bytes(gzip.compress((
-        '<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n'
-        + _article(100, "[Old title.]", "Old abstract.", version=1)
-        + _article(200, "Second, v1.", "One.", version=1)
-        + _article(200, "Second, v2.", "Two.", version=2)
-        + _article(300, "Third.", "To be deleted.")
-        + "<PubmedBookArticle><BookDocument><PMID Version=\"1\">555</PMID></BookDocument></PubmedBookArticle>"
-        + "</PubmedArticleSet>\n"
-    ).encode()))
+    current.write_bytes(
+        gzip.compress(
+            (
+                '<?xml version="1.0" encoding="UTF-8"?>\n<PubmedArticleSet>\n'
+                + _article(100, "[Old title.]", "Old abstract.", version=1)
+                + _article(200, "Second, v1.", "One.", version=1)
+                + _article(200, "Second, v2.", "Two.", version=2)
+                + _article(300, "Third.", "To be deleted.")
+                + '<PubmedBookArticle><BookDocument><PMID Version="1">555</PMID></BookDocument></PubmedBookArticle>'
+                + "</PubmedArticleSet>\n"
+            ).encode()
+        )
+    )
     legacy = tmp_path / "legacy.xml"
     legacy.write_text(
         "<MedlineCitationSet>\n"
@@ -344,10 +350,13 @@ def test_records_do_not_depend_on_where_chunks_are_cut(sample, sample_records, m
 
 def test_error_line_numbers_count_the_lines_of_skipped_elements(tmp_path):
     path = tmp_path / "bad_after_authors.xml"
-    path.write_text("<PubmedArticleSet>\n" + _article(1, "T.", "A.").replace(
-        "<Article>", "<Article><AuthorList>\n<Author>\n</Author>\n</AuthorList>") + "\n"
+    path.write_text(
+        "<PubmedArticleSet>\n"
+        + _article(1, "T.", "A.").replace("<Article>", "<Article><AuthorList>\n<Author>\n</Author>\n</AuthorList>")
+        + "\n"
         + "<PubmedArticle><PubmedData>\n\n</PubmedData>\n<MedlineCitation><PMID>x</PMID></MedlineCitation>"
-        + "</PubmedArticle></PubmedArticleSet>")
+        + "</PubmedArticle></PubmedArticleSet>"
+    )
     with pytest.raises(InputError, match=r"bad <MedlineCitation> at line 9"):
         list(iter_citations(path))
 
@@ -355,8 +364,9 @@ def test_error_line_numbers_count_the_lines_of_skipped_elements(tmp_path):
 def test_medline_date_year(tmp_path):
     path = tmp_path / "medline_date.xml"
     path.write_text(
-        "<PubmedArticleSet>" + _article(1, "T.", "A.").replace(
-            "<Year>2001</Year>", "<MedlineDate>1998 Dec-1999 Jan</MedlineDate>") + "</PubmedArticleSet>"
+        "<PubmedArticleSet>"
+        + _article(1, "T.", "A.").replace("<Year>2001</Year>", "<MedlineDate>1998 Dec-1999 Jan</MedlineDate>")
+        + "</PubmedArticleSet>"
     )
     assert next(iter_citations(path))["year"] == 1998
 
@@ -419,8 +429,10 @@ def _problem(path):
 @pytest.mark.parametrize("pmid", ["<PMID>abc</PMID>", ""])
 def test_bad_pmid_is_an_input_error(tmp_path, pmid):
     path = tmp_path / "bad_pmid.xml"
-    path.write_text(f"<PubmedArticleSet>\n<PubmedArticle><MedlineCitation>{pmid}</MedlineCitation></PubmedArticle>"
-                    "</PubmedArticleSet>")
+    path.write_text(
+        f"<PubmedArticleSet>\n<PubmedArticle><MedlineCitation>{pmid}</MedlineCitation></PubmedArticle>"
+        "</PubmedArticleSet>"
+    )
     with pytest.raises(InputError, match=r"bad_pmid.xml: bad <MedlineCitation> at line 2"):
         list(iter_citations(path))
 

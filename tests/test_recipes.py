@@ -50,6 +50,7 @@ def make_batch(vocab, batch=3, seq=10, seed=0, masked=True):
 
 # --- registry -----------------------------------------------------------------------------------------------------
 
+
 def test_registry_has_the_four_recipes_with_the_papers_weights():
     assert set(recipes.RECIPES) == {"distilbiobert", "compactbiobert", "tinybiobert", "continual_mlm"}
     assert recipes.get_recipe("distilbiobert").loss_weights == {"mlm": 2.0, "ce": 5.0, "cos": 1.0}
@@ -65,6 +66,7 @@ def test_unknown_recipe_raises_naming_it():
 
 
 # --- layer mappings ---------------------------------------------------------------------------------------------
+
 
 def test_paper_mappings():
     assert recipes.student_init_layers(12, 6, 0) == [0, 2, 4, 6, 8, 10]  # DistilBioBERT
@@ -88,16 +90,21 @@ def test_mappings_for_depth_pairs(n_teacher, n_student):
     assert recipes.hidden_pairs(n_teacher, n_student, False) == recipes.hidden_pairs(n_teacher, n_student, True)[1:]
 
 
-@pytest.mark.parametrize("n_teacher,n_student,message", [
-    (12, 5, "teacher depth 12 is not a multiple of student depth 5"),
-    (6, 4, "teacher depth 6 is not a multiple of student depth 4"),
-    (4, 6, "student depth 6 is deeper than teacher depth 4"),
-    (12, 0, "impossible layer mapping"),
-])
+@pytest.mark.parametrize(
+    "n_teacher,n_student,message",
+    [
+        (12, 5, "teacher depth 12 is not a multiple of student depth 5"),
+        (6, 4, "teacher depth 6 is not a multiple of student depth 4"),
+        (4, 6, "student depth 6 is deeper than teacher depth 4"),
+        (12, 0, "impossible layer mapping"),
+    ],
+)
 def test_impossible_mappings_raise(n_teacher, n_student, message):
-    for derive in (lambda: recipes.attention_pairs(n_teacher, n_student),
-                   lambda: recipes.hidden_pairs(n_teacher, n_student, True),
-                   lambda: recipes.student_init_layers(n_teacher, n_student, 0)):
+    for derive in (
+        lambda: recipes.attention_pairs(n_teacher, n_student),
+        lambda: recipes.hidden_pairs(n_teacher, n_student, True),
+        lambda: recipes.student_init_layers(n_teacher, n_student, 0),
+    ):
         with pytest.raises(ConfigError, match=message):
             derive()
 
@@ -108,6 +115,7 @@ def test_offset_outside_block_raises():
 
 
 # --- student construction ---------------------------------------------------------------------------------------
+
 
 def assert_modules_equal(a, b):
     sa, sb = a.state_dict(), b.state_dict()
@@ -125,8 +133,10 @@ def test_student_copies_the_intended_teacher_layers(teacher, recipe_name, expect
     for k, t in enumerate(expected_layers):
         assert_modules_equal(student.bert.encoder.layer[k], teacher.bert.encoder.layer[t])
     other = ({0, 1, 2, 3} - set(expected_layers)).pop()
-    assert not torch.equal(student.bert.encoder.layer[0].attention.self.query.weight,
-                           teacher.bert.encoder.layer[other].attention.self.query.weight)
+    assert not torch.equal(
+        student.bert.encoder.layer[0].attention.self.query.weight,
+        teacher.bert.encoder.layer[other].attention.self.query.weight,
+    )
     # fresh MLM head (spec §1.2 step 4): decoder tied to the copied embeddings, transform not copied, bias zero
     head = student.cls.predictions
     assert head.decoder.weight.data_ptr() == student.bert.embeddings.word_embeddings.weight.data_ptr()
@@ -160,17 +170,37 @@ def test_tiny_student_is_random_with_teacher_vocab(teacher):
 
 # --- masked-rows-only MLM heads ---------------------------------------------------------------------------------
 
+
 def small_masked_lms():
     torch.manual_seed(0)
     return {
-        "bert": BertForMaskedLM(BertConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                                           intermediate_size=64, max_position_embeddings=32)),
-        "distilbert": DistilBertForMaskedLM(DistilBertConfig(vocab_size=60, dim=32, n_layers=2, n_heads=4,
-                                                             hidden_dim=64, max_position_embeddings=32)),
-        "mobilebert": MobileBertForMaskedLM(MobileBertConfig(
-            vocab_size=60, hidden_size=32, embedding_size=16, true_hidden_size=16, intra_bottleneck_size=16,
-            intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_feedforward_networks=2,
-            max_position_embeddings=32)),
+        "bert": BertForMaskedLM(
+            BertConfig(
+                vocab_size=60,
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                intermediate_size=64,
+                max_position_embeddings=32,
+            )
+        ),
+        "distilbert": DistilBertForMaskedLM(
+            DistilBertConfig(vocab_size=60, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=32)
+        ),
+        "mobilebert": MobileBertForMaskedLM(
+            MobileBertConfig(
+                vocab_size=60,
+                hidden_size=32,
+                embedding_size=16,
+                true_hidden_size=16,
+                intra_bottleneck_size=16,
+                intermediate_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                num_feedforward_networks=2,
+                max_position_embeddings=32,
+            )
+        ),
     }
 
 
@@ -188,16 +218,19 @@ def test_masked_rows_head_equals_full_head_then_select(arch):
 
 # --- objective module -------------------------------------------------------------------------------------------
 
+
 def objective_for(recipe_name, teacher, teacher_dropout=True):
     recipe = recipes.get_recipe(recipe_name)
     torch.manual_seed(0)
     if recipe.kind == "continual":
-        return recipes.PretrainingObjective(recipe, recipes.build_student(recipes.get_recipe("distilbiobert"),
-                                                                          teacher))
+        return recipes.PretrainingObjective(recipe, recipes.build_student(recipes.get_recipe("distilbiobert"), teacher))
     t = AutoModelForMaskedLM.from_config(teacher.config, attn_implementation=recipes.attention_implementation(recipe))
     t.load_state_dict(teacher.state_dict())
-    overrides = ({"num_hidden_layers": 2, "hidden_size": 24, "num_attention_heads": 4, "intermediate_size": 48}
-                 if recipe_name == "tinybiobert" else None)
+    overrides = (
+        {"num_hidden_layers": 2, "hidden_size": 24, "num_attention_heads": 4, "intermediate_size": 48}
+        if recipe_name == "tinybiobert"
+        else None
+    )
     return recipes.PretrainingObjective(recipe, recipes.build_student(recipe, t, overrides), t, teacher_dropout)
 
 

@@ -60,7 +60,11 @@ def test_a_teacher_section_without_trained_rows_adds_no_row(tmp_path):
     assert job_counts(result.stdout)["finetune_ner"] == len(config["models"]) * 5 * 5  # the released rows only
 
 
-ROWS = {"CasedBERT": ("bert", False), "CasedDistilBERT": ("distilbert", False), "UncasedMobileBERT": ("mobilebert", True)}
+ROWS = {
+    "CasedBERT": ("bert", False),
+    "CasedDistilBERT": ("distilbert", False),
+    "UncasedMobileBERT": ("mobilebert", True),
+}
 
 
 @pytest.mark.slow
@@ -69,13 +73,16 @@ def test_released_style_rows_run_end_to_end_with_both_protocols_beside_published
     models = {name: tiny_model(tmp_path / "hub-copies" / name, *kind) for name, kind in ROWS.items()}
     demo.write_ner_dataset(tmp_path / "ner" / "chem", "chem", seed=0, n_train=120, n_dev=20, n_test=60)
     published = tmp_path / "published.tsv"
-    published.write_text("dataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
-                         "chem\tCasedBERT\tpaper\tF1\t90.00\tpaper table\n"
-                         "chem\tUncasedMobileBERT\tword\tF1\t80.00\tBLURB table\n")
+    published.write_text(
+        "dataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
+        "chem\tCasedBERT\tpaper\tF1\t90.00\tpaper table\n"
+        "chem\tUncasedMobileBERT\tword\tF1\t80.00\tBLURB table\n"
+    )
     config = yaml.safe_load((REPO / "config/released.yaml").read_text())
     config["models"] = {name: {"pretrained": {"path": str(path)}} for name, path in models.items()}
-    config["ner"].update(data_dir=str(tmp_path / "ner"), archive_url=None, datasets=["chem"], seeds=[1, 2],
-                         published=str(published))
+    config["ner"].update(
+        data_dir=str(tmp_path / "ner"), archive_url=None, datasets=["chem"], seeds=[1, 2], published=str(published)
+    )
     config["ner"]["hparams"].update(learning_rate=3e-3, epochs=2, max_length=64)
     config.update(threads=1, model_stats={"batch_size": 32, "min_seconds": 0.05})
     (workdir / "mine.yaml").write_text(yaml.safe_dump(config))
@@ -89,20 +96,32 @@ def test_released_style_rows_run_end_to_end_with_both_protocols_beside_published
         return statistics.fmean(100 * json.loads(p.read_text())["test"][mode]["f1"] for p in runs)
 
     tidy = pd.read_csv(workdir / "results/tables/ner_f1.csv").set_index(["model", "mode", "statistic"])
-    assert tidy.loc[("CasedBERT", "paper", "diff"), "value"] == pytest.approx(mean_f1("CasedBERT", "paper") - 90,
-                                                                             abs=1e-3)
+    assert tidy.loc[("CasedBERT", "paper", "diff"), "value"] == pytest.approx(
+        mean_f1("CasedBERT", "paper") - 90, abs=1e-3
+    )
     assert tidy.loc[("UncasedMobileBERT", "word", "diff"), "value"] == pytest.approx(
-        mean_f1("UncasedMobileBERT", "word") - 80, abs=1e-3)
+        mean_f1("UncasedMobileBERT", "word") - 80, abs=1e-3
+    )
     assert ("CasedDistilBERT", "paper", "published") not in tidy.index  # nothing published: no value, no zero
 
     table = (workdir / "results/tables/ner_f1.md").read_text()
-    assert re.search(r"^\| CasedBERT +\| chem +\| [\d.]+ ± [\d.]+ \(2\) +\| 90.00 +\| [+-][\d.]+ +\| paper table +\|$",
-                     table, re.MULTILINE), table
-    assert re.search(r"^\| UncasedMobileBERT +\| chem +\| [\d.]+ ± [\d.]+ \(2\) +\| 80.00 +\| [+-][\d.]+ +"
-                     r"\| BLURB table +\|$", table, re.MULTILINE), table
+    assert re.search(
+        r"^\| CasedBERT +\| chem +\| [\d.]+ ± [\d.]+ \(2\) +\| 90.00 +\| [+-][\d.]+ +\| paper table +\|$",
+        table,
+        re.MULTILINE,
+    ), table
+    assert re.search(
+        r"^\| UncasedMobileBERT +\| chem +\| [\d.]+ ± [\d.]+ \(2\) +\| 80.00 +\| [+-][\d.]+ +"
+        r"\| BLURB table +\|$",
+        table,
+        re.MULTILINE,
+    ), table
     for name, path in models.items():  # provenance: the folder and the digest of its weights
-        assert re.search(rf"^\| {name} +\| {re.escape(str(path.resolve()))} \(weights sha256 [0-9a-f]{{12}}\) +\|$",
-                         table, re.MULTILINE), table
+        assert re.search(
+            rf"^\| {name} +\| {re.escape(str(path.resolve()))} \(weights sha256 [0-9a-f]{{12}}\) +\|$",
+            table,
+            re.MULTILINE,
+        ), table
     stats = pd.read_csv(workdir / "results/tables/model_stats.csv")
     assert list(stats["model"]) == list(ROWS)  # every row has its size and speed
     assert not (workdir / "results/figures/pretrain_loss.png").exists()

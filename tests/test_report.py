@@ -17,9 +17,9 @@ from conftest import run_snakemake
 from test_tables import html_tables, markdown_tables, write_run
 
 from compact_biomed import figures
-from compact_biomed.tables import data_stats, model_stats, ner_f1
-from compact_biomed.ner import SCORINGS
 from compact_biomed.io import InputError
+from compact_biomed.ner import SCORINGS
+from compact_biomed.tables import data_stats, model_stats, ner_f1
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHROMIUM = "/usr/bin/chromium"
@@ -35,8 +35,7 @@ def tidy(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", s, f, f / 2) for s, f in [(1, 0.80), (2, 0.84), (3, 0.90)]]
     paths.append(write_run(tmp_path, "B", "d1", 1, 0.5, 0.4))
     csv = tmp_path / "t.csv"
-    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["A", "B", "C"], ["d1", "d2"],
-                           html_path=tmp_path / "t.html")
+    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["A", "B", "C"], ["d1", "d2"], html_path=tmp_path / "t.html")
     return pd.read_csv(csv)
 
 
@@ -70,9 +69,9 @@ def test_f1_figure_draws_both_modes_with_errorbars_and_marks_missing(tidy):
     for ax, scale in zip(panels[::2], (1.0, 0.5)):
         assert ax.get_ylabel() == "Test F1 (%)"
         a_point = ax.containers[0]  # model A on d1: the mean, one sample sd either side
-        (x, y), = a_point.lines[0].get_xydata()
+        ((_x, y),) = a_point.lines[0].get_xydata()
         assert y == pytest.approx(scale * statistics.fmean([80, 84, 90]), abs=1e-3)
-        (segment,), = [lines.get_segments() for lines in a_point.lines[2]]
+        ((segment,),) = [lines.get_segments() for lines in a_point.lines[2]]
         assert segment[1][1] - segment[0][1] == pytest.approx(2 * scale * statistics.stdev([80, 84, 90]), abs=1e-3)
         assert sum(text.get_text() == "n/a" for text in ax.texts) == 1  # C never ran d1: marked, not a zero
     assert all(sum(t.get_text() == "n/a" for t in ax.texts) == 3 for ax in panels[1::2])  # nobody ran d2
@@ -81,8 +80,11 @@ def test_f1_figure_draws_both_modes_with_errorbars_and_marks_missing(tidy):
 
 
 def test_f1_axis_shows_a_one_point_difference_and_the_published_value(tmp_path):
-    paths = [write_run(tmp_path, m, "d1", s, f, f) for m, runs in {"A": [0.870, 0.872], "B": [0.880, 0.881]}.items()
-             for s, f in enumerate(runs, 1)]
+    paths = [
+        write_run(tmp_path, m, "d1", s, f, f)
+        for m, runs in {"A": [0.870, 0.872], "B": [0.880, 0.881]}.items()
+        for s, f in enumerate(runs, 1)
+    ]
     published = tmp_path / "published.tsv"
     published.write_text("dataset\tmodel\tscoring\tmetric\tvalue\tsource\nd1\tA\tpaper\tF1\t88.60\tPWC\n")
     csv = tmp_path / "t.csv"
@@ -115,12 +117,20 @@ def write_log(path, rows):
 
 
 def test_loss_figure_one_panel_per_model_one_line_per_term(tmp_path):
-    distilled = write_log(tmp_path / "d/train_log.jsonl", [
-        {"step": s, "lr": 1e-4, "loss": 30 - s, "loss_mlm": 20 - s, "loss_kl": 2.0 / s, "loss_cosine": 0.3}
-        for s in (10, 5, 15)])  # out of order on purpose
-    continual = write_log(tmp_path / "c/train_log.jsonl", [
-        {"step": s, "lr": 1e-4, "loss": 7.0 - s / 10, "loss_mlm": 7.0 - s / 10} for s in (5, 10)])
-    figure = figures.loss_figure({"Distil": figures.read_train_log(distilled), "Bio": figures.read_train_log(continual)})
+    distilled = write_log(
+        tmp_path / "d/train_log.jsonl",
+        [
+            {"step": s, "lr": 1e-4, "loss": 30 - s, "loss_mlm": 20 - s, "loss_kl": 2.0 / s, "loss_cosine": 0.3}
+            for s in (10, 5, 15)
+        ],
+    )  # out of order on purpose
+    continual = write_log(
+        tmp_path / "c/train_log.jsonl",
+        [{"step": s, "lr": 1e-4, "loss": 7.0 - s / 10, "loss_mlm": 7.0 - s / 10} for s in (5, 10)],
+    )
+    figure = figures.loss_figure(
+        {"Distil": figures.read_train_log(distilled), "Bio": figures.read_train_log(continual)}
+    )
     distil_ax, bio_ax = [ax for ax in figure.axes if ax.get_visible()]
     assert [line.get_label() for line in distil_ax.lines] == ["total (weighted)", "cosine", "kl", "mlm"]
     assert list(distil_ax.lines[0].get_xdata()) == [5, 10, 15]  # sorted by step
@@ -131,8 +141,9 @@ def test_loss_figure_one_panel_per_model_one_line_per_term(tmp_path):
 
 
 def test_loss_panel_is_linear_when_a_term_is_not_positive(tmp_path):
-    log = figures.read_train_log(write_log(tmp_path / "l.jsonl", [{"step": 1, "loss": 1.0, "loss_a": 0.0,
-                                                                   "loss_b": 1.0}]))
+    log = figures.read_train_log(
+        write_log(tmp_path / "l.jsonl", [{"step": 1, "loss": 1.0, "loss_a": 0.0, "loss_b": 1.0}])
+    )
     figure = figures.loss_figure({"M": log}, columns=1)
     assert figure.axes[0].get_yscale() == "linear"
 
@@ -167,8 +178,15 @@ def bert_encoder_parameters(vocab, hidden, layers, intermediate, positions, type
 def test_model_stats_on_a_tiny_bert(tmp_path, tiny_bert_dir):
     test_tsv, n_sentences = write_ner_test_set(tmp_path)
     out = tmp_path / "stats/tiny.json"
-    stats = model_stats.write(tiny_bert_dir, {"toy": test_tsv, "toy2": test_tsv}, out, batch_size=8,
-                              max_length=64, min_seconds=0.05, threads=1)
+    stats = model_stats.write(
+        tiny_bert_dir,
+        {"toy": test_tsv, "toy2": test_tsv},
+        out,
+        batch_size=8,
+        max_length=64,
+        min_seconds=0.05,
+        threads=1,
+    )
     assert json.loads(out.read_text()) == stats
 
     vocab = json.loads((tiny_bert_dir / "config.json").read_text())["vocab_size"]  # what the tokenizer reached
@@ -203,25 +221,46 @@ def test_tied_embedding_counts_once():
 
 def fake_stats(path, parameters, speed, datasets=("d1", "d2")):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "parameters": parameters, "embedding_parameters": parameters // 4,
-        "parameters_without_embeddings": parameters - parameters // 4, "disk_bytes": parameters * 4 + 1000,
-        "weight_bytes": parameters * 4, "sentences_per_second": speed, "device": "cpu (x86_64)", "threads": 1,
-        "batch_size": 64, "speed": {d: {"sentences_per_second": speed * (i + 1)} for i, d in enumerate(datasets)}}))
+    path.write_text(
+        json.dumps(
+            {
+                "parameters": parameters,
+                "embedding_parameters": parameters // 4,
+                "parameters_without_embeddings": parameters - parameters // 4,
+                "disk_bytes": parameters * 4 + 1000,
+                "weight_bytes": parameters * 4,
+                "sentences_per_second": speed,
+                "device": "cpu (x86_64)",
+                "threads": 1,
+                "batch_size": 64,
+                "speed": {d: {"sentences_per_second": speed * (i + 1)} for i, d in enumerate(datasets)},
+            }
+        )
+    )
     return path
 
 
 def test_model_stats_table_order_units_and_speedup(tmp_path):
-    paths = [fake_stats(tmp_path / "TinyBioBERT.json", 15_000_000, 400.0),
-             fake_stats(tmp_path / "BioBERT.json", 108_000_000, 100.0)]
+    paths = [
+        fake_stats(tmp_path / "TinyBioBERT.json", 15_000_000, 400.0),
+        fake_stats(tmp_path / "BioBERT.json", 108_000_000, 100.0),
+    ]
     md, csv, page = tmp_path / "m.md", tmp_path / "m.csv", tmp_path / "m.html"
     model_stats.write_table(paths, md, csv, page, models=["BioBERT", "TinyBioBERT"], reference="BioBERT")
     text = md.read_text()
     (table,) = markdown_tables(text).values()
-    assert table.columns.tolist() == ["Model", "Parameters", "Without embeddings", "Disk (MB)",
-                                      "Speed (sentences/s)", "Speed vs BioBERT"]
-    assert table.values.tolist() == [["BioBERT", "108.0M", "81.0M", "432.0", "100", "1.00×"],  # config order,
-                                     ["TinyBioBERT", "15.0M", "11.2M", "60.0", "400", "4.00×"]]  # not file order
+    assert table.columns.tolist() == [
+        "Model",
+        "Parameters",
+        "Without embeddings",
+        "Disk (MB)",
+        "Speed (sentences/s)",
+        "Speed vs BioBERT",
+    ]
+    assert table.values.tolist() == [
+        ["BioBERT", "108.0M", "81.0M", "432.0", "100", "1.00×"],  # config order,
+        ["TinyBioBERT", "15.0M", "11.2M", "60.0", "400", "4.00×"],
+    ]  # not file order
     frame = pd.read_csv(csv)
     assert frame["model"].tolist() == ["BioBERT", "TinyBioBERT"]
     assert frame["sentences_per_second_d2"].tolist() == [200.0, 800.0]
@@ -233,8 +272,13 @@ def test_model_stats_table_order_units_and_speedup(tmp_path):
 
 def test_model_stats_of_an_unknown_model_is_an_error(tmp_path):
     with pytest.raises(InputError, match="not in the table"):
-        model_stats.write_table([fake_stats(tmp_path / "X.json", 10, 1.0)], tmp_path / "m.md",
-                                    tmp_path / "m.csv", tmp_path / "m.html", models=["A"])
+        model_stats.write_table(
+            [fake_stats(tmp_path / "X.json", 10, 1.0)],
+            tmp_path / "m.md",
+            tmp_path / "m.csv",
+            tmp_path / "m.html",
+            models=["A"],
+        )
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -243,19 +287,40 @@ def test_model_stats_of_an_unknown_model_is_an_error(tmp_path):
 
 def test_data_stats_tables(tmp_path):
     corpus = tmp_path / "corpus_stats.json"
-    corpus.write_text(json.dumps({
-        "characters": 144437, "citations_parsed": 500, "deleted": 1, "deletions_listed": 1,
-        "duplicates_replaced": 0, "empty_text": 0, "files": 2, "text_format": "title_abstract", "records": 499,
-        "title_only": 73, "with_abstract": 426,
-        "per_file": [{"citations": 250, "deletions": 0, "file": "a.xml.gz"},
-                     {"citations": 250, "deletions": 1, "file": "b.xml.gz"}]}))
+    corpus.write_text(
+        json.dumps(
+            {
+                "characters": 144437,
+                "citations_parsed": 500,
+                "deleted": 1,
+                "deletions_listed": 1,
+                "duplicates_replaced": 0,
+                "empty_text": 0,
+                "files": 2,
+                "text_format": "title_abstract",
+                "records": 499,
+                "title_only": 73,
+                "with_abstract": 426,
+                "per_file": [
+                    {"citations": 250, "deletions": 0, "file": "a.xml.gz"},
+                    {"citations": 250, "deletions": 1, "file": "b.xml.gz"},
+                ],
+            }
+        )
+    )
     manifests = []
     for owner, tokens in (("teacher", 20000), ("BioTinyBERT", 23506)):
         path = tmp_path / "shards" / owner / "manifest.json"
         path.parent.mkdir(parents=True)
         shard = {"max_length": 64, "mode": "one_citation", "num_shards": 2, "rows": 250, "shard": 0}
-        path.write_text(json.dumps({"shards": [shard], "totals": {"shards": 2, "rows": 499, "tokens": tokens,
-                                                                    "truncated_tokens": 1736, "sha256": "x"}}))
+        path.write_text(
+            json.dumps(
+                {
+                    "shards": [shard],
+                    "totals": {"shards": 2, "rows": 499, "tokens": tokens, "truncated_tokens": 1736, "sha256": "x"},
+                }
+            )
+        )
         manifests.append(path)
     data_stats.write_table(corpus, manifests, tmp_path / "d.md", tmp_path / "d.html", teacher="BioBERT")
     tables = markdown_tables((tmp_path / "d.md").read_text())
@@ -264,7 +329,8 @@ def test_data_stats_tables(tmp_path):
     assert tables["Parsed files"].values.tolist() == [["a.xml.gz", "250", "0", "0"], ["b.xml.gz", "250", "1", "0"]]
     assert tables["Tokenisation shards"].values.tolist() == [  # the order given
         ["BioBERT (teacher)", "2", "499", "20,000", "40.1", "1,736", "one_citation / 64"],
-        ["BioTinyBERT", "2", "499", "23,506", "47.1", "1,736", "one_citation / 64"]]
+        ["BioTinyBERT", "2", "499", "23,506", "47.1", "1,736", "one_citation / 64"],
+    ]
     page = html_tables((tmp_path / "d.html").read_text())
     assert list(page) == list(tables)
     for title, cells in tables.items():
@@ -279,14 +345,28 @@ def embedded_results(report_html: str) -> dict[str, dict]:
     """{file name: {"content", "caption"}} of every result the report embeds (its `results` object holds base64
     data URIs and the captions rendered to HTML)."""
     results = json.loads(re.search(r"var results = (\{.*?\});\s*</script>", report_html, re.DOTALL)[1])
-    return {entry["name"]: {"content": base64.b64decode(entry["data_uri"].split("base64,", 1)[1]),
-                            "caption": entry["caption"]} for entry in results.values()}
+    return {
+        entry["name"]: {
+            "content": base64.b64decode(entry["data_uri"].split("base64,", 1)[1]),
+            "caption": entry["caption"],
+        }
+        for entry in results.values()
+    }
 
 
 def chromium(*args, profile):
-    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-               *args]
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        *args,
+    ]
     return subprocess.run(command, check=False, capture_output=True, text=True, timeout=180)
 
 
@@ -301,13 +381,27 @@ def demo_report(demo_workdir):
 def test_report_embeds_every_result_with_its_caption(demo_report):
     page = demo_report.read_text()
     embedded = embedded_results(page)
-    expected = {"ner_f1.html", "ner_f1.csv", "ner_f1.png", "pretrain_loss.png", "data_stats.html",
-                "model_stats.html", "model_stats.csv"}
+    expected = {
+        "ner_f1.html",
+        "ner_f1.csv",
+        "ner_f1.png",
+        "pretrain_loss.png",
+        "data_stats.html",
+        "model_stats.html",
+        "model_stats.csv",
+    }
     assert expected <= set(embedded)
     f1 = html_tables(embedded["ner_f1.html"]["content"].decode())["Test F1 (%), paper scoring"].set_index("Model")
     sizes = html_tables(embedded["model_stats.html"]["content"].decode())["Model size and inference speed"]
-    models = ["BioBERT", "DistilBioBERT", "CompactBioBERT", "TinyBioBERT", "BioDistilBERT", "BioTinyBERT",
-              "BioMobileBERT"]
+    models = [
+        "BioBERT",
+        "DistilBioBERT",
+        "CompactBioBERT",
+        "TinyBioBERT",
+        "BioDistilBERT",
+        "BioTinyBERT",
+        "BioMobileBERT",
+    ]
     assert f1.index.tolist() == sizes["Model"].tolist() == models
     for model in models:
         assert all(re.fullmatch(r"[\d.]+ ± [\d.]+ \(5\)", cell.strip("*")) for cell in f1.loc[model]), model
@@ -333,8 +427,13 @@ def test_report_renders_in_headless_chromium(demo_report, tmp_path):
     assert "This is the offline demo" in rendered
 
     screenshot = tmp_path / "report.png"
-    shot = chromium("--virtual-time-budget=10000", f"--screenshot={screenshot}", "--window-size=1400,2000", url,
-                    profile=tmp_path / "profile-shot")
+    shot = chromium(
+        "--virtual-time-budget=10000",
+        f"--screenshot={screenshot}",
+        "--window-size=1400,2000",
+        url,
+        profile=tmp_path / "profile-shot",
+    )
     assert shot.returncode == 0 and screenshot.exists(), shot.stderr[-3000:]
     from PIL import Image
 

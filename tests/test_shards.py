@@ -1,17 +1,18 @@
 """Tokenisation shards: the paper's call reproduced, deterministic bytes, a partition of the corpus, packing."""
 
+import itertools
 import json
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import TINY_TEXTS
 
 from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError, read_json
 from compact_biomed.shards import shard_bounds, tokenize_shard, write_manifest
 from compact_biomed.tokenizer import build_wordpiece
-from conftest import TINY_TEXTS
 
 MAX_LENGTH = 16
 # Varied lengths: some texts fit, some are truncated, one is empty (a record with neither title nor abstract).
@@ -43,15 +44,18 @@ def tokenizer(tokenizer_dir):
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     path = tmp_path_factory.mktemp("corpus") / "corpus.parquet"
-    pq.write_table(pa.table({"pmid": pa.array(range(1, len(TEXTS) + 1), pa.int64()), "text": TEXTS}), path,
-                   row_group_size=5)  # several row groups, so shard slices cross group boundaries
+    pq.write_table(
+        pa.table({"pmid": pa.array(range(1, len(TEXTS) + 1), pa.int64()), "text": TEXTS}), path, row_group_size=5
+    )  # several row groups, so shard slices cross group boundaries
     return path
 
 
 def _tokenize_all(corpus, tokenizer_dir, out, num_shards, mode="one_citation"):
     dirs = [out / f"shard-{i}-of-{num_shards}" for i in range(num_shards)]
-    stats = [tokenize_shard(corpus, tokenizer_dir, d, i, num_shards, max_length=MAX_LENGTH, mode=mode)
-             for i, d in enumerate(dirs)]
+    stats = [
+        tokenize_shard(corpus, tokenizer_dir, d, i, num_shards, max_length=MAX_LENGTH, mode=mode)
+        for i, d in enumerate(dirs)
+    ]
     return dirs, stats
 
 
@@ -94,7 +98,7 @@ def test_shards_partition_the_corpus(corpus, tokenizer_dir, tmp_path, num_shards
     assert [s["rows"] for s in stats] == expected_sizes
     bounds = [tuple(s["corpus_rows"]) for s in stats]
     assert bounds[0][0] == 0 and bounds[-1][1] == len(TEXTS)
-    assert all(previous[1] == current[0] for previous, current in zip(bounds, bounds[1:]))
+    assert all(previous[1] == current[0] for previous, current in itertools.pairwise(bounds))
 
 
 def test_shard_bounds_match_array_split():
@@ -132,9 +136,12 @@ def test_too_many_shards_is_an_input_error_naming_the_corpus(corpus, tokenizer_d
 
 @pytest.mark.parametrize(
     "kwargs,error,message",
-    [(dict(shard=3, num_shards=3), ValueError, "outside 0..2"), (dict(shard=-1, num_shards=3), ValueError, "outside"),
-     (dict(shard=0, num_shards=1, mode="grouped"), ConfigError, "'tokenize.mode': 'grouped'"),
-     (dict(shard=0, num_shards=1, max_length=2), ConfigError, "'tokenize.max_length': 2")],
+    [
+        ({"shard": 3, "num_shards": 3}, ValueError, "outside 0..2"),
+        ({"shard": -1, "num_shards": 3}, ValueError, "outside"),
+        ({"shard": 0, "num_shards": 1, "mode": "grouped"}, ConfigError, "'tokenize.mode': 'grouped'"),
+        ({"shard": 0, "num_shards": 1, "max_length": 2}, ConfigError, "'tokenize.max_length': 2"),
+    ],
 )
 def test_bad_arguments(corpus, tokenizer_dir, tmp_path, kwargs, error, message):
     """A bad setting names its config key; a shard index outside the range is the caller's bug."""

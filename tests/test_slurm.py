@@ -11,7 +11,6 @@ import subprocess
 
 import pytest
 import yaml
-
 from conftest import SNAKEMAKE, copy_workflow, fault_env
 from conftest import run_snakemake as snakemake
 from test_faults import small_config
@@ -24,7 +23,7 @@ pytestmark = pytest.mark.slow
 def slurm_is_up() -> bool:
     if not shutil.which("sinfo"):
         return False
-    states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    states = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, check=False)
     return states.returncode == 0 and any(s in states.stdout for s in ("idle", "mixed", "allocated"))
 
 
@@ -32,7 +31,11 @@ def slurm_is_up() -> bool:
 def cluster():
     if not slurm_is_up():
         pytest.skip("no running SLURM cluster (start one with .ci/slurm-up)")
-    return subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True).stdout.split()[0].rstrip("*")
+    return (
+        subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, check=True)
+        .stdout.split()[0]
+        .rstrip("*")
+    )
 
 
 def user_profile(workdir, partition):
@@ -44,8 +47,13 @@ def user_profile(workdir, partition):
     del resources["slurm_account"]
     resources["slurm_partition"] = resources["gpu_partition"] = partition
     for rule in profile["set-resources"].values():
-        rule.update({key: value for key, value in (("slurm_partition", partition), ("mem_mb", 1500), ("runtime", 30))
-                     if key in rule})
+        rule.update(
+            {
+                key: value
+                for key, value in (("slurm_partition", partition), ("mem_mb", 1500), ("runtime", 30))
+                if key in rule
+            }
+        )
     profile["set-threads"] = {rule: 1 for rule in profile["set-threads"]}
     path.write_text(yaml.safe_dump(profile))
     return profile
@@ -55,16 +63,31 @@ def test_demo_dag_runs_through_the_slurm_profile(tmp_path, cluster):
     workdir = copy_workflow(tmp_path)
     user_profile(workdir, cluster)
     (workdir / "small.yaml").write_text(yaml.safe_dump(small_config()))
-    result = snakemake("--workflow-profile", "profiles/slurm", "--configfile", "small.yaml", "--slurm-no-account",
-                       "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-                       "--seconds-between-status-checks", "2", "--jobs", "4", cwd=workdir, timeout=1200)
+    result = snakemake(
+        "--workflow-profile",
+        "profiles/slurm",
+        "--configfile",
+        "small.yaml",
+        "--slurm-no-account",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
+        "--jobs",
+        "4",
+        cwd=workdir,
+        timeout=1200,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert (workdir / "results/tables/ner_f1.md").exists()
     # The profile's GPU requests reached sbatch and SLURM granted them: each training job saw exactly one GPU.
     for model in small_config()["models"]:
-        assert re.search(r"CUDA_VISIBLE_DEVICES=\d$", (workdir / f"logs/pretrain/{model}.log").read_text(),
-                         re.MULTILINE)
+        assert re.search(
+            r"CUDA_VISIBLE_DEVICES=\d$", (workdir / f"logs/pretrain/{model}.log").read_text(), re.MULTILINE
+        )
     finetune_log = (workdir / "logs/finetune_ner/BioBERT/demo-disease/seed1.log").read_text()
     assert re.search(r"CUDA_VISIBLE_DEVICES=\d$", finetune_log, re.MULTILINE)
     assert "SLURM_JOB_ID=" in (workdir / "logs/build_corpus.log").read_text()
@@ -116,18 +139,44 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
     config["train_defaults"].update(max_steps=2, save_steps=2, logging_steps=1)
     (workdir / "small.yaml").write_text(yaml.safe_dump(config))
     # The inputs of the SLURM jobs, built locally; then a CPU job, a 4-GPU and a 1-GPU job through the profile.
-    local = snakemake("results/teacher", "resources/demo/ner/demo-disease/train.tsv", "--cores", "2",
-                      "--configfile", "small.yaml", cwd=workdir)
+    local = snakemake(
+        "results/teacher",
+        "resources/demo/ner/demo-disease/train.tsv",
+        "--cores",
+        "2",
+        "--configfile",
+        "small.yaml",
+        cwd=workdir,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           **fault_env("finetune_ner", tmp_path / "failed-once")}  # one retry, bigger
-    command = [*SNAKEMAKE, "results/models/DistilBioBERT", "results/ner/BioBERT/demo-disease/seed1/metrics.json",
-               "--workflow-profile", "profiles/slurm", "--configfile", "small.yaml", "--slurm-no-account",
-               "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
-               "--seconds-between-status-checks", "2", "--jobs", "4"]
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        **fault_env("finetune_ner", tmp_path / "failed-once"),
+    }  # one retry, bigger
+    command = [
+        *SNAKEMAKE,
+        "results/models/DistilBioBERT",
+        "results/ner/BioBERT/demo-disease/seed1/metrics.json",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--configfile",
+        "small.yaml",
+        "--slurm-no-account",
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "1",
+        "--seconds-between-status-checks",
+        "2",
+        "--jobs",
+        "4",
+    ]
     jobs, lines = [], []
-    with subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as run:
+    with subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as run:
         for line in run.stdout:  # read each job while SLURM still holds it (it forgets finished ones)
             lines.append(line)
             if submitted := re.search(r"submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/([^/]+)/", line):
@@ -146,8 +195,11 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
         tres = job.get("TresPerJob") or job.get("TresPerNode") or "none"
         assert tres.replace("gres/", "gres:") == (f"gres:gpu:{gpus}" if gpus else "none"), (rule, job)
         assert job["MinMemoryNode"] == f"{requested(profile, rule, 'mem_mb', attempt)}M", (rule, job)
-        runtime = (pretrain_runtime_minutes(config, wildcards.split("=")[-1], attempt) if rule == "pretrain"
-                   else requested(profile, rule, "runtime", attempt))  # pre-training's from its measured speed
+        runtime = (
+            pretrain_runtime_minutes(config, wildcards.split("=")[-1], attempt)
+            if rule == "pretrain"
+            else requested(profile, rule, "runtime", attempt)
+        )  # pre-training's from its measured speed
         assert minutes(job["TimeLimit"]) == runtime, (rule, job)
     assert sorted(attempts.values()) == [1, 1, 1, 1, 2]  # two shards, manifest, pretrain; finetune_ner retried
     grown = [job for rule, _, job in jobs if rule == "finetune_ner"]

@@ -32,8 +32,9 @@ def attempt(log, run_id: str, name: str, outcome: str) -> int:
 
 def job(log, run_id: str, name: str, outcome: str) -> subprocess.CompletedProcess:
     env = {**os.environ, smk.RUN_ID: run_id}
-    return subprocess.run([sys.executable, "-c", JOB, str(log), name, outcome], env=env, check=False,
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", JOB, str(log), name, outcome], env=env, check=False, capture_output=True, text=True
+    )
 
 
 def test_retries_show_each_failed_attempt_once(tmp_path):

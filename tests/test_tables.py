@@ -41,8 +41,15 @@ def write_run(root, model, dataset, seed, f1_paper, f1_word):
     path = root / "results" / "ner" / model / dataset / f"seed{seed}" / "metrics.json"
     path.parent.mkdir(parents=True)
     scores = lambda f1: {"precision": f1, "recall": f1, "f1": f1}
-    path.write_text(json.dumps({"seed": seed, "test": {"paper": scores(f1_paper), "word": scores(f1_word)},
-                                "dev": {"paper": scores(0.0), "word": scores(0.0)}}))
+    path.write_text(
+        json.dumps(
+            {
+                "seed": seed,
+                "test": {"paper": scores(f1_paper), "word": scores(f1_word)},
+                "dev": {"paper": scores(0.0), "word": scores(0.0)},
+            }
+        )
+    )
     return path
 
 
@@ -58,9 +65,11 @@ def test_mean_sd_and_missing(tmp_path):
     assert a["n"] == 3
     paper = markdown_tables(md.read_text())["Test F1 (%), paper scoring"]
     assert paper.columns.tolist() == ["Model", "d1", "d2"]
-    assert paper.values.tolist() == [["A", f"{a['mean']:.2f} ± {a['sd']:.2f} (3)", "missing"],
-                                     ["B", "50.00 ± – (1)", "missing"],  # one seed: no spread, not zero
-                                     ["C", "missing", "missing"]]
+    assert paper.values.tolist() == [
+        ["A", f"{a['mean']:.2f} ± {a['sd']:.2f} (3)", "missing"],
+        ["B", "50.00 ± – (1)", "missing"],  # one seed: no spread, not zero
+        ["C", "missing", "missing"],
+    ]
 
     tidy = pd.read_csv(csv)
     assert set(tidy.columns) == {"model", "dataset", "mode", "statistic", "value", "source"}
@@ -84,10 +93,12 @@ def test_bad_metrics_path_is_one_line_error(tmp_path):
         ner_f1.collect([bad])
 
 
-PUBLISHED = ("# source lines\ndataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
-             "NCBI-disease\tDistilBioBERT\tpaper\tF1\t87.93\tPWC\n"
-             "NCBI-disease\tDistilBioBERT\tword\tF1\t85.00\tBLURB\n"
-             "NCBI-disease\tBioBERT\tword\tF1\t89.13\tBLURB\n")
+PUBLISHED = (
+    "# source lines\ndataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
+    "NCBI-disease\tDistilBioBERT\tpaper\tF1\t87.93\tPWC\n"
+    "NCBI-disease\tDistilBioBERT\tword\tF1\t85.00\tBLURB\n"
+    "NCBI-disease\tBioBERT\tword\tF1\t89.13\tBLURB\n"
+)
 
 
 def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
@@ -96,18 +107,29 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     reference = tmp_path / "published.tsv"
     reference.write_text(PUBLISHED)
     md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
-    ner_f1.write_tables(paths, md, csv, ["BioBERT", "DistilBioBERT", "TinyBioBERT"], ["NCBI-disease"],
-                           latex_path=tex, published=reference)
+    ner_f1.write_tables(
+        paths,
+        md,
+        csv,
+        ["BioBERT", "DistilBioBERT", "TinyBioBERT"],
+        ["NCBI-disease"],
+        latex_path=tex,
+        published=reference,
+    )
     tables = markdown_tables(md.read_text())
     assert tables["Against published values, paper scoring"].values.tolist() == [
-        ["DistilBioBERT", "NCBI-disease", "87.00 ± 1.41 (2)", "87.93", "-0.93", "PWC"]]
+        ["DistilBioBERT", "NCBI-disease", "87.00 ± 1.41 (2)", "87.93", "-0.93", "PWC"]
+    ]
     assert tables["Against published values, word scoring"].values.tolist() == [
         ["BioBERT", "NCBI-disease", "missing", "89.13", "—", "BLURB"],  # published, but no run of ours
-        ["DistilBioBERT", "NCBI-disease", "83.50 ± 0.71 (2)", "85.00", "-1.50", "BLURB"]]
+        ["DistilBioBERT", "NCBI-disease", "83.50 ± 0.71 (2)", "85.00", "-1.50", "BLURB"],
+    ]
     # TinyBioBERT: nothing published for it, so no comparison row (and no zero); BioBERT stays in our table
     assert tables["Test F1 (%), paper scoring"].set_index("Model").loc["BioBERT"].tolist() == ["missing"]
-    assert tables["Published test F1 (%), word scoring"].values.tolist() == [["DistilBioBERT", "85.00"],
-                                                                              ["BioBERT", "89.13"]]
+    assert tables["Published test F1 (%), word scoring"].values.tolist() == [
+        ["DistilBioBERT", "85.00"],
+        ["BioBERT", "89.13"],
+    ]
 
     tidy = pd.read_csv(csv)
     distil = tidy.query("model == 'DistilBioBERT'").set_index(["mode", "statistic"])["value"]
@@ -138,8 +160,7 @@ def test_published_file_without_scoring_column_is_one_line_error(tmp_path):
 def test_demo_tables_say_they_cannot_be_compared(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
     md, html_path, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
-    ner_f1.write_tables(paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path,
-                           demo=True)
+    ner_f1.write_tables(paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path, demo=True)
     for path in (md, html_path, tex):
         assert "cannot be compared with the paper" in path.read_text(), path.name
 
@@ -148,21 +169,29 @@ def test_html_and_latex_mark_the_best_mean_of_each_dataset(tmp_path):
     """Bold is computed from the means per protocol and dataset: 100.00 beats 99.00 (as text it would not); a model
     without runs is never marked; names are escaped for HTML and LaTeX."""
     paths = [write_run(tmp_path, "A<&>", "d_1", s, f, 0.2) for s, f in [(1, 1.0), (2, 1.0)]]
-    paths += [write_run(tmp_path, "B", "d_1", 1, 0.99, 0.3), write_run(tmp_path, "A<&>", "d2", 1, 0.5, 0.5),
-              write_run(tmp_path, "B", "d2", 1, 0.6, 0.6)]
+    paths += [
+        write_run(tmp_path, "B", "d_1", 1, 0.99, 0.3),
+        write_run(tmp_path, "A<&>", "d2", 1, 0.5, 0.5),
+        write_run(tmp_path, "B", "d2", 1, 0.6, 0.6),
+    ]
     md, page, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
-    ner_f1.write_tables(paths, md, tmp_path / "t.csv", ["A<&>", "B", "C"], ["d_1", "d2"], latex_path=tex,
-                        html_path=page)
+    ner_f1.write_tables(
+        paths, md, tmp_path / "t.csv", ["A<&>", "B", "C"], ["d_1", "d2"], latex_path=tex, html_path=page
+    )
     html = page.read_text()
     assert html.startswith("<!doctype html>") and "A&lt;&amp;&gt;" in html and ">A<&><" not in html
     assert not re.search(r"<(link|script|img)\b", html)  # standalone: the report embeds it as a data URI
     tables = html_tables(html)
     assert tables["Test F1 (%), paper scoring"].values.tolist() == [
         ["A<&>", "**100.00 ± 0.00 (2)**", "50.00 ± – (1)"],
-        ["B", "99.00 ± – (1)", "**60.00 ± – (1)**"], ["C", "missing", "missing"]]
+        ["B", "99.00 ± – (1)", "**60.00 ± – (1)**"],
+        ["C", "missing", "missing"],
+    ]
     assert tables["Test F1 (%), word scoring"].values.tolist() == [
-        ["A<&>", "20.00 ± 0.00 (2)", "50.00 ± – (1)"], ["B", "**30.00 ± – (1)**", "**60.00 ± – (1)**"],
-        ["C", "missing", "missing"]]
+        ["A<&>", "20.00 ± 0.00 (2)", "50.00 ± – (1)"],
+        ["B", "**30.00 ± – (1)**", "**60.00 ± – (1)**"],
+        ["C", "missing", "missing"],
+    ]
     unmarked = {title: frame.map(lambda c: c.strip("*")) for title, frame in tables.items()}
     for title, frame in markdown_tables(md.read_text()).items():  # the same cells as the Markdown, nothing else
         pd.testing.assert_frame_equal(unmarked[title], frame)
@@ -170,6 +199,9 @@ def test_html_and_latex_mark_the_best_mean_of_each_dataset(tmp_path):
 
     latex = tex.read_text().splitlines()
     assert latex[:4] == ["\\begin{tabular}{lcc}", "\\toprule", "Model & d\\_1 & d2 \\\\", "\\midrule"]
-    assert latex[4:7] == ["A<\\&> & \\bfseries 100.00 $\\pm$ 0.00 & 50.00 \\\\",
-                          "B & 99.00 & \\bfseries 60.00 \\\\", "C & -- & -- \\\\"]
+    assert latex[4:7] == [
+        "A<\\&> & \\bfseries 100.00 $\\pm$ 0.00 & 50.00 \\\\",
+        "B & 99.00 & \\bfseries 60.00 \\\\",
+        "C & -- & -- \\\\",
+    ]
     assert latex[7:] == ["\\bottomrule", "\\end{tabular}"]

@@ -1,7 +1,8 @@
 """The demo's WordPiece tokenizer: the same vocabulary on every run, cased or not, and nothing unknown."""
 
-from compact_biomed.tokenizer import build_wordpiece, wordpiece_vocab
 from conftest import TINY_TEXTS
+
+from compact_biomed.tokenizer import build_wordpiece, wordpiece_vocab
 
 
 def test_vocabulary_is_identical_across_runs_and_bounded():

@@ -36,9 +36,25 @@ def test_conda_environment_installs_this_checkout(tmp_path):
     copied.mkdir(parents=True)
     (copied / "condaenv.requirements.txt").write_text("\n".join(line for line in pip if line.startswith("-e")))
     env = {**os.environ, "COMPACT_BIOMED_ROOT": str(REPO)}  # what rules/common.smk sets
-    result = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-index",
-                             "--no-build-isolation", "-r", "condaenv.requirements.txt"],
-                            cwd=copied, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--no-deps",
+            "--no-index",
+            "--no-build-isolation",
+            "-r",
+            "condaenv.requirements.txt",
+        ],
+        cwd=copied,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Would install compact-biomed-" in result.stdout
 
@@ -79,11 +95,13 @@ def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone
         result = snakemake("-n", "--cores", "8", *extra, extra_env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         resources = job_resources(result.stdout)
-        assert resources["finetune_ner"] and all("gpu_slots=1" in r and not re.search(r"\bgpu=", r)
-                                                 for r in resources["finetune_ner"])
+        assert resources["finetune_ner"] and all(
+            "gpu_slots=1" in r and not re.search(r"\bgpu=", r) for r in resources["finetune_ner"]
+        )
         for rule in ("pretrain", "model_stats"):
-            assert resources[rule] and all(re.search(r"\bgpu=1\b", r) and re.search(rf"\bgpu_slots={slots}\b", r)
-                                           for r in resources[rule]), rule
+            assert resources[rule] and all(
+                re.search(r"\bgpu=1\b", r) and re.search(rf"\bgpu_slots={slots}\b", r) for r in resources[rule]
+            ), rule
 
 
 def test_slurm_profile_groups_ner_jobs_four_to_one_gpu_job():
@@ -175,12 +193,20 @@ def test_invalid_config_value_stops_with_the_key(tmp_path):
     assert "invalid config value at 'ner.hparams.epochs'" in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda c: c["ner"].update(datasets=["demo-desease"]),
-     "invalid config value at 'ner.datasets': 'demo-desease' is not a demo dataset"),
-    (lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64),
-     "invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert config key"),
-], ids=["dataset", "architecture"])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda c: c["ner"].update(datasets=["demo-desease"]),
+            "invalid config value at 'ner.datasets': 'demo-desease' is not a demo dataset",
+        ),
+        (
+            lambda c: c["models"]["TinyBioBERT"]["student"].update(hidden_sise=64),
+            "invalid config value at 'models.TinyBioBERT.student': 'hidden_sise' is not a bert config key",
+        ),
+    ],
+    ids=["dataset", "architecture"],
+)
 def test_a_misspelt_name_stops_before_any_job(tmp_path, mutate, message):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     mutate(config)
@@ -200,8 +226,9 @@ def test_fetch_ner_extracts_the_configured_sets_into_data_dir(tmp_path):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["ner"].update(archive_url=str(archive), data_dir="resources/biobert/NER", datasets=["BC5CDR-chem"])
     (workdir / "archive.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake("resources/biobert/NER/BC5CDR-chem/train_dev.tsv", "--cores", "1", "--configfile",
-                       "archive.yaml", cwd=workdir)
+    result = snakemake(
+        "resources/biobert/NER/BC5CDR-chem/train_dev.tsv", "--cores", "1", "--configfile", "archive.yaml", cwd=workdir
+    )
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     assert (workdir / "resources/biobert/NER/BC5CDR-chem/devel.tsv").read_text() == "devel\tO\n\n"
 

@@ -23,7 +23,9 @@ def make(source: dict, out_dir: str | Path, corpus: str | Path | None = None) ->
     """The base model a config's `teacher` or `models.<name>.start` describes: from the hub, or randomly
     initialised with a tokenizer trained on the corpus (the offline demo)."""
     if "hub_id" in source:
-        from_hub(source["hub_id"], out_dir, revision=source.get("revision"), tokenizer_id=source.get("tokenizer_hub_id"))
+        from_hub(
+            source["hub_id"], out_dir, revision=source.get("revision"), tokenizer_id=source.get("tokenizer_hub_id")
+        )
     else:
         random_init(corpus_texts(corpus), out_dir, seed=0, **source["random"])
 
@@ -35,8 +37,9 @@ def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, toke
     AutoTokenizer would lower-case; the official code used bert-base-cased's identical cased vocabulary.
     """
     with atomic_path(out_dir, is_dir=True, step="base_model") as tmp:
-        AutoTokenizer.from_pretrained(tokenizer_id or hub_id, revision=None if tokenizer_id else revision
-                                      ).save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(
+            tokenizer_id or hub_id, revision=None if tokenizer_id else revision
+        ).save_pretrained(tmp)
         AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
         write_json(tmp / SOURCE_FILE, {"hub_id": hub_id, "revision": revision, "tokenizer_hub_id": tokenizer_id})
 

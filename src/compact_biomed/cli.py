@@ -41,6 +41,7 @@ def given(value, configured):
 
 def yaml_problem(error: yaml.MarkedYAMLError) -> str:
     """YAML's own error on one line: where it stopped, what it expected, and where the open construct began."""
+
     def at(mark) -> str:
         return f"line {mark.line + 1}, column {mark.column + 1}"
 
@@ -96,9 +97,17 @@ def cmd_tokenize_shard(args):
     settings = section(load_config(args.config), "tokenize")
     existing(args.corpus, args.tokenizer)
     check_replaceable(args.out, args.step)
-    print(shards.tokenize_shard(args.corpus, args.tokenizer, args.out, shard=args.shard, num_shards=args.num_shards,
-                                max_length=given(args.max_length, settings["max_length"]),
-                                mode=given(args.mode, settings["mode"])))
+    print(
+        shards.tokenize_shard(
+            args.corpus,
+            args.tokenizer,
+            args.out,
+            shard=args.shard,
+            num_shards=args.num_shards,
+            max_length=given(args.max_length, settings["max_length"]),
+            mode=given(args.mode, settings["mode"]),
+        )
+    )
 
 
 def cmd_shard_manifest(args):
@@ -133,8 +142,9 @@ def cmd_pretrain(args):
     config = load_config(args.config)
     existing(*args.shards, args.teacher, args.start)
     check_replaceable(args.out, args.step)
-    settings = pretrain.Settings.from_config(config, args.model, args.shards, args.out, args.checkpoint_dir,
-                                             teacher_dir=args.teacher, start_dir=args.start)
+    settings = pretrain.Settings.from_config(
+        config, args.model, args.shards, args.out, args.checkpoint_dir, teacher_dir=args.teacher, start_dir=args.start
+    )
     print(pretrain.run(settings))
 
 
@@ -144,8 +154,13 @@ def cmd_finetune_ner(args):
     config = load_config(args.config)
     existing(args.model_dir, args.data_dir)
     check_replaceable(args.out_dir, args.step)
-    metrics = finetune(args.model_dir, args.data_dir, args.out_dir, seed=given(args.seed, config["ner"]["seeds"][0]),
-                       hparams=config["ner"]["hparams"])
+    metrics = finetune(
+        args.model_dir,
+        args.data_dir,
+        args.out_dir,
+        seed=given(args.seed, config["ner"]["seeds"][0]),
+        hparams=config["ner"]["hparams"],
+    )
     print({split: metrics[split] for split in ("dev", "test")})
 
 
@@ -153,10 +168,17 @@ def cmd_ner_f1_table(args):
     from .tables import ner_f1
 
     config = load_config(args.config)
-    ner_f1.write_tables(args.metrics, args.markdown, args.csv, models=cfg.table_models(config),
-                           datasets=config["ner"]["datasets"], mode=config["ner"]["table_mode"],
-                           latex_path=args.latex, published=config["ner"]["published"],
-                           demo=config["demo"]["enabled"])
+    ner_f1.write_tables(
+        args.metrics,
+        args.markdown,
+        args.csv,
+        models=cfg.table_models(config),
+        datasets=config["ner"]["datasets"],
+        mode=config["ner"]["table_mode"],
+        latex_path=args.latex,
+        published=config["ner"]["published"],
+        demo=config["demo"]["enabled"],
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -184,16 +206,20 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("xml", nargs="+")
     sub.add_argument("--out-dir", required=True)
 
-    sub = step("fetch-huggingface-pubmed", cmd_fetch_huggingface_pubmed,
-               "stream the Hugging Face pubmed dataset (or a local copy) into the parsed Parquet layout")
+    sub = step(
+        "fetch-huggingface-pubmed",
+        cmd_fetch_huggingface_pubmed,
+        "stream the Hugging Face pubmed dataset (or a local copy) into the parsed Parquet layout",
+    )
     sub.add_argument("path", help="hub id or local folder")
     sub.add_argument("--out", required=True)
     sub.add_argument("--name")
     sub.add_argument("--split", default="train")
     sub.add_argument("--revision")
 
-    sub = with_config(step("build-corpus", cmd_build_corpus,
-                           "merge parsed files (in order) into the corpus Parquet table"))
+    sub = with_config(
+        step("build-corpus", cmd_build_corpus, "merge parsed files (in order) into the corpus Parquet table")
+    )
     sub.add_argument("parsed", nargs="+", help="Parquet files from parse-pubmed or fetch-huggingface-pubmed")
     sub.add_argument("--out", required=True)
     sub.add_argument("--stats", required=True)
@@ -217,8 +243,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", required=True)
     sub.add_argument("--corpus", help="corpus Parquet (random demo models train their tokenizer on it)")
 
-    sub = with_config(step("fetch-pretrained", cmd_fetch_pretrained,
-                           "a published checkpoint row (hub at its pinned revision, or a local folder) as a directory"))
+    sub = with_config(
+        step(
+            "fetch-pretrained",
+            cmd_fetch_pretrained,
+            "a published checkpoint row (hub at its pinned revision, or a local folder) as a directory",
+        )
+    )
     sub.add_argument("model", help="a row of the config with `pretrained`")
     sub.add_argument("--out", required=True)
 

@@ -12,10 +12,9 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from . import demo
+from .io import InputError
 from .ner import archive as ner_archive
 from .ner import data as ner_data
-from .io import InputError
-
 
 SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"  # absent only in a wheel install
 
@@ -80,6 +79,7 @@ def raise_first(errors, where: list[str]) -> None:
 def filling_validator(schema: dict) -> jsonschema.Validator:
     """A validator that also sets every absent property that has a `default` (the jsonschema FAQ's recipe, as
     snakemake.utils.validate's), so the schema is the one place defaults are written down."""
+
     def set_defaults(validator, properties, instance, schema):
         if validator.is_type(instance, "object"):
             for name, subschema in properties.items():
@@ -156,8 +156,7 @@ def check_architectures(config: dict) -> None:
             if key not in known:
                 close = difflib.get_close_matches(key, known, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ConfigError(f"invalid config value at '{where}': '{key}' is not a {model_type} config key"
-                                  f"{hint}")
+                raise ConfigError(f"invalid config value at '{where}': '{key}' is not a {model_type} config key{hint}")
 
 
 def architecture_blocks(config: dict):
@@ -186,17 +185,21 @@ def check_row(name: str, model: dict) -> None:
     key = f"models.{name}"
     if "pretrained" not in model:
         if "recipe" not in model:
-            raise ConfigError(f"invalid config value at '{key}': give 'recipe' (train it) or 'pretrained' (a "
-                              f"published checkpoint)")
+            raise ConfigError(
+                f"invalid config value at '{key}': give 'recipe' (train it) or 'pretrained' (a published checkpoint)"
+            )
         return
     for extra in TRAINED_KEYS:
         if extra in model:
-            raise ConfigError(f"invalid config value at '{key}.{extra}': a pretrained row is fine-tuned as it is, "
-                              f"not trained; remove '{extra}' or 'pretrained'")
+            raise ConfigError(
+                f"invalid config value at '{key}.{extra}': a pretrained row is fine-tuned as it is, "
+                f"not trained; remove '{extra}' or 'pretrained'"
+            )
     source = model["pretrained"]
     if ("hub_id" in source) == ("path" in source):
-        raise ConfigError(f"invalid config value at '{key}.pretrained': give exactly one of 'hub_id' (with "
-                          f"'revision') or 'path'")
+        raise ConfigError(
+            f"invalid config value at '{key}.pretrained': give exactly one of 'hub_id' (with 'revision') or 'path'"
+        )
 
 
 def check_pretrained_folders(config: dict) -> None:

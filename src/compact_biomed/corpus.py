@@ -36,8 +36,9 @@ def build_text(title: str, abstract: str, text_format: str = "title_abstract") -
     """The pre-training text of one citation. `title_abstract` (the paper's): title without '[' ']' (MEDLINE's mark
     for translated titles), a space, the abstract, stripped; a citation without abstract gives its title alone."""
     if text_format not in TEXT_FORMATS:
-        raise ConfigError(f"invalid config value at 'pubmed.text_format': {text_format!r} is not one of "
-                          f"{', '.join(TEXT_FORMATS)}")
+        raise ConfigError(
+            f"invalid config value at 'pubmed.text_format': {text_format!r} is not one of {', '.join(TEXT_FORMATS)}"
+        )
     return (title.replace("[", "").replace("]", "") + " " + abstract).strip()
 
 
@@ -148,8 +149,9 @@ class CorpusStats:
         self.records = self.with_abstract = self.empty_text = self.characters = 0
 
     def add_file(self, path, citations: int, deletions: int, part: pa.Table) -> None:
-        self.per_file.append({"file": Path(path).name, "citations": citations, "deletions": deletions,
-                              "records_kept": part.num_rows})
+        self.per_file.append(
+            {"file": Path(path).name, "citations": citations, "deletions": deletions, "records_kept": part.num_rows}
+        )
         texts = part.column("text").to_pylist()
         self.records += part.num_rows
         self.with_abstract += sum(1 for a in part.column("abstract").to_pylist() if a)

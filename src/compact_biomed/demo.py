@@ -17,9 +17,43 @@ from xml.sax.saxutils import escape
 from .io import atomic_path, write_text
 
 # Word pieces from which entity names are built: a stem and a class suffix, as real drug/disease names are.
-STEMS = ["amlo", "bena", "cefo", "dexa", "etho", "fluo", "gaba", "hydro", "ibu", "keto", "lami", "meto",
-         "napro", "oxa", "pira", "quina", "rani", "sulfa", "tetra", "valpro", "xylo", "zido", "cardi", "neuro",
-         "hepa", "nephro", "derma", "arthro", "gastro", "pneumo", "myo", "osteo", "encephalo", "colo", "cysto"]
+STEMS = [
+    "amlo",
+    "bena",
+    "cefo",
+    "dexa",
+    "etho",
+    "fluo",
+    "gaba",
+    "hydro",
+    "ibu",
+    "keto",
+    "lami",
+    "meto",
+    "napro",
+    "oxa",
+    "pira",
+    "quina",
+    "rani",
+    "sulfa",
+    "tetra",
+    "valpro",
+    "xylo",
+    "zido",
+    "cardi",
+    "neuro",
+    "hepa",
+    "nephro",
+    "derma",
+    "arthro",
+    "gastro",
+    "pneumo",
+    "myo",
+    "osteo",
+    "encephalo",
+    "colo",
+    "cysto",
+]
 ENTITY_SUFFIXES = {
     "chem": ["pril", "olol", "azole", "mycin", "statin", "profen", "dipine", "cillin", "oxetine", "parin"],
     "disease": ["itis", "oma", "pathy", "osis", "algia", "emia", "plasia", "trophy", "sclerosis", "uria"],
@@ -30,19 +64,47 @@ ENTITY_HEADS = {
     "disease": ["syndrome", "disease", "carcinoma", "failure", "injury"],
 }
 CONTEXTS = {
-    "chem": ["Patients were treated with {e} for {n} weeks .",
-             "Administration of {e} reduced the serum level of {o} .",
-             "The dose of {e} was increased to {n} mg daily .",
-             "{e} and {e2} were given in combination .",
-             "No interaction between {e} and {o} was observed ."],
-    "disease": ["Patients diagnosed with {e} were enrolled .",
-                "The incidence of {e} increased after {n} years .",
-                "{e} is a common complication of {e2} .",
-                "We report a case of {e} in a {n} year old man .",
-                "Risk factors for {e} include {o} exposure ."],
+    "chem": [
+        "Patients were treated with {e} for {n} weeks .",
+        "Administration of {e} reduced the serum level of {o} .",
+        "The dose of {e} was increased to {n} mg daily .",
+        "{e} and {e2} were given in combination .",
+        "No interaction between {e} and {o} was observed .",
+    ],
+    "disease": [
+        "Patients diagnosed with {e} were enrolled .",
+        "The incidence of {e} increased after {n} years .",
+        "{e} is a common complication of {e2} .",
+        "We report a case of {e} in a {n} year old man .",
+        "Risk factors for {e} include {o} exposure .",
+    ],
 }
-FILLER = ["The", "study", "included", "patients", "with", "normal", "renal", "function", "and", "no", "history",
-          "of", "adverse", "events", "were", "recorded", "during", "follow", "-", "up", "in", "the", "cohort", "."]
+FILLER = [
+    "The",
+    "study",
+    "included",
+    "patients",
+    "with",
+    "normal",
+    "renal",
+    "function",
+    "and",
+    "no",
+    "history",
+    "of",
+    "adverse",
+    "events",
+    "were",
+    "recorded",
+    "during",
+    "follow",
+    "-",
+    "up",
+    "in",
+    "the",
+    "cohort",
+    ".",
+]
 OTHER_WORDS = ["smoking", "alcohol", "glucose", "protein", "plasma", "oxygen", "radiation", "stress"]
 # The NER sets the demo generates (demo-<kind>) and where rules/demo.smk writes them.
 NER_SETS = tuple(f"demo-{kind}" for kind in ENTITY_SUFFIXES)
@@ -127,16 +189,20 @@ def citation_xml(pmid: int, rng: random.Random, names: dict[str, list[str]]) -> 
         abstract = ""  # title-only records exist in PubMed and are kept by the paper's text format
     elif rng.random() < 0.3:
         half = max(1, len(sentences) // 2)
-        abstract = (f'<Abstract><AbstractText Label="BACKGROUND">{" ".join(sentences[:half])}</AbstractText>'
-                    f'<AbstractText Label="RESULTS">{" ".join(sentences[half:])}</AbstractText></Abstract>')
+        abstract = (
+            f'<Abstract><AbstractText Label="BACKGROUND">{" ".join(sentences[:half])}</AbstractText>'
+            f'<AbstractText Label="RESULTS">{" ".join(sentences[half:])}</AbstractText></Abstract>'
+        )
     else:
         abstract = f"<Abstract><AbstractText>{' '.join(sentences)}</AbstractText></Abstract>"
     year = rng.randint(1990, 2024)
-    return (f'<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM">'
-            f'<PMID Version="1">{pmid}</PMID><Article PubModel="Print">'
-            f"<Journal><JournalIssue><PubDate><Year>{year}</Year></PubDate></JournalIssue></Journal>"
-            f"<ArticleTitle>{escape(title)}</ArticleTitle>{abstract}<Language>eng</Language></Article>"
-            f"</MedlineCitation></PubmedArticle>")
+    return (
+        f'<PubmedArticle><MedlineCitation Status="MEDLINE" Owner="NLM">'
+        f'<PMID Version="1">{pmid}</PMID><Article PubModel="Print">'
+        f"<Journal><JournalIssue><PubDate><Year>{year}</Year></PubDate></JournalIssue></Journal>"
+        f"<ArticleTitle>{escape(title)}</ArticleTitle>{abstract}<Language>eng</Language></Article>"
+        f"</MedlineCitation></PubmedArticle>"
+    )
 
 
 def write_pubmed_file(path: str | Path, first_pmid: int, count: int, seed: int, delete: list[int] = ()) -> None:

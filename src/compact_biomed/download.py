@@ -41,8 +41,11 @@ def download_to(url: str, target: Path, timeout: float = 60) -> str:
     digest = hashlib.md5()
     received = 0
     next_report = PROGRESS_EVERY_BYTES
-    with (network_errors_as_input_errors(url), urllib.request.urlopen(url, timeout=timeout) as response,
-          open(target, "wb") as out):
+    with (
+        network_errors_as_input_errors(url),
+        urllib.request.urlopen(url, timeout=timeout) as response,
+        open(target, "wb") as out,
+    ):
         expected_length = response.headers.get("Content-Length")
         for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
             out.write(chunk)

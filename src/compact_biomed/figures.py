@@ -51,8 +51,9 @@ def f1_errorbars(tidy: pd.DataFrame, models: list[str], datasets: list[str], mod
 def value_limits(rows: pd.DataFrame) -> tuple[float, float]:
     """A y-range around the means ± sd and the published values, at least 4 points tall, so that a one-point
     difference is a visible fraction of the axis (a 0-100 axis would flatten it)."""
-    values = pd.concat([rows["mean"] - rows["sd"].fillna(0), rows["mean"] + rows["sd"].fillna(0),
-                        rows["published"]]).dropna()
+    values = pd.concat(
+        [rows["mean"] - rows["sd"].fillna(0), rows["mean"] + rows["sd"].fillna(0), rows["published"]]
+    ).dropna()
     if values.empty:
         return 0.0, 100.0
     low, high = values.min(), values.max()
@@ -67,8 +68,16 @@ def draw_f1_panel(ax, rows: pd.DataFrame, models: list[str], dataset: str, mode:
     rows = rows.set_index("model").reindex(models)
     x = np.arange(len(models))
     for i, model in enumerate(models):
-        ax.errorbar(x[i], rows["mean"].iloc[i], yerr=rows["sd"].iloc[i], fmt="o", color=f"C{i % 10}", capsize=4,
-                    markersize=6, label=model)
+        ax.errorbar(
+            x[i],
+            rows["mean"].iloc[i],
+            yerr=rows["sd"].iloc[i],
+            fmt="o",
+            color=f"C{i % 10}",
+            capsize=4,
+            markersize=6,
+            label=model,
+        )
     published = rows["published"]
     if published.notna().any():
         ax.scatter(x, published, marker="x", s=60, color="red", zorder=3, label="published value")
@@ -85,8 +94,9 @@ def draw_f1_panel(ax, rows: pd.DataFrame, models: list[str], dataset: str, mode:
 
 def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=SCORINGS, demo: bool = False) -> Figure:
     """A grid: one row per scoring protocol, one column per dataset, each panel on its own zoomed F1 axis."""
-    figure = Figure(figsize=(max(6.0, (1.2 + 0.28 * len(models)) * len(datasets)), 3.4 * len(modes) + 0.8),
-                    layout="constrained")
+    figure = Figure(
+        figsize=(max(6.0, (1.2 + 0.28 * len(models)) * len(datasets)), 3.4 * len(modes) + 0.8), layout="constrained"
+    )
     axes = figure.subplots(len(modes), len(datasets), squeeze=False)
     for row, mode in zip(axes, modes):
         bars = f1_errorbars(tidy, models, datasets, mode)
@@ -94,8 +104,7 @@ def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=
             draw_f1_panel(ax, bars[bars["dataset"] == dataset], models, dataset, mode, demo)
     handles = {label: handle for ax in axes.ravel() for handle, label in zip(*ax.get_legend_handles_labels())}
     handles = {label: handles[label] for label in sorted(handles, key=lambda label: label == "published value")}
-    figure.legend(handles.values(), handles.keys(), fontsize=8, loc="outside lower center",
-                  ncols=min(5, len(handles)))
+    figure.legend(handles.values(), handles.keys(), fontsize=8, loc="outside lower center", ncols=min(5, len(handles)))
     title = "NER test F1: mean ± sample standard deviation over seeds; red x: published value (same protocol)"
     if demo:
         title += "\nDEMO: tiny random models on generated data; not comparable with the paper or any published value"
@@ -166,7 +175,7 @@ def loss_figure(logs: dict[str, pd.DataFrame], columns: int = 3) -> Figure:
     axes = figure.subplots(rows, columns, squeeze=False).ravel()
     for ax, (model, log) in zip(axes, logs.items()):
         draw_loss_panel(ax, log, model)
-    for ax in axes[len(logs):]:
+    for ax in axes[len(logs) :]:
         ax.set_visible(False)
     figure.suptitle("Pre-training loss per model and loss term")
     return figure

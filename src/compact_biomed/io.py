@@ -69,8 +69,11 @@ def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None
         raise InputError(final, "exists and is not a folder (nothing was changed)")
     if output_step(final) == step or not any(final.iterdir()):
         return
-    raise InputError(final, f"is a non-empty folder that '{step}' did not write (no {OUTPUT_MARKER} naming it); "
-                            f"give a new or empty folder (nothing was changed)")
+    raise InputError(
+        final,
+        f"is a non-empty folder that '{step}' did not write (no {OUTPUT_MARKER} naming it); "
+        f"give a new or empty folder (nothing was changed)",
+    )
 
 
 def output_step(folder: str | os.PathLike) -> str | None:

@@ -22,8 +22,16 @@ WEIGHT_PATTERNS = {
     "safetensors": ["model.safetensors", "model.safetensors.index.json", "model-*-of-*.safetensors"],
     "bin": ["pytorch_model.bin", "pytorch_model.bin.index.json", "pytorch_model-*-of-*.bin"],
 }
-TOKENIZER_PATTERNS = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                      "vocab.txt", "vocab.json", "merges.txt", "*.model"]
+TOKENIZER_PATTERNS = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "*.model",
+]
 TOKENIZER_VOCABULARIES = ["tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
 FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
 SHORT_COMMIT = re.compile(r"[0-9a-f]{7,39}")
@@ -44,11 +52,16 @@ def weight_format(files: list[str]) -> str | None:
 def encoder_types() -> list[str]:
     """Model types that are masked-LM encoders with a token-classification head (decoders such as gpt2 also have
     one, but are not what this table compares), longest first."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+    )
 
-    return sorted(set(MODEL_FOR_MASKED_LM_MAPPING_NAMES) & set(MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES),
-                  key=len, reverse=True)
+    return sorted(
+        set(MODEL_FOR_MASKED_LM_MAPPING_NAMES) & set(MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES),
+        key=len,
+        reverse=True,
+    )
 
 
 def encoder_problem(folder: Path) -> str | None:
@@ -183,8 +196,9 @@ def fetch_hub(source: dict, dest: Path) -> dict:
         tokenizer_revision = source.get("tokenizer_revision", "main")
         tokenizer = hub_snapshot(tokenizer_id, resolve_revision(tokenizer_id, tokenizer_revision), TOKENIZER_PATTERNS)
         copy_files(tokenizer, dest, TOKENIZER_PATTERNS)
-        provenance.update(tokenizer_hub_id=tokenizer_id, tokenizer_revision=tokenizer_revision,
-                          tokenizer_commit=tokenizer.name)
+        provenance.update(
+            tokenizer_hub_id=tokenizer_id, tokenizer_revision=tokenizer_revision, tokenizer_commit=tokenizer.name
+        )
     return provenance
 
 
@@ -230,8 +244,10 @@ def case_problem(tokenizer) -> str | None:
     vocab = tokenizer.get_vocab()
     cased = sum(token[:1].isupper() for token in vocab) / max(len(vocab), 1)
     if cased > 0.05 and tokenizer.tokenize("Aspirin")[0].islower():
-        return (f"its tokenizer lower-cases text but {cased:.0%} of its vocabulary is capitalised; set "
-                f"tokenizer_hub_id to the cased tokenizer it was trained with (e.g. google-bert/bert-base-cased)")
+        return (
+            f"its tokenizer lower-cases text but {cased:.0%} of its vocabulary is capitalised; set "
+            f"tokenizer_hub_id to the cased tokenizer it was trained with (e.g. google-bert/bert-base-cased)"
+        )
     return None
 
 

@@ -355,13 +355,16 @@ def parse_to_parquet(xml_path, out_parquet) -> dict:
 def _parsed_table(records: list[dict]) -> pa.Table:
     columns = {name: [record.get(name) for record in records] for name in PARSED_SCHEMA.names}
     columns["deleted"] = [bool(flag) for flag in columns["deleted"]]
-    columns["sections"] = [None if sections is None else [{"label": label, "text": text} for label, text in sections]
-                           for sections in columns["sections"]]
+    columns["sections"] = [
+        None if sections is None else [{"label": label, "text": text} for label, text in sections]
+        for sections in columns["sections"]
+    ]
     return pa.table(columns, schema=PARSED_SCHEMA)
 
 
-def huggingface_to_parquet(path: str, out_parquet, name: str | None = None, split: str = "train",
-                           revision: str | None = None) -> dict:
+def huggingface_to_parquet(
+    path: str, out_parquet, name: str | None = None, split: str = "train", revision: str | None = None
+) -> dict:
     """The Hugging Face `pubmed` dataset (the paper's corpus source, spec §2) in the parsed layout.
 
     `path` is a hub id or a local folder holding the dataset in that layout (a `MedlineCitation` struct with

@@ -61,12 +61,16 @@ def tokenize_shard(
 ) -> dict:
     """Tokenise shard `shard` of `num_shards` of the corpus' `text` column and save it to `out_dir`."""
     if mode not in TOKENIZE_MODES:
-        raise ConfigError(f"invalid config value at 'tokenize.mode': {mode!r} is not one of {', '.join(TOKENIZE_MODES)}")
+        raise ConfigError(
+            f"invalid config value at 'tokenize.mode': {mode!r} is not one of {', '.join(TOKENIZE_MODES)}"
+        )
     if not 0 <= shard < num_shards:  # a caller's bug: the workflow numbers the shards 0..num_shards-1
         raise ValueError(f"shard {shard} is outside 0..{num_shards - 1}")
     if max_length < 3:
-        raise ConfigError(f"invalid config value at 'tokenize.max_length': {max_length} leaves no room for text "
-                          f"between [CLS] and [SEP]")
+        raise ConfigError(
+            f"invalid config value at 'tokenize.max_length': {max_length} leaves no room for text "
+            f"between [CLS] and [SEP]"
+        )
     num_rows = _corpus_rows(corpus_parquet)
     if num_shards > num_rows:
         raise InputError(corpus_parquet, f"{num_shards} shards requested but the corpus has only {num_rows} rows")
@@ -94,9 +98,11 @@ def tokenize_shard(
     datasets.disable_progress_bars()  # a bar per shard is noise in a job log
     with atomic_path(out_dir, is_dir=True, step="tokenize-shard") as tmp:
         # A content-derived fingerprint keeps state.json (and so the whole directory) identical across reruns.
-        dataset = datasets.Dataset(datasets.table.InMemoryTable(table),
-                                   info=datasets.DatasetInfo(features=shard_features()),
-                                   fingerprint=checksum[:16])
+        dataset = datasets.Dataset(
+            datasets.table.InMemoryTable(table),
+            info=datasets.DatasetInfo(features=shard_features()),
+            fingerprint=checksum[:16],
+        )
         dataset.save_to_disk(str(tmp), num_shards=1)
         write_json(tmp / STATS_NAME, stats)
     return stats
@@ -166,17 +172,26 @@ def _encode_packed(tokenizer, texts: list[str], max_length: int):
     special_ids = np.asarray(sorted(set(tokenizer.all_special_ids)), np.int32)
     blocks, carry = [], np.zeros(0, np.int32)
     for begin in range(0, len(texts), BATCH_ROWS):
-        encoded = tokenizer(texts[begin : begin + BATCH_ROWS], add_special_tokens=False,
-                            return_attention_mask=False, return_token_type_ids=False)
+        encoded = tokenizer(
+            texts[begin : begin + BATCH_ROWS],
+            add_special_tokens=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         stream = np.concatenate([carry, _join_with_separator(encoded["input_ids"], tokenizer.sep_token_id)])
         full = len(stream) // body_length * body_length
         blocks.append(stream[:full].reshape(-1, body_length))
         carry = stream[full:]
     body = np.concatenate(blocks) if blocks else np.zeros((0, body_length), np.int32)
-    ids = np.hstack([np.full((len(body), 1), tokenizer.cls_token_id, np.int32), body,
-                     np.full((len(body), 1), tokenizer.sep_token_id, np.int32)])
+    ids = np.hstack(
+        [
+            np.full((len(body), 1), tokenizer.cls_token_id, np.int32),
+            body,
+            np.full((len(body), 1), tokenizer.sep_token_id, np.int32),
+        ]
+    )
     special = np.isin(ids, special_ids).astype(np.int8)
-    return _fixed_rows(ids, pa.int32()), _fixed_rows(special, pa.int8()), int(len(carry))
+    return _fixed_rows(ids, pa.int32()), _fixed_rows(special, pa.int8()), len(carry)
 
 
 def _join_with_separator(token_lists: list[list[int]], sep_id: int) -> np.ndarray:

@@ -62,7 +62,7 @@ def redirect_output(log: str) -> None:
     failed.unlink(missing_ok=True)
     run_id = os.environ.get(RUN_ID, "")
     _earlier_attempts = earlier if run_id and earlier.startswith(failed_header(run_id)) else ""
-    handle = open(log, "w", buffering=1)
+    handle = open(log, "w", buffering=1)  # noqa: SIM115  (open for the rest of the job)
     if _earlier_attempts:
         handle.write(f"{_earlier_attempts}--- retry ---\n")
     os.dup2(handle.fileno(), 1)  # file-descriptor level, so C extensions and warnings land in the log too

@@ -1,5 +1,6 @@
 """Snakemake adapter for rules/base_models.smk: the teacher and the start models as local Hugging Face
 directories (compact_biomed.base_models)."""
+
 from compact_biomed import base_models
 from compact_biomed.smk import run
 

@@ -1,4 +1,5 @@
 """Snakemake adapter for rules/corpus.smk: the parsed files merged into the corpus (compact_biomed.corpus)."""
+
 from compact_biomed import corpus
 from compact_biomed.smk import run
 

@@ -1,4 +1,5 @@
 """Snakemake adapter for rules/demo.smk: the offline demo's generated inputs (compact_biomed.demo)."""
+
 from pathlib import Path
 
 from compact_biomed import demo

@@ -1,4 +1,5 @@
 """Snakemake adapter for rules/figures.smk: the NER F1 and pre-training loss figures (compact_biomed.figures)."""
+
 from pathlib import Path
 
 from compact_biomed import figures
@@ -6,8 +7,9 @@ from compact_biomed.smk import run
 
 
 def plot_ner_f1(smk):
-    figures.plot_f1(smk.input[0], smk.output[0], models=smk.params.models, datasets=smk.params.datasets,
-                    demo=smk.params.demo)
+    figures.plot_f1(
+        smk.input[0], smk.output[0], models=smk.params.models, datasets=smk.params.datasets, demo=smk.params.demo
+    )
 
 
 def plot_pretrain_loss(smk):

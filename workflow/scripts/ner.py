@@ -1,5 +1,6 @@
 """Snakemake adapter for rules/ner.smk: BioBERT's NER archive fetched, and one fine-tuning run
 (compact_biomed.ner)."""
+
 from pathlib import Path
 
 from compact_biomed.ner import archive

@@ -1,4 +1,5 @@
 """Snakemake adapter for rules/pretrained.smk: a published checkpoint row fetched (compact_biomed.pretrained)."""
+
 from compact_biomed import pretrained
 from compact_biomed.smk import run
 

@@ -1,4 +1,5 @@
 """Snakemake adapter for rules/pubmed.smk: PubMed baseline files fetched and parsed (compact_biomed.pubmed)."""
+
 from pathlib import Path
 
 from compact_biomed import pubmed

@@ -117,7 +117,7 @@ def _paper_dev(path: Path, train: list[Sentence]) -> list[Sentence]:
     train_dev = read_split(path)
     if train_dev[: len(train)] != train:
         raise InputError(path, f"does not start with the {len(train)} sentences of train.tsv")
-    dev = train_dev[len(train):]
+    dev = train_dev[len(train) :]
     if not dev:
         raise InputError(path, "no dev sentences after the train.tsv part")
     return dev
@@ -128,5 +128,6 @@ def _check_known_tags(path: Path, sentences: list[Sentence], labels: list[str], 
     for number, (_, tags) in enumerate(sentences, start=first_number):
         for tag in tags:
             if tag not in known:
-                raise InputError(path, f"sentence {number}: tag {tag!r} does not occur in train.tsv "
-                                       f"(train labels: {labels})")
+                raise InputError(
+                    path, f"sentence {number}: tag {tag!r} does not occur in train.tsv (train labels: {labels})"
+                )

@@ -220,17 +220,23 @@ class ProgressLog(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
             rate = state.global_step * self.batch_size / (time.perf_counter() - self.started)
-            print(f"step {state.global_step}/{state.max_steps} epoch {state.epoch:.2f} loss {logs['loss']:.4f} "
-                  f"lr {logs.get('learning_rate', 0):.3g} {rate:.1f} samples/s", flush=True)
+            print(
+                f"step {state.global_step}/{state.max_steps} epoch {state.epoch:.2f} loss {logs['loss']:.4f} "
+                f"lr {logs.get('learning_rate', 0):.3g} {rate:.1f} samples/s",
+                flush=True,
+            )
 
 
 def window_features(split: EncodedSplit, with_labels: bool) -> list[dict]:
     """The windows as the collator's features (plain lists: what tokenizer.pad expects)."""
     if not with_labels:
         return [{"input_ids": ids.tolist()} for ids in split.input_ids]
-    return [{"input_ids": ids.tolist(), "labels": labels.tolist()} for ids, labels in zip(split.input_ids, split.labels)
-            # A window without any trained label (e.g. only zero-piece words) would give a NaN loss.
-            if (labels != IGNORE_INDEX).any()]
+    return [
+        {"input_ids": ids.tolist(), "labels": labels.tolist()}
+        for ids, labels in zip(split.input_ids, split.labels)
+        # A window without any trained label (e.g. only zero-piece words) would give a NaN loss.
+        if (labels != IGNORE_INDEX).any()
+    ]
 
 
 def pad_multiple(multiple: int | None) -> int | None:
@@ -244,13 +250,25 @@ def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) ->
     total_steps = math.ceil(train_windows / hp["batch_size"]) * hp["epochs"]
     cuda = torch.cuda.is_available()
     return TrainingArguments(
-        output_dir=scratch, seed=seed, learning_rate=hp["learning_rate"], weight_decay=hp["weight_decay"],
-        lr_scheduler_type=hp["scheduler"], warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
-        num_train_epochs=hp["epochs"], per_device_train_batch_size=hp["batch_size"],
-        per_device_eval_batch_size=hp["eval_batch_size"], max_grad_norm=1.0, bf16=bf16(),
+        output_dir=scratch,
+        seed=seed,
+        learning_rate=hp["learning_rate"],
+        weight_decay=hp["weight_decay"],
+        lr_scheduler_type=hp["scheduler"],
+        warmup_steps=math.ceil(total_steps * hp["warmup_ratio"]),
+        num_train_epochs=hp["epochs"],
+        per_device_train_batch_size=hp["batch_size"],
+        per_device_eval_batch_size=hp["eval_batch_size"],
+        max_grad_norm=1.0,
+        bf16=bf16(),
         train_sampling_strategy="group_by_length" if hp["group_by_length"] else "random",
-        eval_strategy="no", save_strategy="no", logging_strategy="steps", logging_steps=hp["logging_steps"],
-        report_to="none", disable_tqdm=True, dataloader_pin_memory=cuda,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=hp["logging_steps"],
+        report_to="none",
+        disable_tqdm=True,
+        dataloader_pin_memory=cuda,
     )
 
 
@@ -269,23 +287,36 @@ def train_and_predict(model, tokenizer, encoded: dict, hp: dict, seed: int) -> t
     padding = pad_multiple(hp["pad_to_multiple_of"])
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=padding)
     progress = ProgressLog(len(train_features), hp["batch_size"])
-    device = f"cuda ({'bf16' if bf16() else 'fp32'})" if torch.cuda.is_available() else (
-        f"cpu ({torch.get_num_threads()} threads)")
-    print(f"training on {len(train_features)} windows, {hp['epochs']} epochs, batch {hp['batch_size']}, {device}, "
-          f"{'length-grouped' if hp['group_by_length'] else 'random'} batches padded to a multiple of "
-          f"{padding or 1}", flush=True)
+    device = (
+        f"cuda ({'bf16' if bf16() else 'fp32'})"
+        if torch.cuda.is_available()
+        else (f"cpu ({torch.get_num_threads()} threads)")
+    )
+    print(
+        f"training on {len(train_features)} windows, {hp['epochs']} epochs, batch {hp['batch_size']}, {device}, "
+        f"{'length-grouped' if hp['group_by_length'] else 'random'} batches padded to a multiple of "
+        f"{padding or 1}",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="compact-biomed-ner-") as scratch:  # Trainer's output_dir: ours alone
-        trainer = Trainer(model=model, args=training_arguments(scratch, hp, seed, len(train_features)),
-                          data_collator=collator, train_dataset=train_features, callbacks=[progress],
-                          preprocess_logits_for_metrics=argmax_labels)
+        trainer = Trainer(
+            model=model,
+            args=training_arguments(scratch, hp, seed, len(train_features)),
+            data_collator=collator,
+            train_dataset=train_features,
+            callbacks=[progress],
+            preprocess_logits_for_metrics=argmax_labels,
+        )
         trainer.remove_callback(PrinterCallback)  # ProgressLog prints instead of raw log dicts
         started = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - started
         predictions = {name: predict(trainer, encoded[name]) for name in ("dev", "test")}
     samples = len(train_features) * hp["epochs"]
-    figures = {"train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
-               "epoch_samples_per_second": progress.epoch_rates}
+    figures = {
+        "train_samples_per_second": round(samples / seconds, 2) if seconds > 0 else None,
+        "epoch_samples_per_second": progress.epoch_rates,
+    }
     return figures, predictions
 
 
@@ -298,7 +329,7 @@ def predict(trainer: Trainer, split: EncodedSplit) -> list[np.ndarray]:
     best = trainer.predict([features[i] for i in order]).predictions
     predictions: list[np.ndarray] = [None] * len(lengths)  # type: ignore[list-item]
     for row, i in enumerate(order):
-        predictions[i] = best[row, :lengths[i]]
+        predictions[i] = best[row, : lengths[i]]
     return predictions
 
 
@@ -339,8 +370,11 @@ def load_token_classifier(model_dir, id2label: dict):
     hf_logging.disable_progress_bar()
     try:
         model, info = AutoModelForTokenClassification.from_pretrained(
-            model_dir, num_labels=len(id2label), id2label=id2label,
-            label2id={label: i for i, label in id2label.items()}, output_loading_info=True,
+            model_dir,
+            num_labels=len(id2label),
+            id2label=id2label,
+            label2id={label: i for i, label in id2label.items()},
+            output_loading_info=True,
         )
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -394,8 +428,14 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     max_length = window_length(model, hp["max_length"])
     sources = {"train": data_dir / "train.tsv", "dev": dev_file(data_dir), "test": data_dir / "test.tsv"}
     encoded = {
-        name: encode_split(tokenizer, sentences, label2id, max_length,
-                           hp["label_mode_train"] if name == "train" else "every_piece", sources[name])
+        name: encode_split(
+            tokenizer,
+            sentences,
+            label2id,
+            max_length,
+            hp["label_mode_train"] if name == "train" else "every_piece",
+            sources[name],
+        )
         for name, sentences in splits.items()
     }
 

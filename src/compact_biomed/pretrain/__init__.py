@@ -18,6 +18,7 @@ from ..config import ConfigError, train_settings
 class TrainSettings:
     """A model's training hyper-parameters (config/schema.yaml's `train`, whose `train_defaults` hold the defaults:
     train_defaults overridden by the row's own `train` block)."""
+
     max_steps: int
     global_batch_size: int
     per_device_batch_size: int | str  # an integer, or "auto": the largest that fits the device (train.py)
@@ -42,14 +43,17 @@ class TrainSettings:
         if unknown:
             raise ConfigError(f"invalid config value at '{key}': unknown train setting(s) {', '.join(unknown)}")
         if missing:
-            raise ConfigError(f"invalid config value at '{key}': no value for {', '.join(missing)} (a config "
-                              f"checked against config/schema.yaml has the defaults filled in)")
+            raise ConfigError(
+                f"invalid config value at '{key}': no value for {', '.join(missing)} (a config "
+                f"checked against config/schema.yaml has the defaults filled in)"
+            )
         return cls(**values)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything one pre-training run depends on, read once from the checked config and the job's paths."""
+
     model_name: str  # the row of config `models`; error messages name its keys
     recipe: str
     shard_dirs: tuple[str, ...]  # tokenised shards, in order
@@ -62,17 +66,32 @@ class Settings:
     train: TrainSettings
 
     @classmethod
-    def from_config(cls, config: dict, model_name: str, shard_dirs, out_dir: str | Path, checkpoint_dir: str | Path,
-                    teacher_dir: str | Path | None = None, start_dir: str | Path | None = None) -> Settings:
+    def from_config(
+        cls,
+        config: dict,
+        model_name: str,
+        shard_dirs,
+        out_dir: str | Path,
+        checkpoint_dir: str | Path,
+        teacher_dir: str | Path | None = None,
+        start_dir: str | Path | None = None,
+    ) -> Settings:
         """The settings of row `model_name` of a config checked with the schema's defaults filled in."""
         row = config["models"].get(model_name)
         if row is None or "recipe" not in row:
             raise ConfigError(f"invalid config value at 'models': no row {model_name!r} with a recipe to train")
-        return cls(model_name=model_name, recipe=row["recipe"], shard_dirs=tuple(str(d) for d in shard_dirs),
-                   out_dir=str(out_dir), checkpoint_dir=str(checkpoint_dir),
-                   teacher_dir=str(teacher_dir) if teacher_dir else None,
-                   start_dir=str(start_dir) if start_dir else None, student=row.get("student"), seed=row["seed"],
-                   train=TrainSettings.from_dict(train_settings(config, model_name), f"models.{model_name}.train"))
+        return cls(
+            model_name=model_name,
+            recipe=row["recipe"],
+            shard_dirs=tuple(str(d) for d in shard_dirs),
+            out_dir=str(out_dir),
+            checkpoint_dir=str(checkpoint_dir),
+            teacher_dir=str(teacher_dir) if teacher_dir else None,
+            start_dir=str(start_dir) if start_dir else None,
+            student=row.get("student"),
+            seed=row["seed"],
+            train=TrainSettings.from_dict(train_settings(config, model_name), f"models.{model_name}.train"),
+        )
 
 
 def run(settings: Settings, gpus: int = 1) -> dict | None:

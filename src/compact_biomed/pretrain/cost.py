@@ -12,8 +12,12 @@ import math
 from ..config import train_settings
 
 STEPS_PER_SECOND = {  # one NVIDIA H100 80GB, 2026-11-26 (benchmarks/results/h100-pretrain.txt; an H200 is ~5% faster)
-    "DistilBioBERT": 8.72, "CompactBioBERT": 4.38, "TinyBioBERT": 7.06,
-    "BioDistilBERT": 15.6, "BioTinyBERT": 17.5, "BioMobileBERT": 5.33,
+    "DistilBioBERT": 8.72,
+    "CompactBioBERT": 4.38,
+    "TinyBioBERT": 7.06,
+    "BioDistilBERT": 15.6,
+    "BioTinyBERT": 17.5,
+    "BioMobileBERT": 5.33,
 }
 MARGIN = 2.0  # a slower GPU, a busy file system, checkpoints; a job that still runs out resumes on its retry
 STARTUP_MINUTES = 30  # loading the shards and models, choosing the micro-batch

@@ -24,8 +24,16 @@ def visible_gpus() -> int:
 
 
 def torchrun_command(settings_file: str | Path, nproc: int) -> list[str]:
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", "compact_biomed.pretrain.launch", str(settings_file)]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "compact_biomed.pretrain.launch",
+        str(settings_file),
+    ]
 
 
 def write_settings(settings: Settings, path: Path) -> None:

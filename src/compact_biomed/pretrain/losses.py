@@ -50,8 +50,9 @@ def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     return kl * temperature**2
 
 
-def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
-                       ) -> torch.Tensor:
+def soft_cross_entropy(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
     """TinyBERT's prediction-layer loss: mean over masked rows of -sum_v p_t(v) log p_s(v), both at temperature T,
     without the T^2 factor (spec §1.4)."""
     if student_logits.shape[0] == 0:
@@ -61,8 +62,9 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tenso
     return -(p_teacher * log_p_student).sum(dim=-1).mean()
 
 
-def hidden_cosine(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, attention_mask: torch.Tensor
-                  ) -> torch.Tensor:
+def hidden_cosine(
+    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
     """Mean over non-padding tokens of 1 - cos(h_s, h_t): `CosineEmbeddingLoss` with target +1 on the tokens
     whose attention_mask is 1 (spec §1.2 L_cos, §1.3 L_hid). Hidden: (batch, seq, dim), same dim for both."""
     keep = attention_mask.bool()
@@ -74,8 +76,12 @@ def hidden_cosine(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, at
     return F.cosine_embedding_loss(student_rows, teacher_rows, target)
 
 
-def attention_kl(student_attention: torch.Tensor, teacher_attention: torch.Tensor, attention_mask: torch.Tensor,
-                 eps: float = ATTENTION_EPS) -> torch.Tensor:
+def attention_kl(
+    student_attention: torch.Tensor,
+    teacher_attention: torch.Tensor,
+    attention_mask: torch.Tensor,
+    eps: float = ATTENTION_EPS,
+) -> torch.Tensor:
     """CompactBioBERT's attention loss for one layer pair (spec §1.3, a reproduced quirk).
 
     Attention probabilities (batch, heads, query, key); the query rows of padding tokens are dropped (every head,

@@ -25,10 +25,10 @@ from .. import IGNORE_INDEX
 from ..config import ConfigError
 from . import losses
 
-
 # ---------------------------------------------------------------------------------------------------------------
 # Registry
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -48,27 +48,56 @@ TINYBERT_4L_312D = {"num_hidden_layers": 4, "hidden_size": 312, "num_attention_h
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("distilbiobert", "distillation", "teacher_layers", "first", attention_maps=False,  # distil-biobert
-               loss_weights={"mlm": 2.0, "ce": 5.0, "cos": 1.0}, temperature=2.0,
-               summary="DistilBERT-style distillation: student initialised from every other teacher layer "
-                       "(the first of each block), hard MLM + soft-target KL on masked positions + cosine on the "
-                       "last hidden layer."),
-        Recipe("compactbiobert", "distillation", "teacher_layers", "last", attention_maps=True,  # compact-biobert
-               loss_weights={"mlm": 1.0, "att": 3.0, "hid": 3.0, "out": 5.0}, temperature=1.0,
-               summary="DistilBERT-style initialisation (the last layer of each teacher block) plus TinyBERT-style "
-                       "layer-to-layer distillation: hard MLM + attention KL + hidden cosine + output KL."),
-        Recipe("tinybiobert", "distillation", "random", None, attention_maps=True,  # tiny-biobert
-               loss_weights={"att": 1.0, "rep": 1.0, "pred": 1.0}, temperature=1.0,
-               default_student=TINYBERT_4L_312D,
-               summary="TinyBERT-style transformer-layer distillation into a randomly initialised student: "
-                       "attention MSE + hidden-state MSE through a shared projection + soft cross-entropy on "
-                       "masked positions; no hard MLM term."),
+        Recipe(
+            "distilbiobert",
+            "distillation",
+            "teacher_layers",
+            "first",
+            attention_maps=False,  # distil-biobert
+            loss_weights={"mlm": 2.0, "ce": 5.0, "cos": 1.0},
+            temperature=2.0,
+            summary="DistilBERT-style distillation: student initialised from every other teacher layer "
+            "(the first of each block), hard MLM + soft-target KL on masked positions + cosine on the "
+            "last hidden layer.",
+        ),
+        Recipe(
+            "compactbiobert",
+            "distillation",
+            "teacher_layers",
+            "last",
+            attention_maps=True,  # compact-biobert
+            loss_weights={"mlm": 1.0, "att": 3.0, "hid": 3.0, "out": 5.0},
+            temperature=1.0,
+            summary="DistilBERT-style initialisation (the last layer of each teacher block) plus TinyBERT-style "
+            "layer-to-layer distillation: hard MLM + attention KL + hidden cosine + output KL.",
+        ),
+        Recipe(
+            "tinybiobert",
+            "distillation",
+            "random",
+            None,
+            attention_maps=True,  # tiny-biobert
+            loss_weights={"att": 1.0, "rep": 1.0, "pred": 1.0},
+            temperature=1.0,
+            default_student=TINYBERT_4L_312D,
+            summary="TinyBERT-style transformer-layer distillation into a randomly initialised student: "
+            "attention MSE + hidden-state MSE through a shared projection + soft cross-entropy on "
+            "masked positions; no hard MLM term.",
+        ),
         # bio-distilbert-cased, bio-distilbert-uncased, bio-tinybert, bio-mobilebert
-        Recipe("continual_mlm", "continual", "start_model", None, attention_maps=False,
-               loss_weights={"mlm": 1.0}, temperature=1.0,
-               summary="Continual masked-language-model pre-training of an existing compact checkpoint."),
+        Recipe(
+            "continual_mlm",
+            "continual",
+            "start_model",
+            None,
+            attention_maps=False,
+            loss_weights={"mlm": 1.0},
+            temperature=1.0,
+            summary="Continual masked-language-model pre-training of an existing compact checkpoint.",
+        ),
     )
 }
+
 
 def get_recipe(name: str) -> Recipe:
     if name not in RECIPES:
@@ -81,16 +110,19 @@ def get_recipe(name: str) -> Recipe:
 # depths come from the config (teacher, student); the caller names the key.
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def layer_step(n_teacher: int, n_student: int) -> int:
     """Teacher layers per student layer; the teacher must split into equal blocks, one per student layer."""
     if n_student < 1 or n_teacher < 1:
         raise ConfigError(f"impossible layer mapping: teacher depth {n_teacher}, student depth {n_student}")
     if n_student > n_teacher:
-        raise ConfigError(f"impossible layer mapping: student depth {n_student} is deeper than teacher depth "
-                          f"{n_teacher}")
+        raise ConfigError(
+            f"impossible layer mapping: student depth {n_student} is deeper than teacher depth {n_teacher}"
+        )
     if n_teacher % n_student:
-        raise ConfigError(f"impossible layer mapping: teacher depth {n_teacher} is not a multiple of student "
-                          f"depth {n_student}")
+        raise ConfigError(
+            f"impossible layer mapping: teacher depth {n_teacher} is not a multiple of student depth {n_student}"
+        )
     return n_teacher // n_student
 
 
@@ -146,6 +178,7 @@ def layer_layout(recipe: Recipe, n_teacher: int, n_student: int) -> LayerLayout:
 # Models: teacher, students
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def attention_implementation(recipe: Recipe) -> str:
     """Attention maps exist only with eager attention; the other recipes use the faster SDPA kernels."""
     return "eager" if recipe.attention_maps else "sdpa"
@@ -177,21 +210,28 @@ def student_config(recipe: Recipe, teacher_config, overrides: dict | None):
     shape.update(recipe.default_student)
     shape.update(overrides or {})
     if recipe.student_init == "teacher_layers":
-        changed = sorted(k for k, v in shape.items()
-                         if k != "num_hidden_layers" and getattr(teacher_config, k, None) != v)
+        changed = sorted(
+            k for k, v in shape.items() if k != "num_hidden_layers" and getattr(teacher_config, k, None) != v
+        )
         if changed:
-            raise ConfigError(f"recipe {recipe.name!r} copies teacher layers, so only num_hidden_layers may differ "
-                              f"from the teacher; got overrides for {', '.join(changed)}")
+            raise ConfigError(
+                f"recipe {recipe.name!r} copies teacher layers, so only num_hidden_layers may differ "
+                f"from the teacher; got overrides for {', '.join(changed)}"
+            )
     config = copy.deepcopy(teacher_config)
     for key, value in shape.items():
         setattr(config, key, value)
     config.vocab_size = teacher_config.vocab_size  # spec §1.4: the student keeps the teacher's vocabulary
     if recipe.attention_maps and config.num_attention_heads != teacher_config.num_attention_heads:
-        raise ConfigError(f"recipe {recipe.name!r} compares attention maps head by head: the student needs the "
-                          f"teacher's {teacher_config.num_attention_heads} heads, got {config.num_attention_heads}")
+        raise ConfigError(
+            f"recipe {recipe.name!r} compares attention maps head by head: the student needs the "
+            f"teacher's {teacher_config.num_attention_heads} heads, got {config.num_attention_heads}"
+        )
     if config.hidden_size % config.num_attention_heads:
-        raise ConfigError(f"student hidden_size {config.hidden_size} is not a multiple of "
-                          f"num_attention_heads {config.num_attention_heads}")
+        raise ConfigError(
+            f"student hidden_size {config.hidden_size} is not a multiple of "
+            f"num_attention_heads {config.num_attention_heads}"
+        )
     return config
 
 
@@ -203,7 +243,8 @@ def copy_teacher_layers(student: PreTrainedModel, teacher: PreTrainedModel, teac
     student_base.embeddings.load_state_dict(teacher_base.embeddings.state_dict())
     for student_layer, teacher_layer in enumerate(teacher_layers):
         student_base.encoder.layer[student_layer].load_state_dict(
-            teacher_base.encoder.layer[teacher_layer].state_dict())
+            teacher_base.encoder.layer[teacher_layer].state_dict()
+        )
 
 
 def build_student(recipe: Recipe, teacher: PreTrainedModel, overrides: dict | None = None) -> PreTrainedModel:
@@ -220,6 +261,7 @@ def build_student(recipe: Recipe, teacher: PreTrainedModel, overrides: dict | No
 # ---------------------------------------------------------------------------------------------------------------
 # Forward passes with the MLM head on masked rows only
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def masked_positions(labels: torch.Tensor) -> torch.Tensor:
     """(batch, seq) bool: the positions the collator masked. Row order of `hidden[mask]` is row-major."""
@@ -239,23 +281,36 @@ def mlm_head(model: PreTrainedModel) -> Callable[[torch.Tensor], torch.Tensor] |
 @dataclass
 class EncoderPass:
     """What one model's forward pass produced."""
+
     masked_logits: torch.Tensor  # (n_masked, vocab)
     last_hidden: torch.Tensor  # (batch, seq, hidden)
     hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings output + every layer output
     attentions: tuple[torch.Tensor, ...] | None = None  # per layer (batch, heads, seq, seq), post-softmax
 
 
-def encode(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torch.Tensor, masked: torch.Tensor,
-           hidden_states: bool = False, attentions: bool = False) -> EncoderPass:
+def encode(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    masked: torch.Tensor,
+    hidden_states: bool = False,
+    attentions: bool = False,
+) -> EncoderPass:
     """Run the encoder, then the MLM head on the masked positions only (exactly the full head's rows there)."""
     head = mlm_head(model)
     if head is None:  # unknown architecture: full logits, then select (slower, same numbers)
-        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
-                    output_attentions=attentions)
-        return EncoderPass(out.logits[masked], out.hidden_states[-1],
-                           out.hidden_states if hidden_states else None, out.attentions)
-    out = model.base_model(input_ids=input_ids, attention_mask=attention_mask,
-                           output_hidden_states=hidden_states, output_attentions=attentions)
+        out = model(
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, output_attentions=attentions
+        )
+        return EncoderPass(
+            out.logits[masked], out.hidden_states[-1], out.hidden_states if hidden_states else None, out.attentions
+        )
+    out = model.base_model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        output_hidden_states=hidden_states,
+        output_attentions=attentions,
+    )
     last = out.last_hidden_state
     return EncoderPass(head(last[masked]), last, out.hidden_states, out.attentions)
 
@@ -263,6 +318,7 @@ def encode(model: PreTrainedModel, input_ids: torch.Tensor, attention_mask: torc
 # ---------------------------------------------------------------------------------------------------------------
 # Loss terms per recipe (unweighted; the recipe's loss_weights combine them)
 # ---------------------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Batch:
@@ -275,8 +331,9 @@ def continual_terms(s: EncoderPass, t, batch: Batch, layout: LayerLayout, fit_de
     return {"mlm": losses.masked_lm_loss(s.masked_logits, batch.targets)}
 
 
-def distilbiobert_terms(s: EncoderPass, t: EncoderPass, batch: Batch, layout: LayerLayout, fit_dense
-                        ) -> dict[str, torch.Tensor]:
+def distilbiobert_terms(
+    s: EncoderPass, t: EncoderPass, batch: Batch, layout: LayerLayout, fit_dense
+) -> dict[str, torch.Tensor]:
     return {
         "mlm": losses.masked_lm_loss(s.masked_logits, batch.targets),
         "ce": losses.soft_target_kl(s.masked_logits, t.masked_logits, RECIPES["distilbiobert"].temperature),
@@ -284,20 +341,24 @@ def distilbiobert_terms(s: EncoderPass, t: EncoderPass, batch: Batch, layout: La
     }
 
 
-def compactbiobert_terms(s: EncoderPass, t: EncoderPass, batch: Batch, layout: LayerLayout, fit_dense
-                         ) -> dict[str, torch.Tensor]:
+def compactbiobert_terms(
+    s: EncoderPass, t: EncoderPass, batch: Batch, layout: LayerLayout, fit_dense
+) -> dict[str, torch.Tensor]:
     return {
         "mlm": losses.masked_lm_loss(s.masked_logits, batch.targets),
-        "att": sum(losses.attention_kl(s.attentions[i], t.attentions[j], batch.attention_mask)
-                   for i, j in layout.attention),
-        "hid": sum(losses.hidden_cosine(s.hidden_states[i], t.hidden_states[j], batch.attention_mask)
-                   for i, j in layout.hidden),
+        "att": sum(
+            losses.attention_kl(s.attentions[i], t.attentions[j], batch.attention_mask) for i, j in layout.attention
+        ),
+        "hid": sum(
+            losses.hidden_cosine(s.hidden_states[i], t.hidden_states[j], batch.attention_mask) for i, j in layout.hidden
+        ),
         "out": losses.soft_target_kl(s.masked_logits, t.masked_logits, RECIPES["compactbiobert"].temperature),
     }
 
 
-def tinybiobert_terms(s: EncoderPass, t: EncoderPass, batch: Batch, layout: LayerLayout, fit_dense
-                      ) -> dict[str, torch.Tensor]:
+def tinybiobert_terms(
+    s: EncoderPass, t: EncoderPass, batch: Batch, layout: LayerLayout, fit_dense
+) -> dict[str, torch.Tensor]:
     return {
         "att": sum(losses.attention_mse(s.attentions[i], t.attentions[j]) for i, j in layout.attention),
         "rep": sum(losses.hidden_mse(fit_dense(s.hidden_states[i]), t.hidden_states[j]) for i, j in layout.hidden),
@@ -305,8 +366,12 @@ def tinybiobert_terms(s: EncoderPass, t: EncoderPass, batch: Batch, layout: Laye
     }
 
 
-TERMS = {"distilbiobert": distilbiobert_terms, "compactbiobert": compactbiobert_terms,
-         "tinybiobert": tinybiobert_terms, "continual_mlm": continual_terms}
+TERMS = {
+    "distilbiobert": distilbiobert_terms,
+    "compactbiobert": compactbiobert_terms,
+    "tinybiobert": tinybiobert_terms,
+    "continual_mlm": continual_terms,
+}
 
 
 def needs_hidden_states(recipe: Recipe) -> bool:
@@ -317,6 +382,7 @@ def needs_hidden_states(recipe: Recipe) -> bool:
 # The module the Trainer optimises
 # ---------------------------------------------------------------------------------------------------------------
 
+
 class PretrainingObjective(nn.Module):
     """Student (+ frozen teacher, + TinyBERT's fit_dense) returning the recipe's weighted loss and its terms.
 
@@ -325,8 +391,13 @@ class PretrainingObjective(nn.Module):
     in eval mode, as the original DistilBERT does. The teacher never receives gradients either way.
     """
 
-    def __init__(self, recipe: Recipe, student: PreTrainedModel, teacher: PreTrainedModel | None = None,
-                 teacher_dropout: bool = True):
+    def __init__(
+        self,
+        recipe: Recipe,
+        student: PreTrainedModel,
+        teacher: PreTrainedModel | None = None,
+        teacher_dropout: bool = True,
+    ):
         super().__init__()
         if (teacher is None) != (recipe.kind == "continual"):
             raise ValueError(f"recipe {recipe.name!r} {'needs' if teacher is None else 'takes no'} teacher")
@@ -338,8 +409,9 @@ class PretrainingObjective(nn.Module):
         n_teacher = teacher.config.num_hidden_layers if teacher is not None else n_student
         self.layout = layer_layout(recipe, n_teacher, n_student)
         # spec §1.4: one Linear(student_hidden -> teacher_hidden) shared by every layer, dropped at export
-        self.fit_dense = (nn.Linear(student.config.hidden_size, teacher.config.hidden_size)
-                          if recipe.name == "tinybiobert" else None)
+        self.fit_dense = (
+            nn.Linear(student.config.hidden_size, teacher.config.hidden_size) if recipe.name == "tinybiobert" else None
+        )
         if teacher is not None:
             teacher.requires_grad_(False)
 
@@ -358,8 +430,9 @@ class PretrainingObjective(nn.Module):
         teacher_pass = None
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_pass = encode(self.teacher, input_ids, attention_mask, masked, hidden_states=layers,
-                                      attentions=maps)
+                teacher_pass = encode(
+                    self.teacher, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps
+                )
         terms = TERMS[self.recipe.name](student_pass, teacher_pass, batch, self.layout, self.fit_dense)
         loss = sum(self.recipe.loss_weights[name] * value for name, value in terms.items())
         return {"loss": loss, "terms": terms}

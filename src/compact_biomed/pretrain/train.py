@@ -29,8 +29,14 @@ import numpy as np
 import safetensors.torch
 import torch
 from huggingface_hub import ModelCard, ModelCardData
-from transformers import (AutoTokenizer, DataCollatorForLanguageModeling, Trainer, TrainerState, TrainingArguments,
-                          set_seed)
+from transformers import (
+    AutoTokenizer,
+    DataCollatorForLanguageModeling,
+    Trainer,
+    TrainerState,
+    TrainingArguments,
+    set_seed,
+)
 
 from ..base_models import hub_id, source_name
 from ..config import ConfigError
@@ -47,13 +53,23 @@ RUN_DIR_PREFIX = "run-"
 MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
 
 # Settings that change what is learned: a checkpoint_dir written with other values must not be resumed.
-FINGERPRINT_TRAIN_KEYS = ("max_steps", "global_batch_size", "learning_rate", "warmup_steps", "weight_decay",
-                          "lr_scheduler", "mlm_probability", "teacher_dropout", "max_grad_norm")
+FINGERPRINT_TRAIN_KEYS = (
+    "max_steps",
+    "global_batch_size",
+    "learning_rate",
+    "warmup_steps",
+    "weight_decay",
+    "lr_scheduler",
+    "mlm_probability",
+    "teacher_dropout",
+    "max_grad_norm",
+)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def load_shards(shard_dirs: list[str]):
     """Concatenate tokenised shards saved with `Dataset.save_to_disk` (columns input_ids, special_tokens_mask)."""
@@ -85,8 +101,10 @@ class IndexedExamples(torch.utils.data.Dataset):
 
     def __getitems__(self, indices):  # one Arrow read per batch instead of one per example
         columns = self.rows[list(indices)]
-        return [{"input_ids": ids, "special_tokens_mask": special, "example_index": int(index)}
-                for ids, special, index in zip(columns["input_ids"], columns["special_tokens_mask"], indices)]
+        return [
+            {"input_ids": ids, "special_tokens_mask": special, "example_index": int(index)}
+            for ids, special, index in zip(columns["input_ids"], columns["special_tokens_mask"], indices)
+        ]
 
 
 class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
@@ -112,7 +130,8 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
         else:  # HF's own masking on tensors padded as tokenizer.pad pads them, ~10x faster (bench_pretrain.py)
             batch = pad_right(examples, self.tokenizer.pad_token_id)
             batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
-                batch["input_ids"], special_tokens_mask=batch.pop("special_tokens_mask"))
+                batch["input_ids"], special_tokens_mask=batch.pop("special_tokens_mask")
+            )
         # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
         return {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
 
@@ -130,13 +149,17 @@ def pad_right(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor
         input_ids[row, :length] = example["input_ids"]
         special[row, :length] = example["special_tokens_mask"]
         attention[row, :length] = 1
-    return {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(attention),
-            "special_tokens_mask": torch.from_numpy(special)}
+    return {
+        "input_ids": torch.from_numpy(input_ids),
+        "attention_mask": torch.from_numpy(attention),
+        "special_tokens_mask": torch.from_numpy(special),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Trainer: per-term logging, student-only checkpoints
 # ---------------------------------------------------------------------------------------------------------------
+
 
 class PretrainTrainer(Trainer):
     # the objective returns per-micro-batch means, so Trainer divides by the accumulation steps as usual
@@ -189,7 +212,8 @@ class PretrainTrainer(Trainer):
         objective.student.load_state_dict(saved.state_dict())
         if objective.fit_dense is not None:
             objective.fit_dense.load_state_dict(
-                safetensors.torch.load_file(os.path.join(resume_from_checkpoint, FIT_DENSE_FILE)))
+                safetensors.torch.load_file(os.path.join(resume_from_checkpoint, FIT_DENSE_FILE))
+            )
 
 
 def is_complete_checkpoint(path: Path) -> bool:
@@ -239,11 +263,15 @@ def run_fingerprint(settings: Settings) -> dict:
     """What the trained weights depend on: the CONTENT of the teacher / start model and of the shards (in order),
     and the settings. Paths are left out: a moved folder still resumes, a changed file at the same path does not."""
     teacher_dir, start_dir = settings.teacher_dir, settings.start_dir
-    return {"recipe": settings.recipe, "seed": settings.seed, "student": settings.student or {},
-            "teacher": folder_digest(teacher_dir, MODEL_FILE_PATTERNS) if teacher_dir else None,
-            "start": folder_digest(start_dir, MODEL_FILE_PATTERNS) if start_dir else None,
-            "shards": [shard_digest(shard_dir) for shard_dir in settings.shard_dirs],
-            **{key: getattr(settings.train, key) for key in FINGERPRINT_TRAIN_KEYS}}
+    return {
+        "recipe": settings.recipe,
+        "seed": settings.seed,
+        "student": settings.student or {},
+        "teacher": folder_digest(teacher_dir, MODEL_FILE_PATTERNS) if teacher_dir else None,
+        "start": folder_digest(start_dir, MODEL_FILE_PATTERNS) if start_dir else None,
+        "shards": [shard_digest(shard_dir) for shard_dir in settings.shard_dirs],
+        **{key: getattr(settings.train, key) for key in FINGERPRINT_TRAIN_KEYS},
+    }
 
 
 def run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
@@ -261,14 +289,20 @@ def open_run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
     if path.is_file():
         return run
     if checkpoint_dirs(checkpoint_dir):
-        print(f"{checkpoint_dir} holds checkpoints of an earlier version, which did not record the content of their "
-              f"inputs: they are not resumed and are left as they are", flush=True)
+        print(
+            f"{checkpoint_dir} holds checkpoints of an earlier version, which did not record the content of their "
+            f"inputs: they are not resumed and are left as they are",
+            flush=True,
+        )
     others = sorted(Path(checkpoint_dir).glob(f"{RUN_DIR_PREFIX}*/{RUN_FINGERPRINT_FILE}"), key=os.path.getmtime)
     if others:
         previous = json.loads(others[-1].read_text())
         changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
-        print(f"inputs or settings changed since the run in {others[-1].parent} ({', '.join(changed)}): starting "
-              f"afresh in {run}; the earlier run's checkpoints are kept (delete them to free the disk)", flush=True)
+        print(
+            f"inputs or settings changed since the run in {others[-1].parent} ({', '.join(changed)}): starting "
+            f"afresh in {run}; the earlier run's checkpoints are kept (delete them to free the disk)",
+            flush=True,
+        )
     run.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
     return run
@@ -285,16 +319,19 @@ def finished_at(checkpoint: str | None, max_steps: int) -> bool:
 # Training arguments
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def gradient_accumulation_steps(global_batch_size: int, per_device_batch_size: int, world_size: int) -> int:
     per_step = per_device_batch_size * world_size
     if global_batch_size % per_step:
-        raise ConfigError(f"global_batch_size {global_batch_size} is not a multiple of per_device_batch_size "
-                          f"{per_device_batch_size} x {world_size} process(es)")
+        raise ConfigError(
+            f"global_batch_size {global_batch_size} is not a multiple of per_device_batch_size "
+            f"{per_device_batch_size} x {world_size} process(es)"
+        )
     return global_batch_size // per_step
 
 
 def precision_flags(precision: str) -> dict:
-    """"auto" = bf16 on a CUDA device that supports it, else fp32 (the official scripts trained in fp32, spec §3)."""
+    """ "auto" = bf16 on a CUDA device that supports it, else fp32 (the official scripts trained in fp32, spec §3)."""
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
     if precision not in ("bf16", "fp16", "fp32"):
@@ -303,8 +340,7 @@ def precision_flags(precision: str) -> dict:
 
 
 def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> TrainingArguments:
-    accumulation = gradient_accumulation_steps(train.global_batch_size, train.per_device_batch_size,
-                                               process_count())
+    accumulation = gradient_accumulation_steps(train.global_batch_size, train.per_device_batch_size, process_count())
     save_steps = train.save_steps or 0  # 0 / None: no intermediate checkpoint, hence no resume
     checkpointing = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "no"}
     return TrainingArguments(
@@ -371,6 +407,7 @@ def largest_fitting(candidates: list[int], fits: Callable[[int], bool]) -> int:
 @dataclass(frozen=True)
 class ProbeBatch:
     """The worst batch the data can produce: every sequence as long as the longest in the shards."""
+
     max_length: int
     vocab_size: int
     mlm_probability: float
@@ -382,8 +419,11 @@ class ProbeBatch:
         input_ids = torch.randint(0, self.vocab_size, shape, generator=generator)
         masked = torch.rand(shape, generator=generator) < self.mlm_probability
         labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
-        return {"input_ids": input_ids.to(device), "attention_mask": torch.ones_like(input_ids).to(device),
-                "labels": labels.to(device)}
+        return {
+            "input_ids": input_ids.to(device),
+            "attention_mask": torch.ones_like(input_ids).to(device),
+            "labels": labels.to(device),
+        }
 
 
 def probe_step(objective: torch.nn.Module, batch_size: int, probe: ProbeBatch) -> None:
@@ -392,8 +432,10 @@ def probe_step(objective: torch.nn.Module, batch_size: int, probe: ProbeBatch) -
     was_training = objective.training
     objective.train()  # dropout masks are part of a training step's memory
     try:
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
-                torch.autocast(device.type, dtype=probe.autocast_dtype, enabled=probe.autocast_dtype is not None):
+        with (
+            torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+            torch.autocast(device.type, dtype=probe.autocast_dtype, enabled=probe.autocast_dtype is not None),
+        ):
             objective(**probe.tensors(batch_size, device))["loss"].backward()
     finally:
         objective.zero_grad(set_to_none=True)
@@ -451,8 +493,7 @@ def choose_micro_batch(train: TrainSettings, objective: torch.nn.Module, max_len
     candidates = micro_batch_candidates(train.global_batch_size, process_count())
     if torch.cuda.is_available():
         objective.to(torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))))
-    probe = ProbeBatch(max_length, vocab_size, train.mlm_probability,
-                       autocast_dtype(precision_flags(train.precision)))
+    probe = ProbeBatch(max_length, vocab_size, train.mlm_probability, autocast_dtype(precision_flags(train.precision)))
     chosen = largest_fitting(candidates, lambda n: fits_device_memory(objective, n, probe))
     return agree_across_processes(chosen)
 
@@ -477,6 +518,7 @@ def agree_across_processes(batch_size: int) -> int:
 # Export
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def log_rows(log_history: list[dict], term_names: list[str]) -> list[dict]:
     """One row per logging step: step, lr, total loss, each loss term (unweighted), grad norm, epoch."""
     rows = []
@@ -490,8 +532,16 @@ def log_rows(log_history: list[dict], term_names: list[str]) -> list[dict]:
     return rows
 
 
-def model_card(recipe: recipes.Recipe, settings: Settings, train: TrainSettings, steps: int, parameters: int,
-               final: dict, student_config, micro_batch_origin: str) -> ModelCard:
+def model_card(
+    recipe: recipes.Recipe,
+    settings: Settings,
+    train: TrainSettings,
+    steps: int,
+    parameters: int,
+    final: dict,
+    student_config,
+    micro_batch_origin: str,
+) -> ModelCard:
     """The exported model's README.md. Its metadata names a `base_model` only when the teacher or start model came
     from the hub: the hub rejects a local path there (random demo models, user folders)."""
     weights = recipe.loss_weights
@@ -513,24 +563,38 @@ def model_card(recipe: recipes.Recipe, settings: Settings, train: TrainSettings,
         "parameters": parameters,
     }
     data = ModelCardData(
-        base_model=hub_id(base_dir), library_name="transformers", pipeline_tag="fill-mask",
-        tags=["compact-biomed", "biomedical", "fill-mask", recipe.name,
-              "knowledge-distillation" if distilled else "continual-pretraining"],
-        **{k: v for k, v in custom.items() if v is not None})
-    shape = (f"{student_config.model_type}, {student_config.num_hidden_layers} layers, hidden "
-             f"{getattr(student_config, 'hidden_size', getattr(student_config, 'dim', '?'))}, "
-             f"vocabulary {student_config.vocab_size}")
+        base_model=hub_id(base_dir),
+        library_name="transformers",
+        pipeline_tag="fill-mask",
+        tags=[
+            "compact-biomed",
+            "biomedical",
+            "fill-mask",
+            recipe.name,
+            "knowledge-distillation" if distilled else "continual-pretraining",
+        ],
+        **{k: v for k, v in custom.items() if v is not None},
+    )
+    shape = (
+        f"{student_config.model_type}, {student_config.num_hidden_layers} layers, hidden "
+        f"{getattr(student_config, 'hidden_size', getattr(student_config, 'dim', '?'))}, "
+        f"vocabulary {student_config.vocab_size}"
+    )
     final_text = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float)) or "not logged"
     facts = [
         f"Recipe `{recipe.name}`: {recipe.summary}",
         f"{'Teacher' if distilled else 'Start checkpoint'}: `{source}`",
         f"Student: {shape}; {parameters:,} parameters",
         f"Loss: {formula}",
-        (f"{steps} optimizer steps, global batch {train.global_batch_size}, peak learning rate "
-         f"{train.learning_rate}, {train.lr_scheduler} schedule, warmup {train.warmup_steps}, weight decay "
-         f"{train.weight_decay}, MLM probability {train.mlm_probability}"),
-        (f"Per-device micro-batch {train.per_device_batch_size}, accumulated to the global batch "
-         f"({micro_batch_origin})"),
+        (
+            f"{steps} optimizer steps, global batch {train.global_batch_size}, peak learning rate "
+            f"{train.learning_rate}, {train.lr_scheduler} schedule, warmup {train.warmup_steps}, weight decay "
+            f"{train.weight_decay}, MLM probability {train.mlm_probability}"
+        ),
+        (
+            f"Per-device micro-batch {train.per_device_batch_size}, accumulated to the global batch "
+            f"({micro_batch_origin})"
+        ),
     ]
     if distilled:
         mode = "on (as the official scripts)" if train.teacher_dropout else "off (teacher in eval mode)"
@@ -539,8 +603,8 @@ def model_card(recipe: recipes.Recipe, settings: Settings, train: TrainSettings,
     return ModelCard(
         f"---\n{data.to_yaml()}\n---\n\n"
         f"# {settings.model_name or recipe.name}\n\n"
-        "Trained by compact-biomed, reproducing Rohanian et al. 2022, \"On the Effectiveness of Compact Biomedical "
-        "Transformers\" (arXiv 2209.03182).\n\n"
+        'Trained by compact-biomed, reproducing Rohanian et al. 2022, "On the Effectiveness of Compact Biomedical '
+        'Transformers" (arXiv 2209.03182).\n\n'
         + "".join(f"- {fact}\n" for fact in facts)
         + "\n`train_log.jsonl` holds one line per logging step (unweighted loss terms).\n"
     )
@@ -559,6 +623,7 @@ def export(objective: recipes.PretrainingObjective, tokenizer, out_dir: str, car
 # Entry point
 # ---------------------------------------------------------------------------------------------------------------
 
+
 @contextmanager
 def config_key(key: str):
     """A problem of a config value found while the run is built: one ConfigError naming the key."""
@@ -574,19 +639,25 @@ def build_objective(settings: Settings, recipe: recipes.Recipe):
     set_seed(settings.seed)
     if recipe.kind == "distillation":
         if not settings.teacher_dir:
-            raise ConfigError(f"invalid config value at '{row}.recipe': recipe {recipe.name!r} distils a teacher, "
-                              f"but no teacher folder was given")
+            raise ConfigError(
+                f"invalid config value at '{row}.recipe': recipe {recipe.name!r} distils a teacher, "
+                f"but no teacher folder was given"
+            )
         teacher = recipes.load_teacher(settings.teacher_dir, recipe)
         with config_key(f"{row}.student"):
             model = recipes.build_student(recipe, teacher, settings.student)
             objective = recipes.PretrainingObjective(recipe, model, teacher, settings.train.teacher_dropout)
         return objective, AutoTokenizer.from_pretrained(settings.teacher_dir)
     if not settings.start_dir:
-        raise ConfigError(f"invalid config value at '{row}.recipe': recipe {recipe.name!r} continues a start model, "
-                          f"but no start model folder was given")
+        raise ConfigError(
+            f"invalid config value at '{row}.recipe': recipe {recipe.name!r} continues a start model, "
+            f"but no start model folder was given"
+        )
     if settings.student:
-        raise ConfigError(f"invalid config value at '{row}.student': recipe {recipe.name!r} trains the start "
-                          f"checkpoint as is; student overrides {settings.student} do not apply")
+        raise ConfigError(
+            f"invalid config value at '{row}.student': recipe {recipe.name!r} trains the start "
+            f"checkpoint as is; student overrides {settings.student} do not apply"
+        )
     model = recipes.load_start_model(settings.start_dir, recipe)
     return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(settings.start_dir)
 
@@ -608,15 +679,19 @@ def train_and_export(settings: Settings) -> dict:
     rows = load_shards(settings.shard_dirs)
     objective, tokenizer = build_objective(settings, spec)
     if len(tokenizer) > objective.student.config.vocab_size:
-        raise InputError(settings.teacher_dir or settings.start_dir,
-                         f"tokenizer has {len(tokenizer)} tokens but the model only "
-                         f"{objective.student.config.vocab_size}")
+        raise InputError(
+            settings.teacher_dir or settings.start_dir,
+            f"tokenizer has {len(tokenizer)} tokens but the model only {objective.student.config.vocab_size}",
+        )
     micro_batch = choose_micro_batch(settings.train, objective, longest_sequence(rows), len(tokenizer))
     origin = "the largest that fits the device" if settings.train.per_device_batch_size == "auto" else "set by hand"
     train = dataclasses.replace(settings.train, per_device_batch_size=micro_batch)
     args = training_arguments(train, settings.checkpoint_dir, settings.seed)
-    print(f"per-device batch {micro_batch} x {args.gradient_accumulation_steps} accumulation step(s) x "
-          f"{args.world_size} process(es) = global batch {train.global_batch_size}", flush=True)
+    print(
+        f"per-device batch {micro_batch} x {args.gradient_accumulation_steps} accumulation step(s) x "
+        f"{args.world_size} process(es) = global batch {train.global_batch_size}",
+        flush=True,
+    )
 
     fingerprint = run_fingerprint(settings)
     args.output_dir = str(run_dir(settings.checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
@@ -626,29 +701,48 @@ def train_and_export(settings: Settings) -> dict:
     resume_from = latest_complete_checkpoint(args.output_dir)
 
     trainer = PretrainTrainer(
-        model=objective, args=args, train_dataset=IndexedExamples(rows), processing_class=tokenizer,
-        data_collator=ReproducibleMaskingCollator(tokenizer, train.mlm_probability, settings.seed))
+        model=objective,
+        args=args,
+        train_dataset=IndexedExamples(rows),
+        processing_class=tokenizer,
+        data_collator=ReproducibleMaskingCollator(tokenizer, train.mlm_probability, settings.seed),
+    )
     if finished_at(resume_from, train.max_steps):
         print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
         trainer._load_from_checkpoint(resume_from)
         trainer.state = TrainerState.load_from_json(os.path.join(resume_from, "trainer_state.json"))
     else:
-        print(f"resuming from {resume_from}" if resume_from else "no complete checkpoint: starting at step 0",
-              flush=True)
+        print(
+            f"resuming from {resume_from}" if resume_from else "no complete checkpoint: starting at step 0", flush=True
+        )
         trainer.train(resume_from_checkpoint=resume_from)
 
     history = log_rows(trainer.state.log_history, list(spec.loss_weights))
     final = {k: v for k, v in (history[-1] if history else {}).items() if k == "loss" or k.startswith("loss_")}
     summary = {
-        "recipe": settings.recipe, "model_name": settings.model_name, "steps": trainer.state.global_step,
-        "global_batch_size": train.global_batch_size, "per_device_batch_size": micro_batch,
-        "gradient_accumulation_steps": args.gradient_accumulation_steps, "world_size": args.world_size,
-        "final_losses": final, "parameters": objective.student.num_parameters(),
-        "resumed_from": resume_from, "out_dir": settings.out_dir,
+        "recipe": settings.recipe,
+        "model_name": settings.model_name,
+        "steps": trainer.state.global_step,
+        "global_batch_size": train.global_batch_size,
+        "per_device_batch_size": micro_batch,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "world_size": args.world_size,
+        "final_losses": final,
+        "parameters": objective.student.num_parameters(),
+        "resumed_from": resume_from,
+        "out_dir": settings.out_dir,
     }
     if trainer.is_world_process_zero():
-        card = model_card(spec, settings, train, trainer.state.global_step, summary["parameters"], final,
-                          objective.student.config, origin)
+        card = model_card(
+            spec,
+            settings,
+            train,
+            trainer.state.global_step,
+            summary["parameters"],
+            final,
+            objective.student.config,
+            origin,
+        )
         export(objective, tokenizer, settings.out_dir, card, history)
     trainer.accelerator.wait_for_everyone()
     return summary

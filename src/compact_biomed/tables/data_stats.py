@@ -13,18 +13,33 @@ from .render import Table, html_page, markdown_page
 
 def corpus_tables(corpus: dict) -> list[Table]:
     """The corpus build in numbers, and the citations and deletions of each baseline file."""
-    facts = [("Baseline files", corpus["files"]), ("Citations parsed", corpus["citations_parsed"]),
-             ("Deletions listed", corpus["deletions_listed"]), ("Citations deleted", corpus["deleted"]),
-             ("Older versions replaced", corpus["duplicates_replaced"]), ("Records kept", corpus["records"]),
-             ("… with an abstract", corpus["with_abstract"]), ("… title only", corpus["title_only"]),
-             ("Empty text (kept, as in the paper)", corpus["empty_text"]), ("Characters", corpus["characters"])]
-    summary = Table("PubMed corpus", pd.DataFrame([[k, f"{v:,}"] for k, v in facts], columns=["Statistic", "Value"]),
-                    f"Text format `{corpus['text_format']}`; a record is the newest version of a citation not deleted "
-                    f"by a later file.")
-    per_file = [[f["file"], f"{f['citations']:,}", f"{f['deletions']:,}", f"{f.get('records_kept', 0):,}"]
-                for f in corpus["per_file"]]
-    files = Table("Parsed files", pd.DataFrame(per_file, columns=["File", "Citations", "Deletions", "Records kept"]),
-                  "Per file, in processing order; a record is kept from the file holding its winning version.")
+    facts = [
+        ("Baseline files", corpus["files"]),
+        ("Citations parsed", corpus["citations_parsed"]),
+        ("Deletions listed", corpus["deletions_listed"]),
+        ("Citations deleted", corpus["deleted"]),
+        ("Older versions replaced", corpus["duplicates_replaced"]),
+        ("Records kept", corpus["records"]),
+        ("… with an abstract", corpus["with_abstract"]),
+        ("… title only", corpus["title_only"]),
+        ("Empty text (kept, as in the paper)", corpus["empty_text"]),
+        ("Characters", corpus["characters"]),
+    ]
+    summary = Table(
+        "PubMed corpus",
+        pd.DataFrame([[k, f"{v:,}"] for k, v in facts], columns=["Statistic", "Value"]),
+        f"Text format `{corpus['text_format']}`; a record is the newest version of a citation not deleted "
+        f"by a later file.",
+    )
+    per_file = [
+        [f["file"], f"{f['citations']:,}", f"{f['deletions']:,}", f"{f.get('records_kept', 0):,}"]
+        for f in corpus["per_file"]
+    ]
+    files = Table(
+        "Parsed files",
+        pd.DataFrame(per_file, columns=["File", "Citations", "Deletions", "Records kept"]),
+        "Per file, in processing order; a record is kept from the file holding its winning version.",
+    )
     return [summary, files]
 
 
@@ -33,13 +48,24 @@ def shard_table(manifests: dict[str, dict]) -> Table:
     rows = []
     for owner, manifest in manifests.items():
         totals, first = manifest["totals"], manifest["shards"][0]
-        rows.append([owner, f"{totals['shards']}", f"{totals['rows']:,}", f"{totals['tokens']:,}",
-                     f"{totals['tokens'] / max(totals['rows'], 1):.1f}", f"{totals['truncated_tokens']:,}",
-                     f"{first['mode']} / {first['max_length']}"])
+        rows.append(
+            [
+                owner,
+                f"{totals['shards']}",
+                f"{totals['rows']:,}",
+                f"{totals['tokens']:,}",
+                f"{totals['tokens'] / max(totals['rows'], 1):.1f}",
+                f"{totals['truncated_tokens']:,}",
+                f"{first['mode']} / {first['max_length']}",
+            ]
+        )
     header = ["Tokenizer", "Shards", "Rows", "Tokens", "Tokens per row", "Truncated tokens", "Mode / max length"]
-    return Table("Tokenisation shards", pd.DataFrame(rows, columns=header),
-                 "One set of shards per tokenizer in use: the teacher's (distillation students) and each "
-                 "continual model's own; truncated tokens are those cut beyond the maximum length.")
+    return Table(
+        "Tokenisation shards",
+        pd.DataFrame(rows, columns=header),
+        "One set of shards per tokenizer in use: the teacher's (distillation students) and each "
+        "continual model's own; truncated tokens are those cut beyond the maximum length.",
+    )
 
 
 def write_table(corpus_stats, manifest_paths, markdown_path, html_path, teacher: str | None = None) -> None:

@@ -42,8 +42,10 @@ def count_parameters(model: torch.nn.Module) -> dict[str, int]:
 def disk_bytes(directory: str | Path) -> dict[str, int]:
     """{"disk_bytes": every file under the directory, "weight_bytes": the weight files alone}."""
     files = [p for p in Path(directory).rglob("*") if p.is_file()]
-    return {"disk_bytes": sum(p.stat().st_size for p in files),
-            "weight_bytes": sum(p.stat().st_size for p in files if p.name.endswith(WEIGHT_SUFFIXES))}
+    return {
+        "disk_bytes": sum(p.stat().st_size for p in files),
+        "weight_bytes": sum(p.stat().st_size for p in files if p.name.endswith(WEIGHT_SUFFIXES)),
+    }
 
 
 def labels_in(sentences: list[ner.Sentence]) -> dict[int, str]:
@@ -61,14 +63,15 @@ def forward_pass(model, features: list[dict], order: np.ndarray, batch_size: int
     """One inference pass over every window, in length-sorted batches padded by the NER jobs' collator, in bf16
     where they use it (as ner.predict)."""
     for start in range(0, len(order), batch_size):
-        batch = collator([features[i] for i in order[start:start + batch_size]])
+        batch = collator([features[i] for i in order[start : start + batch_size]])
         with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=ner.bf16()):
             model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
 
 
 @torch.inference_mode()
-def time_passes(model, split: ner.EncodedSplit, batch_size: int, device, collator,
-                min_seconds: float) -> tuple[int, float]:
+def time_passes(
+    model, split: ner.EncodedSplit, batch_size: int, device, collator, min_seconds: float
+) -> tuple[int, float]:
     """(passes, seconds): one untimed warm-up pass, then whole passes until min_seconds have elapsed."""
     model.eval()
     features = ner.window_features(split, with_labels=False)
@@ -83,8 +86,9 @@ def time_passes(model, split: ner.EncodedSplit, batch_size: int, device, collato
     return passes, time.perf_counter() - start
 
 
-def dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size: int, max_length: int,
-                  min_seconds: float) -> tuple[dict, dict[str, int]]:
+def dataset_speed(
+    model_dir, tokenizer, test_tsv, device, batch_size: int, max_length: int, min_seconds: float
+) -> tuple[dict, dict[str, int]]:
     """Speed on one test set, and the parameter counts of the token-classification model built for it."""
     from transformers import DataCollatorForTokenClassification
 
@@ -95,13 +99,24 @@ def dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size: int, max_l
     split = ner.encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "every_piece", test_tsv)
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=ner.pad_multiple(None))
     passes, seconds = time_passes(model, split, batch_size, device, collator, min_seconds)
-    speed = {"sentences": len(sentences), "windows": len(split.input_ids), "passes": passes,
-             "seconds": round(seconds, 4), "sentences_per_second": round(passes * len(sentences) / seconds, 2)}
+    speed = {
+        "sentences": len(sentences),
+        "windows": len(split.input_ids),
+        "passes": passes,
+        "seconds": round(seconds, 4),
+        "sentences_per_second": round(passes * len(sentences) / seconds, 2),
+    }
     return speed, count_parameters(model.base_model)
 
 
-def measure(model_dir, test_sets: dict[str, str | Path], batch_size: int = 64, max_length: int = 512,
-            min_seconds: float = 1.0, threads: int | None = None) -> dict:
+def measure(
+    model_dir,
+    test_sets: dict[str, str | Path],
+    batch_size: int = 64,
+    max_length: int = 512,
+    min_seconds: float = 1.0,
+    threads: int | None = None,
+) -> dict:
     """Parameters, disk size and per-dataset inference speed of the HF directory `model_dir`.
 
     Parameters are those of the encoder (`base_model`): the same for every dataset, independent of the
@@ -115,8 +130,9 @@ def measure(model_dir, test_sets: dict[str, str | Path], batch_size: int = 64, m
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     speeds, parameters = {}, {}
     for dataset, test_tsv in test_sets.items():
-        speeds[dataset], parameters = dataset_speed(model_dir, tokenizer, test_tsv, device, batch_size,
-                                                    max_length, min_seconds)
+        speeds[dataset], parameters = dataset_speed(
+            model_dir, tokenizer, test_tsv, device, batch_size, max_length, min_seconds
+        )
     processed = sum(s["passes"] * s["sentences"] for s in speeds.values())
     seconds = sum(s["seconds"] for s in speeds.values())
     return {
@@ -141,7 +157,6 @@ def write(model_dir, test_sets: dict[str, str | Path], out_json, **settings) -> 
     return stats
 
 
-
 def fmt_count(n: float) -> str:
     """Parameter counts as the paper writes them (65M); thousands for the demo's tiny models."""
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.1f}k"
@@ -156,10 +171,26 @@ def model_stats_frame(stats_paths, models: list[str]) -> pd.DataFrame:
     rows = []
     for model in (m for m in models if m in by_model):
         s = by_model[model]
-        rows.append({"model": model, **{k: s[k] for k in ("parameters", "parameters_without_embeddings",
-                                                         "embedding_parameters", "disk_bytes", "weight_bytes",
-                                                         "sentences_per_second", "device", "threads", "batch_size")},
-                     **{f"sentences_per_second_{d}": v["sentences_per_second"] for d, v in s["speed"].items()}})
+        rows.append(
+            {
+                "model": model,
+                **{
+                    k: s[k]
+                    for k in (
+                        "parameters",
+                        "parameters_without_embeddings",
+                        "embedding_parameters",
+                        "disk_bytes",
+                        "weight_bytes",
+                        "sentences_per_second",
+                        "device",
+                        "threads",
+                        "batch_size",
+                    )
+                },
+                **{f"sentences_per_second_{d}": v["sentences_per_second"] for d, v in s["speed"].items()},
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -171,22 +202,30 @@ def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
         header.append(f"Speed vs {reference}")
     rows = []
     for r in frame.itertuples():
-        row = [r.model, fmt_count(r.parameters), fmt_count(r.parameters_without_embeddings),
-               f"{r.disk_bytes / 1e6:.1f}", f"{r.sentences_per_second:,.0f}"]
+        row = [
+            r.model,
+            fmt_count(r.parameters),
+            fmt_count(r.parameters_without_embeddings),
+            f"{r.disk_bytes / 1e6:.1f}",
+            f"{r.sentences_per_second:,.0f}",
+        ]
         rows.append(row + [f"{r.sentences_per_second / base:.2f}×"] if base else row)
     devices = ", ".join(sorted(set(frame["device"])))
-    note = (f"Encoder parameters (the NER head excluded); \"without embeddings\" leaves out the embedding tables. "
-            f"Disk: the whole Hugging Face directory. Speed: NER test sentences per second, token-classification "
-            f"forward only (tokenisation excluded), batch {frame['batch_size'].iloc[0]}, on {devices} with "
-            f"{frame['threads'].iloc[0]} thread(s); per-dataset speeds are in the CSV.")
+    note = (
+        f'Encoder parameters (the NER head excluded); "without embeddings" leaves out the embedding tables. '
+        f"Disk: the whole Hugging Face directory. Speed: NER test sentences per second, token-classification "
+        f"forward only (tokenisation excluded), batch {frame['batch_size'].iloc[0]}, on {devices} with "
+        f"{frame['threads'].iloc[0]} thread(s); per-dataset speeds are in the CSV."
+    )
     return Table("Model size and inference speed", pd.DataFrame(rows, columns=header), note)
 
 
 DEMO_MODELS_NOTE = "DEMO: tiny random models; their sizes and speeds say nothing about the paper's models."
 
 
-def write_table(stats_paths, markdown_path, csv_path, html_path, models: list[str],
-                      reference: str | None = None, demo: bool = False) -> pd.DataFrame:
+def write_table(
+    stats_paths, markdown_path, csv_path, html_path, models: list[str], reference: str | None = None, demo: bool = False
+) -> pd.DataFrame:
     """The size/speed table as Markdown, HTML (the report's view) and a CSV with the raw numbers."""
     frame = model_stats_frame(list(stats_paths), models)
     table = model_stats_table(frame, reference)
@@ -196,5 +235,3 @@ def write_table(stats_paths, markdown_path, csv_path, html_path, models: list[st
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
     return frame
-
-

@@ -31,8 +31,15 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
         metrics = read_json(path)
         for mode in SCORINGS:
             scores = metrics["test"][mode]
-            rows.append({"model": model, "dataset": dataset, "seed": metrics["seed"], "mode": mode,
-                         **{k: scores[k] for k in ("precision", "recall", "f1")}})
+            rows.append(
+                {
+                    "model": model,
+                    "dataset": dataset,
+                    "seed": metrics["seed"],
+                    "mode": mode,
+                    **{k: scores[k] for k in ("precision", "recall", "f1")},
+                }
+            )
     return pd.DataFrame(rows, columns=["model", "dataset", "seed", "mode", "precision", "recall", "f1"])
 
 
@@ -51,8 +58,10 @@ SCORING_TITLES = {
     "paper": "sub-token scoring, the paper's protocol (official ner.py: every piece carries its word's tag)",
     "word": "word-level scoring, the standard protocol (BioBERT/BLURB: the first piece stands for the word)",
 }
-DEMO_NOTE = ("DEMO: these numbers come from tiny random models trained for a few steps on generated data. They show "
-             "that every stage runs and learns; they cannot be compared with the paper's or any published value.")
+DEMO_NOTE = (
+    "DEMO: these numbers come from tiny random models trained for a few steps on generated data. They show "
+    "that every stage runs and learns; they cannot be compared with the paper's or any published value."
+)
 PUBLISHED_COLUMNS = ["dataset", "model", "scoring", "metric", "value", "source"]
 
 
@@ -97,9 +106,12 @@ def f1_table(lookup, models, datasets, mode, cell=fmt_cell) -> Table:
     marked (ties all, missing pairs never)."""
     means = pd.DataFrame({d: [lookup.get((m, d), {}).get("mean", math.nan) for m in models] for d in datasets})
     cells = pd.DataFrame({"Model": models, **{d: [cell(lookup.get((m, d))) for m in models] for d in datasets}})
-    return Table(f"Test F1 (%), {mode} scoring", cells,
-                 f"{SCORING_TITLES[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).",
-                 means.eq(means.max()))
+    return Table(
+        f"Test F1 (%), {mode} scoring",
+        cells,
+        f"{SCORING_TITLES[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).",
+        means.eq(means.max()),
+    )
 
 
 def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
@@ -116,9 +128,12 @@ def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
     if not rows:
         return None
     header = ["Model", "Dataset", "Ours", "Published", "Difference", "Source"]
-    return Table(f"Against published values, {mode} scoring", pd.DataFrame(rows, columns=header),
-                 "Difference: our mean minus the published value, same protocol. Rows and datasets without a "
-                 "published value of this protocol are left out, never shown as 0.")
+    return Table(
+        f"Against published values, {mode} scoring",
+        pd.DataFrame(rows, columns=header),
+        "Difference: our mean minus the published value, same protocol. Rows and datasets without a "
+        "published value of this protocol are left out, never shown as 0.",
+    )
 
 
 def published_table(published: pd.DataFrame, mode: str, datasets: list[str]) -> Table | None:
@@ -132,15 +147,21 @@ def published_table(published: pd.DataFrame, mode: str, datasets: list[str]) -> 
     cells = wide.reindex(columns=order).map(lambda v: "" if math.isnan(v) else f"{v:.2f}")
     cells = cells.rename_axis(index="Model", columns=None).reset_index()
     sources = "; ".join(dict.fromkeys(rows["source"]))
-    return Table(f"Published test F1 (%), {mode} scoring", cells,
-                 f"{SCORING_TITLES[mode]}. Sources: {sources}. Empty: not published.")
+    return Table(
+        f"Published test F1 (%), {mode} scoring",
+        cells,
+        f"{SCORING_TITLES[mode]}. Sources: {sources}. Empty: not published.",
+    )
 
 
 def provenance_table(sources: dict[str, str]) -> Table:
     frame = pd.DataFrame({"Model": list(sources), "Weights": list(sources.values())})
-    return Table("Where each row's weights come from", frame,
-                 "Hub rows show the commit their pinned revision resolved to when fetched; local folders the "
-                 "sha256 of their weights; models trained here their recipe's folder.")
+    return Table(
+        "Where each row's weights come from",
+        frame,
+        "Hub rows show the commit their pinned revision resolved to when fetched; local folders the "
+        "sha256 of their weights; models trained here their recipe's folder.",
+    )
 
 
 def f1_tables(stats, models, datasets, modes, published, sources=None, demo=False) -> list[Table]:
@@ -179,10 +200,15 @@ def tidy_with_published(stats: pd.DataFrame, published: pd.DataFrame) -> pd.Data
     for r in published.itertuples():
         key = {"model": r.model, "dataset": r.dataset, "mode": r.scoring}
         extra.append({**key, "statistic": "published", "value": r.value, "source": r.source})
-        ours = stats[(stats.model == r.model) & (stats.dataset == r.dataset) & (stats["mode"] == r.scoring)
-                     & (stats.statistic == "mean")]
-        extra += [{**key, "statistic": "diff", "value": row.value - r.value, "source": r.source}
-                  for row in ours.itertuples()]
+        ours = stats[
+            (stats.model == r.model)
+            & (stats.dataset == r.dataset)
+            & (stats["mode"] == r.scoring)
+            & (stats.statistic == "mean")
+        ]
+        extra += [
+            {**key, "statistic": "diff", "value": row.value - r.value, "source": r.source} for row in ours.itertuples()
+        ]
     columns = [*stats.columns, "source"]
     return pd.concat([stats.reindex(columns=columns), pd.DataFrame(extra, columns=columns)], ignore_index=True)
 
@@ -199,9 +225,19 @@ def model_sources(model_dirs: dict[str, str | Path]) -> dict[str, str]:
     return out
 
 
-def write_tables(metrics_paths, markdown_path, csv_path, models: list[str], datasets: list[str],
-                 mode: str = "paper", latex_path=None, published=None, html_path=None, model_dirs=None,
-                 demo: bool = False) -> pd.DataFrame:
+def write_tables(
+    metrics_paths,
+    markdown_path,
+    csv_path,
+    models: list[str],
+    datasets: list[str],
+    mode: str = "paper",
+    latex_path=None,
+    published=None,
+    html_path=None,
+    model_dirs=None,
+    demo: bool = False,
+) -> pd.DataFrame:
     """Write the Markdown and HTML tables (both protocols, each beside its published values, the published
     reference and each row's provenance), the tidy CSV (both protocols, published values, differences and
     sources) and the LaTeX table of `mode`; return the tidy statistics. `demo` states on every table that its

@@ -53,13 +53,16 @@ def html_inline(text: str) -> str:
 def html_table(table: Table, uuid: str) -> str:
     """`uuid`, unique within the page, names the table's cells in the CSS that marks the best ones."""
     cells = styled(table, "html").format(escape="html").to_html(table_uuid=uuid)
-    return f"<h2>{html.escape(table.title)}</h2>\n{cells}<p class=\"note\">{html_inline(table.note)}</p>\n"
+    return f'<h2>{html.escape(table.title)}</h2>\n{cells}<p class="note">{html_inline(table.note)}</p>\n'
 
 
 def html_page(title: str, tables: list[Table], banner: str | None = None) -> str:
     """A standalone page (no external resources: the report embeds it as a data URI)."""
-    return (f"<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<title>{html.escape(title)}</title>\n"
-            f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
-            + (f"<p class=\"banner\">{html.escape(banner)}</p>\n" if banner else "")
-            + "".join(html_table(t, f"t{i}") for i, t in enumerate(tables)) + "</body>\n</html>\n")
+    return (
+        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n"
+        f"<style>{HTML_STYLE}</style>\n</head>\n<body>\n<h1>{html.escape(title)}</h1>\n"
+        + (f'<p class="banner">{html.escape(banner)}</p>\n' if banner else "")
+        + "".join(html_table(t, f"t{i}") for i, t in enumerate(tables))
+        + "</body>\n</html>\n"
+    )
