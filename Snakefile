@@ -6,7 +6,7 @@
 
 
 # The demo config unless a --configfile is given: Snakemake would deep-merge a --configfile into it, mixing the
-# demo's random checkpoints into the paper's hub ones. `--config key=value` applies on top of either.
+# demo's random base models into the paper's hub ones. `--config key=value` applies on top of either.
 if not workflow.overwrite_configfiles:
 
     configfile: "config/config.yaml"
@@ -16,7 +16,7 @@ include: "rules/common.smk"
 include: "rules/demo.smk"
 
 
-# Pre-training's stages exist only when a model is trained here; published checkpoints skip them.
+# Pre-training's stages exist only when a model is trained here; published models skip them.
 if TRAINED_MODELS:
 
     include: "rules/pubmed.smk"

@@ -172,7 +172,7 @@ def make_objective(recipe_name: str, teacher: BertForMaskedLM) -> recipes.Pretra
     recipe = recipes.get_recipe(recipe_name)
     torch.manual_seed(1)
     impl = recipes.attention_implementation(recipe)
-    if recipe.kind == "continual":  # a start checkpoint of the distilled shape: half the teacher's depth
+    if recipe.kind == "continual":  # a start model of the distilled shape: half the teacher's depth
         student = recipes.build_student(recipes.get_recipe("distilbiobert"), teacher)
         student.set_attn_implementation(impl)
         return recipes.PretrainingObjective(recipe, student)

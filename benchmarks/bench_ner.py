@@ -269,7 +269,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--data-dir", type=Path, help="BioBERT-layout NER folder (default: BC5CDR-chem if present)")
-    parser.add_argument("--model-dir", type=Path, help="a masked-LM checkpoint; default: a random one of --shape")
+    parser.add_argument("--model-dir", type=Path, help="a masked-LM model; default: a random one of --shape")
     parser.add_argument("--shape", choices=sorted(SHAPES), help="default: tiny on CPU, bert-base on CUDA")
     parser.add_argument("--vocab-size", type=int, default=8000)
     parser.add_argument("--train-sentences", type=int, help="default: 1000 on CPU, 1500 on CUDA")

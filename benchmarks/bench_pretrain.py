@@ -65,7 +65,7 @@ SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 class Shape:
     teacher: BertConfig
     tiny_student: dict  # TinyBioBERT's student
-    starts: dict  # continual model -> config of its start checkpoint
+    starts: dict  # continual model -> config of its start model
     max_length: int
     global_batch: int
     official_micro_batch: int

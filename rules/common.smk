@@ -24,7 +24,7 @@ except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 TRAINED_MODELS = cfg.trained_models(config)  # pre-trained here from a recipe
-PRETRAINED_MODELS = cfg.pretrained_models(config)  # published checkpoints, fine-tuned as they are
+PRETRAINED_MODELS = cfg.pretrained_models(config)  # published models, fine-tuned as they are
 # The teacher (also the baseline row) and everything before pre-training exist only when a model is trained.
 TEACHER = cfg.teacher_name(config)
 TABLE_MODELS = cfg.table_models(config)  # the tables' rows: the teacher baseline, then the models in config order
@@ -63,7 +63,7 @@ wildcard_constraints:
 
 
 def model_path(model):
-    """The Hugging Face directory of a row of the tables: the teacher (baseline), a published checkpoint as
+    """The Hugging Face directory of a row of the tables: the teacher (baseline), a published model as
     fetched, or a model pre-trained here."""
     if model == TEACHER:
         return "results/teacher"

@@ -1,4 +1,4 @@
-# Published checkpoints (`models.<name>.pretrained`): fetched once from the hub at their pinned revision, or
+# Published models (`models.<name>.pretrained`): fetched once from the hub at their pinned revision, or
 # copied from a local folder, into results/pretrained/<name>; fine-tuned like the models trained here.
 
 

@@ -525,7 +525,7 @@ def test_problems_of_config_values_are_config_errors_naming_the_key(tmp_path, ti
     fails(r"'models.tiny.recipe': recipe 'distilbiobert' distils a teacher, but no teacher folder", teacher_dir=None)
     fails(r"'models.tiny.recipe': recipe 'continual_mlm' continues a start model", recipe="continual_mlm")
     fails(
-        r"'models.tiny.student': recipe 'continual_mlm' trains the start checkpoint as is",
+        r"'models.tiny.student': recipe 'continual_mlm' trains the start model as is",
         recipe="continual_mlm",
         start_dir=tiny_bert_dir,
         student={"num_hidden_layers": 2},

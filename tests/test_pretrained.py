@@ -1,4 +1,4 @@
-"""Published checkpoints as rows: local folders and hub snapshots (from a Hugging Face cache laid out on disk, as the
+"""Published models as rows: local folders and hub snapshots (from a Hugging Face cache laid out on disk, as the
 hub client leaves it, so that no test touches the network), their checks and their provenance."""
 
 import json

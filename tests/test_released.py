@@ -1,4 +1,4 @@
-"""The released-checkpoint path: a config whose rows are published checkpoints (here local folders the tests build:
+"""The released-checkpoint path: a config whose rows are published models (here local folders the tests build:
 bert, distilbert and mobilebert types, cased and uncased tokenizers) runs through Snakemake with no pre-training and
 produces both protocols' tables beside the published values."""
 

@@ -1,7 +1,7 @@
 """Base models as local Hugging Face directories: the teacher (also the baseline row) and the continual models'
 start models, the models pre-training begins from (training checkpoints are pretrain's, in results/checkpoints).
 
-Users get the real checkpoints with `from_pretrained(hub_id)`; the offline demo gets small randomly initialised
+Users get the real models with `from_pretrained(hub_id)`; the offline demo gets small randomly initialised
 models of the same architecture classes, with a WordPiece tokenizer trained on the demo corpus.
 """
 
@@ -16,7 +16,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 from .io import atomic_path, read_json, write_json
 from .tokenizer import build_wordpiece
 
-SOURCE_FILE = "source.json"  # where a local checkpoint came from, for the model cards of what is trained on it
+SOURCE_FILE = "source.json"  # where a local model came from, for the model cards of what is trained on it
 
 
 def make(source: dict, out_dir: str | Path, corpus: str | Path | None = None) -> None:
@@ -31,7 +31,7 @@ def make(source: dict, out_dir: str | Path, corpus: str | Path | None = None) ->
 
 
 def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, tokenizer_id: str | None = None) -> None:
-    """Download a masked-LM checkpoint and its tokenizer and save both to `out_dir`.
+    """Download a masked-LM model and its tokenizer and save both to `out_dir`.
 
     `tokenizer_id` takes the tokenizer from another repository: BioBERT v1.2 ships a bare vocab.txt, which
     AutoTokenizer would lower-case; the official code used bert-base-cased's identical cased vocabulary.
@@ -73,11 +73,11 @@ def random_init(
 
 
 def hub_id(model_dir: str | Path) -> str | None:
-    """The hub id a local checkpoint was downloaded from; None for random demo models and user folders."""
+    """The hub id a local model was downloaded from; None for random demo models and user folders."""
     source = Path(model_dir) / SOURCE_FILE
     return read_json(source).get("hub_id") if source.exists() else None
 
 
 def source_name(model_dir: str | Path) -> str:
-    """The hub id a local checkpoint was downloaded from, else its path (random demo models, user folders)."""
+    """The hub id a local model was downloaded from, else its path (random demo models, user folders)."""
     return hub_id(model_dir) or str(model_dir)

@@ -247,7 +247,7 @@ def parser() -> argparse.ArgumentParser:
         step(
             "fetch-pretrained",
             cmd_fetch_pretrained,
-            "a published checkpoint row (hub at its pinned revision, or a local folder) as a directory",
+            "a published model row (hub at its pinned revision, or a local folder) as a directory",
         )
     )
     sub.add_argument("model", help="a row of the config with `pretrained`")

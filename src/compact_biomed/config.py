@@ -94,7 +94,7 @@ def filling_validator(schema: dict) -> jsonschema.Validator:
 
 # Keys only a model trained here has; a pretrained row is fine-tuned as it is.
 TRAINED_KEYS = ("recipe", "student", "start", "train")
-# What pre-training needs; a config of published checkpoints only (config/released.yaml) needs none of it.
+# What pre-training needs; a config of published models only (config/released.yaml) needs none of it.
 TRAINING_SECTIONS = ("pubmed", "tokenize", "teacher", "train_defaults")
 
 
@@ -186,7 +186,7 @@ def check_row(name: str, model: dict) -> None:
     if "pretrained" not in model:
         if "recipe" not in model:
             raise ConfigError(
-                f"invalid config value at '{key}': give 'recipe' (train it) or 'pretrained' (a published checkpoint)"
+                f"invalid config value at '{key}': give 'recipe' (train it) or 'pretrained' (a published model)"
             )
         return
     for extra in TRAINED_KEYS:
@@ -246,7 +246,7 @@ def trained_models(config: dict) -> list[str]:
 
 
 def pretrained_models(config: dict) -> list[str]:
-    """The published checkpoints fine-tuned as they are (a `pretrained` source), in config order."""
+    """The published models fine-tuned as they are (a `pretrained` source), in config order."""
     return [m for m, model in config["models"].items() if "pretrained" in model]
 
 

@@ -1,4 +1,4 @@
-"""Published checkpoints as table rows: fetched once (hub, pinned revision) or copied from a local folder, checked to
+"""Published models as table rows: fetched once (hub, pinned revision) or copied from a local folder, checked to
 be an encoder with a tokenizer, then fine-tuned exactly like a model this pipeline trained.
 
 The hub repositories of the paper's models were re-uploaded after the paper (config/released.yaml), so a hub row
@@ -42,7 +42,7 @@ def matches(name: str, patterns: list[str]) -> bool:
 
 
 def weight_format(files: list[str]) -> str | None:
-    """`safetensors` where the checkpoint has them, else `bin`; None when it has no weights at all."""
+    """`safetensors` where the model has them, else `bin`; None when it has no weights at all."""
     for name, patterns in WEIGHT_PATTERNS.items():
         if any(matches(f, patterns) for f in files):
             return name
@@ -65,7 +65,7 @@ def encoder_types() -> list[str]:
 
 
 def encoder_problem(folder: Path) -> str | None:
-    """Why `folder` is not a checkpoint NER can fine-tune (config of a token-classification model type, weights,
+    """Why `folder` is not a model NER can fine-tune (config of a token-classification model type, weights,
     a tokenizer vocabulary), or None. Reads file names and config.json only: cheap enough for the DAG's start."""
     if not folder.is_dir():
         return "no such folder"
@@ -149,7 +149,7 @@ def weights_digest(folder: Path) -> str:
 
 
 def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
-    """Make `out_dir` the published checkpoint `source` ({hub_id, revision[, tokenizer_hub_id,
+    """Make `out_dir` the published model `source` ({hub_id, revision[, tokenizer_hub_id,
     tokenizer_revision]} or {path}); `key` is its config key, named by every error. Returns its provenance."""
     with atomic_path(out_dir, is_dir=True, step="fetch-pretrained") as tmp:
         if "path" in source:
@@ -203,7 +203,7 @@ def fetch_hub(source: dict, dest: Path) -> dict:
 
 
 def model_type_of(config: dict) -> str | None:
-    """config.json's `model_type`; older checkpoints (TinyBERT's, for one) have none, which the Auto classes need,
+    """config.json's `model_type`; older models (TinyBERT's, for one) have none, which the Auto classes need,
     so it is read from the architecture class name (`BertForPreTraining` -> bert)."""
     if config.get("model_type"):
         return config["model_type"]

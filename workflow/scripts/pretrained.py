@@ -1,4 +1,4 @@
-"""Snakemake adapter for rules/pretrained.smk: a published checkpoint row fetched (compact_biomed.pretrained)."""
+"""Snakemake adapter for rules/pretrained.smk: a published model row fetched (compact_biomed.pretrained)."""
 
 from compact_biomed import pretrained
 from compact_biomed.smk import run

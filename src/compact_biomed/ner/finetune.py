@@ -1,7 +1,7 @@
 """NER fine-tuning and scoring (spec §4.1) on the Hugging Face Trainer, scored with seqeval.
 
 One `finetune` call = one (model, dataset, seed) job: load the splits, put a freshly initialised
-token-classification head on a masked-LM checkpoint, train with `Trainer` (random batches as the official
+token-classification head on a masked-LM model, train with `Trainer` (random batches as the official
 code, `DataCollatorForTokenClassification`), then score dev and test two ways:
 
 * "paper": seqeval over SUB-TOKENS, every piece of a word carrying the word's tag (a B word cut into
@@ -360,9 +360,9 @@ def resolve_hparams(hparams: dict | None) -> dict:
 
 
 def load_token_classifier(model_dir, id2label: dict):
-    """The masked-LM checkpoint with its MLM head dropped and a new token-classification head.
+    """The masked-LM model with its MLM head dropped and a new token-classification head.
 
-    Only the new head may be missing from the checkpoint: anything else means the encoder would be
+    Only the new head may be missing from the saved model: anything else means the encoder would be
     fine-tuned from random weights, which must fail loudly (it replaces the library's verbose load report).
     """
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
@@ -382,7 +382,7 @@ def load_token_classifier(model_dir, id2label: dict):
             hf_logging.enable_progress_bar()
     missing = sorted(key for key in info["missing_keys"] if not key.startswith("classifier."))
     if missing:
-        raise InputError(model_dir, f"checkpoint lacks encoder weights, e.g. {missing[:3]} ({len(missing)} missing)")
+        raise InputError(model_dir, f"model lacks encoder weights, e.g. {missing[:3]} ({len(missing)} missing)")
     return model
 
 

@@ -4,7 +4,7 @@ Recipes (paper spec §1; the official scripts are the source of every detail):
 - distilbiobert:  6-layer BERT from teacher layers 0,2,..,10; 2*MLM + 5*KL(T=2) + 1*cosine(last hidden)   (§1.2)
 - compactbiobert: 6-layer BERT from teacher layers 1,3,..,11; 1*MLM + 3*(att KL + hidden cosine) + 5*KL(T=1) (§1.3)
 - tinybiobert:    random 4L-312D BERT; att MSE + hidden MSE via a shared fit_dense + soft CE, no hard MLM  (§1.4)
-- continual_mlm:  plain MLM from a start checkpoint (BioDistilBERT, BioTinyBERT, BioMobileBERT)            (§1.5)
+- continual_mlm:  plain MLM from a start model (BioDistilBERT, BioTinyBERT, BioMobileBERT)            (§1.5)
 
 Layer mappings are derived from the two depths, so the same code serves 12->6 (paper) and tiny demo teachers.
 Every MLM head is applied to the masked positions only: every logit-based term uses only those rows, so this is
@@ -93,7 +93,7 @@ RECIPES: dict[str, Recipe] = {
             attention_maps=False,
             loss_weights={"mlm": 1.0},
             temperature=1.0,
-            summary="Continual masked-language-model pre-training of an existing compact checkpoint.",
+            summary="Continual masked-language-model pre-training of an existing compact model.",
         ),
     )
 }
@@ -192,7 +192,7 @@ def load_teacher(teacher_dir: str, recipe: Recipe) -> PreTrainedModel:
 
 
 def load_start_model(start_dir: str, recipe: Recipe) -> PreTrainedModel:
-    """The continual-MLM start checkpoint, any `AutoModelForMaskedLM` (distilbert, bert, mobilebert...)."""
+    """The continual-MLM start model, any `AutoModelForMaskedLM` (distilbert, bert, mobilebert...)."""
     try:
         return AutoModelForMaskedLM.from_pretrained(start_dir, attn_implementation=attention_implementation(recipe))
     except ValueError:  # an architecture without SDPA support: let transformers pick

@@ -583,7 +583,7 @@ def model_card(
     final_text = ", ".join(f"{k} {v:.4f}" for k, v in final.items() if isinstance(v, float)) or "not logged"
     facts = [
         f"Recipe `{recipe.name}`: {recipe.summary}",
-        f"{'Teacher' if distilled else 'Start checkpoint'}: `{source}`",
+        f"{'Teacher' if distilled else 'Start model'}: `{source}`",
         f"Student: {shape}; {parameters:,} parameters",
         f"Loss: {formula}",
         (
@@ -656,7 +656,7 @@ def build_objective(settings: Settings, recipe: recipes.Recipe):
     if settings.student:
         raise ConfigError(
             f"invalid config value at '{row}.student': recipe {recipe.name!r} trains the start "
-            f"checkpoint as is; student overrides {settings.student} do not apply"
+            f"model as is; student overrides {settings.student} do not apply"
         )
     model = recipes.load_start_model(settings.start_dir, recipe)
     return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(settings.start_dir)
