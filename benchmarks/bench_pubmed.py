@@ -120,7 +120,7 @@ def bench_tokenize(path: Path, work: Path, rows: int, repeats: int) -> tuple[Pat
     from compact_biomed.tokenizer import build_wordpiece
 
     # Not build_corpus: it would merge the replicated PMIDs back into 30 rows.
-    texts = [build_text(r["title"], r["abstract"]) for r in iter_citations(path)]
+    texts = [build_text(r["title"], r["abstract"], "title_abstract") for r in iter_citations(path)]
     texts = repeat_to(texts, rows)  # enough that a job's fixed costs weigh as in a real shard
     corpus = work / "corpus.parquet"
     pq.write_table(pa.table({"text": texts}), corpus)
@@ -137,7 +137,13 @@ def bench_tokenize(path: Path, work: Path, rows: int, repeats: int) -> tuple[Pat
         )
 
     (ours_s, stats), (raw_s, raw_tokens) = best_times(
-        [lambda: tokenize_shard(corpus, work / "tokenizer", work / "shard", 0, 1, 256), raw_call], repeats
+        [
+            lambda: tokenize_shard(
+                corpus, work / "tokenizer", work / "shard", 0, 1, max_length=256, mode="one_citation"
+            ),
+            raw_call,
+        ],
+        repeats,
     )
     assert stats["tokens"] == raw_tokens
     print(
@@ -157,7 +163,7 @@ start = time.perf_counter()
 from compact_biomed.shards import tokenize_shard
 imported = time.perf_counter()
 corpus, tokenizer, out, shard, num_shards = sys.argv[1:]
-tokenize_shard(corpus, tokenizer, out, int(shard), int(num_shards), 256)
+tokenize_shard(corpus, tokenizer, out, int(shard), int(num_shards), max_length=256, mode="one_citation")
 print(imported - start, time.perf_counter() - imported)
 """
 
@@ -283,7 +289,7 @@ def bench_merge_memory(work: Path, files: int, rows_per_file: int = 30_000) -> N
         parsed = synthetic_parsed_files(work, count, rows_per_file)
         records, before, after = peak_rss(
             "from compact_biomed.corpus import build_corpus",
-            'build_corpus(sys.argv[3:], sys.argv[1], sys.argv[2])["records"]',
+            'build_corpus(sys.argv[3:], sys.argv[1], sys.argv[2], "title_abstract")["records"]',
             str(work / "merged.parquet"),
             str(work / "merged.json"),
             *map(str, parsed),

@@ -61,7 +61,10 @@ def test_merge_rejects_a_file_that_is_not_parsed_pubmed(sample, tmp_path):
     pq.write_table(pa.table({"text": ["x"]}), tmp_path / "other.parquet")
     with pytest.raises(InputError, match="other.parquet: not a parsed PubMed Parquet file"):
         build_corpus(
-            [tmp_path / "good.parquet", tmp_path / "other.parquet"], tmp_path / "c.parquet", tmp_path / "s.json"
+            [tmp_path / "good.parquet", tmp_path / "other.parquet"],
+            tmp_path / "c.parquet",
+            tmp_path / "s.json",
+            text_format="title_abstract",
         )
     assert not (tmp_path / "c.parquet").exists() and not (tmp_path / "s.json").exists()
 
@@ -72,7 +75,7 @@ def test_corpus_is_written_in_row_groups(sample, tmp_path, monkeypatch):
 
     monkeypatch.setattr(corpus, "ROW_GROUP_ROWS", 7)
     parse_to_parquet(sample, tmp_path / "p.parquet")
-    build_corpus([tmp_path / "p.parquet"], tmp_path / "c.parquet", tmp_path / "s.json")
+    build_corpus([tmp_path / "p.parquet"], tmp_path / "c.parquet", tmp_path / "s.json", text_format="title_abstract")
     metadata = pq.ParquetFile(tmp_path / "c.parquet").metadata
     assert metadata.num_rows == 30 and metadata.num_row_groups == 5
     assert pq.read_schema(tmp_path / "c.parquet") == CORPUS_SCHEMA
@@ -88,7 +91,9 @@ def test_huggingface_dataset_gives_the_papers_text(tmp_path):
     )
     counts = huggingface_to_parquet(str(dataset), tmp_path / "huggingface.parquet")
     assert counts["citations"] == 3
-    stats = build_corpus([tmp_path / "huggingface.parquet"], tmp_path / "c.parquet", tmp_path / "s.json")
+    stats = build_corpus(
+        [tmp_path / "huggingface.parquet"], tmp_path / "c.parquet", tmp_path / "s.json", text_format="title_abstract"
+    )
     rows = pq.read_table(tmp_path / "c.parquet").to_pylist()
     assert [(r["pmid"], r["text"]) for r in rows] == [(12, "Only title."), (11, "Twice. Later copy.")]
     assert stats["duplicates_replaced"] == 1 and stats["title_only"] == 1
@@ -107,7 +112,9 @@ def test_huggingface_dataset_errors_name_the_dataset(tmp_path):
 
 def test_gzip_sample_and_merge_agree_with_an_independent_count(sample, tmp_path):
     parse_to_parquet(sample, tmp_path / "p.parquet")
-    stats = build_corpus([tmp_path / "p.parquet"], tmp_path / "c.parquet", tmp_path / "s.json")
+    stats = build_corpus(
+        [tmp_path / "p.parquet"], tmp_path / "c.parquet", tmp_path / "s.json", text_format="title_abstract"
+    )
     raw = gzip.decompress(sample.read_bytes())
     assert stats["records"] == raw.count(b"<PubmedArticle>") == 30
     assert stats["per_file"] == [{"file": "p.parquet", "citations": 30, "deletions": 0, "records_kept": 30}]

@@ -30,7 +30,7 @@ def corpus_from_xml(xml_paths, out, stats):
     parsed = [out.parent / f"parsed-{i}.parquet" for i in range(len(xml_paths))]
     for xml_path, parsed_path in zip(xml_paths, parsed):
         parse_to_parquet(xml_path, parsed_path)
-    return build_corpus(parsed, out, stats)
+    return build_corpus(parsed, out, stats, text_format="title_abstract")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_sample_fields(sample_records):
     german = sample_records[39738524]
     assert german["language"] == "ger"
     assert german["title"].startswith("[")
-    assert not build_text(german["title"], german["abstract"]).startswith("[")
+    assert not build_text(german["title"], german["abstract"], "title_abstract").startswith("[")
     assert sample_records[39748592]["abstract"] == ""  # a title-only record
     assert {record["year"] for record in sample_records.values()} <= {2024, 2025}
     assert {record["version"] for record in sample_records.values()} == {1}
@@ -446,9 +446,9 @@ def test_missing_file(tmp_path):
 
 
 def test_build_text_title_abstract():
-    assert build_text("[Translated title.]", "The abstract.") == "Translated title. The abstract."
-    assert build_text("Title only.", "") == "Title only."
-    assert build_text("  Padded ", " text  ") == "Padded   text"
-    assert build_text("", "") == ""
+    assert build_text("[Translated title.]", "The abstract.", "title_abstract") == "Translated title. The abstract."
+    assert build_text("Title only.", "", "title_abstract") == "Title only."
+    assert build_text("  Padded ", " text  ", "title_abstract") == "Padded   text"
+    assert build_text("", "", "title_abstract") == ""
     with pytest.raises(ConfigError, match="'pubmed.text_format': 'nope'"):
         build_text("t", "a", text_format="nope")

@@ -35,7 +35,9 @@ def tidy(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", s, f, f / 2) for s, f in [(1, 0.80), (2, 0.84), (3, 0.90)]]
     paths.append(write_run(tmp_path, "B", "d1", 1, 0.5, 0.4))
     csv = tmp_path / "t.csv"
-    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["A", "B", "C"], ["d1", "d2"], html_path=tmp_path / "t.html")
+    ner_f1.write_tables(
+        paths, tmp_path / "t.md", csv, ["A", "B", "C"], ["d1", "d2"], html_path=tmp_path / "t.html", mode="paper"
+    )
     return pd.read_csv(csv)
 
 
@@ -88,7 +90,7 @@ def test_f1_axis_shows_a_one_point_difference_and_the_published_value(tmp_path):
     published = tmp_path / "published.tsv"
     published.write_text("dataset\tmodel\tscoring\tmetric\tvalue\tsource\nd1\tA\tpaper\tF1\t88.60\tPWC\n")
     csv = tmp_path / "t.csv"
-    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["A", "B"], ["d1"], published=published)
+    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["A", "B"], ["d1"], published=published, mode="paper")
     figure = figures.f1_figure(pd.read_csv(csv), ["A", "B"], ["d1"])
     paper_panel = figure.axes[0]
     low, high = paper_panel.get_ylim()

@@ -78,8 +78,8 @@ def test_truncated_tokens_are_counted(corpus, tokenizer_dir, tokenizer, tmp_path
 
 
 def test_same_inputs_give_byte_identical_shards(corpus, tokenizer_dir, tmp_path):
-    first = tokenize_shard(corpus, tokenizer_dir, tmp_path / "a", 1, 3, max_length=MAX_LENGTH)
-    second = tokenize_shard(corpus, tokenizer_dir, tmp_path / "b", 1, 3, max_length=MAX_LENGTH)
+    first = tokenize_shard(corpus, tokenizer_dir, tmp_path / "a", 1, 3, max_length=MAX_LENGTH, mode="one_citation")
+    second = tokenize_shard(corpus, tokenizer_dir, tmp_path / "b", 1, 3, max_length=MAX_LENGTH, mode="one_citation")
     assert first == second
     names = sorted(p.name for p in (tmp_path / "a").iterdir())
     assert "data-00000-of-00001.arrow" in names and "stats.json" in names
@@ -87,7 +87,7 @@ def test_same_inputs_give_byte_identical_shards(corpus, tokenizer_dir, tmp_path)
     for name in names:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     # rerunning into an existing output replaces it with the same bytes
-    tokenize_shard(corpus, tokenizer_dir, tmp_path / "a", 1, 3, max_length=MAX_LENGTH)
+    tokenize_shard(corpus, tokenizer_dir, tmp_path / "a", 1, 3, max_length=MAX_LENGTH, mode="one_citation")
     assert (tmp_path / "a" / "stats.json").read_bytes() == (tmp_path / "b" / "stats.json").read_bytes()
 
 
@@ -130,7 +130,9 @@ def test_packed_mode_makes_full_blocks_from_every_token(corpus, tokenizer_dir, t
 
 def test_too_many_shards_is_an_input_error_naming_the_corpus(corpus, tokenizer_dir, tmp_path):
     with pytest.raises(InputError, match=r"corpus\.parquet.*only 23 rows"):
-        tokenize_shard(corpus, tokenizer_dir, tmp_path / "out", 0, len(TEXTS) + 1)
+        tokenize_shard(
+            corpus, tokenizer_dir, tmp_path / "out", 0, len(TEXTS) + 1, mode="one_citation", max_length=MAX_LENGTH
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -146,7 +148,9 @@ def test_too_many_shards_is_an_input_error_naming_the_corpus(corpus, tokenizer_d
 def test_bad_arguments(corpus, tokenizer_dir, tmp_path, kwargs, error, message):
     """A bad setting names its config key; a shard index outside the range is the caller's bug."""
     with pytest.raises(error, match=message):
-        tokenize_shard(corpus, tokenizer_dir, tmp_path / "out", **kwargs)
+        tokenize_shard(
+            corpus, tokenizer_dir, tmp_path / "out", **{"max_length": MAX_LENGTH, "mode": "one_citation", **kwargs}
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -154,7 +158,7 @@ def test_corpus_without_text_column(tokenizer_dir, tmp_path):
     path = tmp_path / "no_text.parquet"
     pq.write_table(pa.table({"pmid": [1, 2]}), path)
     with pytest.raises(InputError, match="no_text.parquet.*'text'"):
-        tokenize_shard(path, tokenizer_dir, tmp_path / "out", 0, 1)
+        tokenize_shard(path, tokenizer_dir, tmp_path / "out", 0, 1, mode="one_citation", max_length=MAX_LENGTH)
 
 
 def test_manifest_sums_the_shards(corpus, tokenizer_dir, tmp_path):
@@ -174,7 +178,7 @@ def test_manifest_rejects_missing_or_mixed_shards(corpus, tokenizer_dir, tmp_pat
         write_manifest([tmp_path / "empty"], tmp_path / "m.json")
     paper = tmp_path / "paper"
     packed = tmp_path / "packed"
-    tokenize_shard(corpus, tokenizer_dir, paper, 0, 2, max_length=MAX_LENGTH)
+    tokenize_shard(corpus, tokenizer_dir, paper, 0, 2, max_length=MAX_LENGTH, mode="one_citation")
     tokenize_shard(corpus, tokenizer_dir, packed, 1, 2, max_length=MAX_LENGTH, mode="packed")
     with pytest.raises(InputError, match="mode"):
         write_manifest([paper, packed], tmp_path / "m.json")
@@ -184,6 +188,6 @@ def test_manifest_rejects_missing_or_mixed_shards(corpus, tokenizer_dir, tmp_pat
 
 
 def test_stats_json_is_written_inside_the_shard(corpus, tokenizer_dir, tmp_path):
-    stats = tokenize_shard(corpus, tokenizer_dir, tmp_path / "s", 0, 1, max_length=MAX_LENGTH)
+    stats = tokenize_shard(corpus, tokenizer_dir, tmp_path / "s", 0, 1, max_length=MAX_LENGTH, mode="one_citation")
     assert json.loads((tmp_path / "s" / "stats.json").read_text()) == stats
     assert set(stats) >= {"shard", "num_shards", "rows", "tokens", "truncated_tokens", "sha256"}

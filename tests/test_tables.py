@@ -115,6 +115,7 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
         ["NCBI-disease"],
         latex_path=tex,
         published=reference,
+        mode="paper",
     )
     tables = markdown_tables(md.read_text())
     assert tables["Against published values, paper scoring"].values.tolist() == [
@@ -143,7 +144,7 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     assert "TinyBioBERT & 81.00 $\\pm$ 1.41 \\\\" in latex and "BioBERT & -- \\\\" in latex
 
     reference.write_text(PUBLISHED + "BC2GM\tBioBERT\tword\tF1\t83.82\tBLURB\nBC2GM\tX\tpaper\tF1\t86.00\tPWC\n")
-    ner_f1.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference)
+    ner_f1.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference, mode="paper")
     tables = markdown_tables(md.read_text())
     for mode in SCORINGS:  # configured datasets first, the same in both protocols
         assert tables[f"Published test F1 (%), {mode} scoring"].columns.tolist() == ["Model", "BC2GM", "NCBI-disease"]
@@ -160,7 +161,9 @@ def test_published_file_without_scoring_column_is_one_line_error(tmp_path):
 def test_demo_tables_say_they_cannot_be_compared(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
     md, html_path, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
-    ner_f1.write_tables(paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path, demo=True)
+    ner_f1.write_tables(
+        paths, md, tmp_path / "t.csv", ["A"], ["d1"], latex_path=tex, html_path=html_path, demo=True, mode="paper"
+    )
     for path in (md, html_path, tex):
         assert "cannot be compared with the paper" in path.read_text(), path.name
 
@@ -176,7 +179,7 @@ def test_html_and_latex_mark_the_best_mean_of_each_dataset(tmp_path):
     ]
     md, page, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
     ner_f1.write_tables(
-        paths, md, tmp_path / "t.csv", ["A<&>", "B", "C"], ["d_1", "d2"], latex_path=tex, html_path=page
+        paths, md, tmp_path / "t.csv", ["A<&>", "B", "C"], ["d_1", "d2"], latex_path=tex, html_path=page, mode="paper"
     )
     html = page.read_text()
     assert html.startswith("<!doctype html>") and "A&lt;&amp;&gt;" in html and ">A<&><" not in html

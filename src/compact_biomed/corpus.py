@@ -32,7 +32,7 @@ CORPUS_SCHEMA = pa.schema([*RECORD_FIELDS, ("text", pa.string())])
 KEY_COLUMNS = ["pmid", "version", "deleted"]
 
 
-def build_text(title: str, abstract: str, text_format: str = "title_abstract") -> str:
+def build_text(title: str, abstract: str, text_format: str) -> str:
     """The pre-training text of one citation. `title_abstract` (the paper's): title without '[' ']' (MEDLINE's mark
     for translated titles), a space, the abstract, stripped; a citation without abstract gives its title alone."""
     if text_format not in TEXT_FORMATS:
@@ -45,7 +45,7 @@ def build_text(title: str, abstract: str, text_format: str = "title_abstract") -
 # ------------------------------------------------------------------------------------------ stage 2: merge
 
 
-def build_corpus(parsed_paths: list, out_parquet, stats_json, text_format: str = "title_abstract") -> dict:
+def build_corpus(parsed_paths: list, out_parquet, stats_json, text_format: str) -> dict:
     """Merge parsed files (in the order given) into the corpus Parquet table and its statistics JSON."""
     build_text("", "", text_format)  # fail on an unknown text format before any reading
     sizes, pmids, versions, deleted = _read_keys(parsed_paths)

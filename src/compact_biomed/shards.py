@@ -56,8 +56,9 @@ def tokenize_shard(
     out_dir,
     shard: int,
     num_shards: int,
-    max_length: int = 256,
-    mode: str = "one_citation",
+    *,
+    max_length: int,
+    mode: str,
 ) -> dict:
     """Tokenise shard `shard` of `num_shards` of the corpus' `text` column and save it to `out_dir`."""
     if mode not in TOKENIZE_MODES:

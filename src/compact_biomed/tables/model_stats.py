@@ -112,9 +112,10 @@ def dataset_speed(
 def measure(
     model_dir,
     test_sets: dict[str, str | Path],
-    batch_size: int = 64,
-    max_length: int = 512,
-    min_seconds: float = 1.0,
+    *,
+    batch_size: int,
+    max_length: int,
+    min_seconds: float,
     threads: int | None = None,
 ) -> dict:
     """Parameters, disk size and per-dataset inference speed of the HF directory `model_dir`.
