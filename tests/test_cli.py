@@ -186,6 +186,17 @@ def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_
 # --- bad command lines and configs: one line naming the file ------------------------------------------------------
 
 
+def test_a_shard_outside_the_range_is_one_line(tmp_path, tiny_bert_dir, capsys):
+    corpus = tmp_path / "corpus.parquet"
+    pq.write_table(pa.table({"text": ["Aspirin reduces fever."]}), corpus)
+    args = ["tokenize-shard", "--corpus", str(corpus), "--tokenizer", str(tiny_bert_dir), "--out", str(tmp_path / "s")]
+    assert main([*args, "--shard", "2", "--num-shards", "2"]) == 1
+    assert (
+        capsys.readouterr().err == "compact-biomed tokenize-shard: error: --shard 2 is outside 0..1 (--num-shards 2)\n"
+    )
+    assert not (tmp_path / "s").exists()
+
+
 def test_missing_model_dir_is_one_line_naming_it(tmp_path, capsys):
     missing = tmp_path / "no-such-model"
     args = [

@@ -95,6 +95,10 @@ def cmd_tokenize_shard(args):
     from . import shards
 
     settings = section(load_config(args.config), "tokenize")
+    if not 0 <= args.shard < args.num_shards:
+        raise cfg.ConfigError(
+            f"--shard {args.shard} is outside 0..{args.num_shards - 1} (--num-shards {args.num_shards})"
+        )
     existing(args.corpus, args.tokenizer)
     check_replaceable(args.out, args.step)
     print(
