@@ -244,6 +244,7 @@ def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShar
         max_grad_norm=1.0,
         precision="fp32" if official else "auto",
         dataloader_workers=args.workers,
+        compile=False,
     )
     train = dataclasses.replace(
         train, per_device_batch_size=pretrain.choose_micro_batch(train, objective, shape.max_length, len(tokenizer))

@@ -35,6 +35,7 @@ SETTINGS = pretrain.Settings(
         max_grad_norm=1.0,
         precision="auto",
         dataloader_workers=0,
+        compile=False,
     ),
 )
 

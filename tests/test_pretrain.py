@@ -40,6 +40,7 @@ TRAIN = TrainSettings(
     max_grad_norm=1.0,
     precision="auto",
     dataloader_workers=0,
+    compile=False,
 )
 TINY_STUDENT = {"num_hidden_layers": 2, "hidden_size": 24, "num_attention_heads": 4, "intermediate_size": 48}
 
@@ -500,6 +501,41 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
     assert len(lengths) > 1  # batches with padding
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not shutil.which(os.environ.get("CXX", "g++")), reason="torch.compile on a CPU needs a C++ compiler"
+)
+def test_compiled_training_step_has_the_eager_losses(tmp_path, start_models):
+    """`compile` on: the same per-step losses and weights as eager (fp32 on a CPU); dropout draws from aten's
+    generator as in eager (fallback_random), so that the runs can be compared. Slow: compiling takes ~70 s here."""
+    start_dir, shard = start_models["bert"]
+    runs = {}
+    for compiled in (False, True):
+        out = tmp_path / f"out-{compiled}"
+        with torch._inductor.config.patch(fallback_random=True):
+            run(
+                settings(
+                    "continual_mlm",
+                    [shard],
+                    out,
+                    tmp_path / f"ck-{compiled}",
+                    train_with(max_steps=2, compile=compiled),
+                    start_dir=start_dir,
+                )
+            )
+        torch._dynamo.reset()
+        runs[compiled] = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        runs[compiled].append(load_file(out / "model.safetensors"))
+    eager, compiled = runs[False], runs[True]
+    assert [row["step"] for row in compiled[:-1]] == [1, 2]
+    for row_eager, row_compiled in zip(eager[:-1], compiled[:-1]):
+        assert row_compiled["loss"] == pytest.approx(row_eager["loss"], rel=1e-4)
+        assert row_compiled["grad_norm"] == pytest.approx(row_eager["grad_norm"], rel=1e-3)
+    assert eager[-1].keys() == compiled[-1].keys()
+    for key, value in eager[-1].items():
+        torch.testing.assert_close(compiled[-1][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
 def test_gradient_accumulation_and_precision():
     assert pretrain.gradient_accumulation_steps(192, 24, 8) == 1
     assert pretrain.gradient_accumulation_steps(192, 24, 1) == 8
@@ -598,6 +634,7 @@ def test_settings_from_config_take_the_schemas_defaults(tmp_path):
             max_grad_norm=1.0,
             precision="auto",
             dataloader_workers=0,
+            compile=False,
         ),
     )  # the row's weight decay
     assert Settings.from_config(config, "DistilBioBERT", [], "o", "c").seed == 42  # the schema's default seed

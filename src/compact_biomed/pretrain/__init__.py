@@ -34,6 +34,7 @@ class TrainSettings:
     max_grad_norm: float
     precision: str
     dataloader_workers: int
+    compile: bool  # torch.compile the training step (train.compile_objective); the same computation
 
     @classmethod
     def from_dict(cls, values: dict, key: str) -> TrainSettings:

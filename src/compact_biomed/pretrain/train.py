@@ -52,7 +52,9 @@ RUN_DIR_PREFIX = "run-"
 # What from_pretrained reads from a model folder (weights, config, tokenizer files); hashed into the run's key.
 MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
 
-# Settings that change what is learned: a checkpoint_dir written with other values must not be resumed.
+# Settings that change what is learned: a checkpoint_dir written with other values must not be resumed. Left out
+# with the other speed settings: `compile`, the same computation (only dropout draws from inductor's own generator),
+# so a resumed run may switch it.
 FINGERPRINT_TRAIN_KEYS = (
     "max_steps",
     "global_batch_size",
@@ -370,6 +372,23 @@ def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> 
         **checkpointing,
         **precision_flags(train.precision),
     )
+
+
+def compile_objective(objective: torch.nn.Module) -> None:
+    """torch.compile the objective's forward (and so its backward) in place: the module, its state_dict and the
+    checkpoints stay as they are. Not TrainingArguments(torch_compile=True): that also turns TF32 on under bf16
+    (transformers' training_args), against the no-TF32 choice in training_arguments.
+
+    Shapes vary by batch (sequence length, masked positions): torch.compile's automatic dynamic shapes
+    (dynamic=None) compile the first batch static and, at the first batch of other sizes, once more with those
+    sizes symbolic. No length buckets (padding each batch on to a multiple of 64): TinyBioBERT's att and rep
+    terms and CompactBioBERT's attention KL average over padding too (spec §1.3, §1.4), so their loss would change.
+    The MLM heads and the losses select masked rows / real tokens by boolean index, whose size depends on the data:
+    traced too (below), else each such index breaks the graph (10 breaks for DistilBioBERT, and 2.9x the time to
+    compile on a CPU).
+    """
+    torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    objective.compile()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -700,6 +719,8 @@ def train_and_export(settings: Settings) -> dict:
         remove_incomplete_checkpoints(args.output_dir)
     resume_from = latest_complete_checkpoint(args.output_dir)
 
+    if train.compile:
+        compile_objective(objective)  # after the micro-batch probe, which runs eagerly
     trainer = PretrainTrainer(
         model=objective,
         args=args,
