@@ -4,7 +4,8 @@
 choice; compact_biomed.pretrain.recipes: objective with MLM heads on masked rows, SDPA where no attention map is needed;
 bf16 where the GPU has it). "official" is the computation of the official scripts on the same Trainer and data:
 fp32, full-vocabulary MLM heads, eager attention everywhere (bench_distill.reference_loss), non-fused AdamW and a
-micro-batch of 24 accumulated to the global 192.
+micro-batch of 24 accumulated to the global 192. With --compile, "compiled" is ours with the train setting `compile`
+(train.compile_objective: torch.compile of the objective), timed beside it.
 
 Random weights at the paper's shapes: a BioBERT-shaped teacher (12 layers, 768, vocabulary 28,996), students per
 config/paper.yaml (6-layer halves of the teacher, TinyBERT 4L-312D), continual start points shaped like
@@ -14,11 +15,13 @@ a quarter title-only citations (10-40 tokens), the rest abstracts, most truncate
 Per model and implementation: optimizer steps/s after a warm-up, TFLOP per step (counted by torch's FlopCounterMode
 on a warm-up step), achieved TFLOP/s and its share of a bf16 matrix-product peak measured on the same device in the
 same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours
-against official as ratios. Both feed the Trainer through the pipeline's collator; its time to collate one global
+against official (and compiled against ours) as ratios; the untimed warm-up steps' seconds are printed apart (for
+"compiled": the compilation), and any graph compiled during the timed steps is named. All feed the Trainer through the pipeline's collator; its time to collate one global
 batch is printed beside HF's (tokenizer.pad). No `datasets` package needed.
 
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --out pretrain_bench.txt   # paper shapes
     PYTHONPATH=src python benchmarks/bench_pretrain.py --shape tiny                             # CPU, seconds
+    PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --compile --no-official --warmup 5
 """
 
 from __future__ import annotations
@@ -205,12 +208,21 @@ def counting(trainer_class):
     return Counting
 
 
+def graphs_compiled() -> int:
+    return torch._dynamo.utils.counters["stats"]["unique_graphs"]
+
+
 class StepTimer(TrainerCallback):
-    """Times the steps after `warmup`, stopping after `steps` of them or once `seconds` have passed."""
+    """Times the steps after `warmup`, stopping after `steps` of them or once `seconds` have passed; also the
+    warm-up steps' seconds and the graphs torch.compile compiled during the timed steps."""
 
     def __init__(self, warmup: int, steps: int, seconds: float, device: str):
         self.warmup, self.steps, self.seconds, self.device = warmup, steps, seconds, device
         self.start, self.timed, self.elapsed = None, 0, 0.0
+        self.began, self.warmup_seconds, self.graphs, self.graphs_timed = None, 0.0, 0, 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.began = self._now()
 
     def _now(self) -> float:
         if self.device == "cuda":
@@ -220,13 +232,17 @@ class StepTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.warmup:
             self.start = self._now()
+            self.warmup_seconds, self.graphs = self.start - self.began, graphs_compiled()
         elif state.global_step > self.warmup:
             self.timed, self.elapsed = state.global_step - self.warmup, self._now() - self.start
+            self.graphs_timed = graphs_compiled() - self.graphs
             if self.timed >= self.steps or (self.timed >= 2 and self.elapsed >= self.seconds):
                 control.should_training_stop = True
 
 
-def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShard, tokenizer) -> dict:
+def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, tokenizer) -> dict:
+    """One timed training run of `model`; impl: ours, compiled (ours with `compile`) or official."""
+    official = impl == "official"
     objective = build_objective(model, shape, official, args.device)
     train = TrainSettings(  # the schema's train_defaults, but the shapes and the timed steps
         max_steps=args.warmup + args.steps,
@@ -244,17 +260,21 @@ def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShar
         max_grad_norm=1.0,
         precision="fp32" if official else "auto",
         dataloader_workers=args.workers,
-        compile=False,
+        compile=impl == "compiled",
     )
     train = dataclasses.replace(
         train, per_device_batch_size=pretrain.choose_micro_batch(train, objective, shape.max_length, len(tokenizer))
     )
+    if train.compile:  # as train_and_export: after the micro-batch probe
+        pretrain.compile_objective(objective)
     timer = StepTimer(args.warmup, args.steps, args.seconds, args.device)
     with tempfile.TemporaryDirectory() as tmp:
         training_args = pretrain.training_arguments(train, tmp, seed=0)
         if official:  # transformers 4.17's Trainer had no fused AdamW
             training_args = dataclasses.replace(training_args, optim="adamw_torch")
-        trainer = counting(OfficialTrainer if official else pretrain.PretrainTrainer)(
+        trainer_class = OfficialTrainer if official else pretrain.PretrainTrainer
+        # FlopCounterMode does not see inside a compiled graph: the compiled run takes ours' count (main)
+        trainer = (trainer_class if train.compile else counting(trainer_class))(
             model=objective,
             args=training_args,
             train_dataset=pretrain.IndexedExamples(rows),
@@ -264,18 +284,23 @@ def run_once(model: str, shape: Shape, official: bool, args, rows: SyntheticShar
         )
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        trainer.train()
+        loss = trainer.train().training_loss
         peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
     result = {
         "model": model,
-        "impl": "official" if official else "ours",
+        "impl": impl,
         "micro_batch": train.per_device_batch_size,
         "accumulation": training_args.gradient_accumulation_steps,
         "steps_per_s": timer.timed / timer.elapsed,
-        "tflop_per_step": trainer.flops / 1e12,
+        "tflop_per_step": None if train.compile else trainer.flops / 1e12,
         "peak_gib": peak / 2**30 if peak is not None else None,
+        "warmup_s": timer.warmup_seconds,
+        "loss": loss,
+        "graphs_timed": timer.graphs_timed if train.compile else 0,
     }
     del trainer, objective
+    if train.compile:
+        torch._dynamo.reset()  # the next model compiles afresh
     gc.collect()
     if args.device == "cuda":
         torch.cuda.empty_cache()
@@ -326,7 +351,20 @@ def collate_ms(tokenizer, rows: SyntheticShard, batch: int, repeats: int = 5) ->
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-COLUMNS = ["model", "impl", "micro x accum", "steps/s", "TFLOP/step", "TFLOP/s", "% peak", "peak GiB", "GPU-h paper"]
+IMPLS = ("ours", "compiled", "official")
+COLUMNS = [
+    "model",
+    "impl",
+    "micro x accum",
+    "steps/s",
+    "TFLOP/step",
+    "TFLOP/s",
+    "% peak",
+    "peak GiB",
+    "GPU-h paper",
+    "warm-up s",
+    "mean loss",
+]
 
 
 def table_rows(results: list[dict], peak: float) -> list[list[str]]:
@@ -335,7 +373,8 @@ def table_rows(results: list[dict], peak: float) -> list[list[str]]:
         if "error" in r:
             rows.append([r["model"], r["impl"], r["error"]] + ["-"] * (len(COLUMNS) - 3))
             continue
-        tflops = r["tflop_per_step"] * r["steps_per_s"]
+        counted = r["tflop_per_step"] is not None  # a compiled run without ours' count: unknown
+        tflops = r["tflop_per_step"] * r["steps_per_s"] if counted else None
         hours = PAPER_STEPS[recipes.get_recipe(MODELS[r["model"]]).kind] / r["steps_per_s"] / 3600
         rows.append(
             [
@@ -343,37 +382,49 @@ def table_rows(results: list[dict], peak: float) -> list[list[str]]:
                 r["impl"],
                 f"{r['micro_batch']} x {r['accumulation']}",
                 f"{r['steps_per_s']:.3g}",
-                f"{r['tflop_per_step']:.3g}",
-                f"{tflops:.3g}",
-                f"{100 * tflops / peak:.1f}",
+                f"{r['tflop_per_step']:.3g}" if counted else "-",
+                f"{tflops:.3g}" if counted else "-",
+                f"{100 * tflops / peak:.1f}" if counted else "-",
                 "-" if r["peak_gib"] is None else f"{r['peak_gib']:.1f}",
                 f"{hours:.3g}",
+                f"{r['warmup_s']:.3g}",
+                f"{r['loss']:.4f}",
             ]
         )
     return rows
 
 
-RATIO_COLUMNS = ["model", "speed ours/official", "memory official/ours", "GPU-h ours", "GPU-h official"]
+RATIO_COLUMNS = [
+    "model",
+    "speed ours/official",
+    "memory official/ours",
+    "GPU-h ours",
+    "GPU-h official",
+    "speed compiled/ours",
+]
 
 
 def ratio_rows(results: list[dict]) -> list[list[str]]:
+    """Per model with an "ours" row: against official and compiled where those ran ("-" where not)."""
     by_model = {}
     for r in results:
-        by_model.setdefault(r["model"], {})[r["impl"]] = r
+        if "error" not in r:
+            by_model.setdefault(r["model"], {})[r["impl"]] = r
     rows = []
-    for model, pair in by_model.items():
-        if set(pair) != {"ours", "official"} or any("error" in r for r in pair.values()):
+    for model, runs in by_model.items():
+        if "ours" not in runs or set(runs) == {"ours"}:
             continue
-        ours, official = pair["ours"], pair["official"]
+        ours, official, compiled = runs["ours"], runs.get("official"), runs.get("compiled")
         steps = PAPER_STEPS[recipes.get_recipe(MODELS[model]).kind]
-        memory = "-" if ours["peak_gib"] is None else f"{official['peak_gib'] / ours['peak_gib']:.2f}"
+        memory = "-" if not official or ours["peak_gib"] is None else f"{official['peak_gib'] / ours['peak_gib']:.2f}"
         rows.append(
             [
                 model,
-                f"{ours['steps_per_s'] / official['steps_per_s']:.2f}",
+                f"{ours['steps_per_s'] / official['steps_per_s']:.2f}" if official else "-",
                 memory,
                 f"{steps / ours['steps_per_s'] / 3600:.3g}",
-                f"{steps / official['steps_per_s'] / 3600:.3g}",
+                f"{steps / official['steps_per_s'] / 3600:.3g}" if official else "-",
+                f"{compiled['steps_per_s'] / ours['steps_per_s']:.2f}" if compiled else "-",
             ]
         )
     return rows
@@ -385,7 +436,7 @@ def markdown(columns: list[str], rows: list[list[str]]) -> str:
 
 
 def report(results: list[dict], peak: float, collate: dict, shape: Shape, device: str, seconds: float) -> str:
-    order = {(model, impl): i for i, (model, impl) in enumerate((m, i) for m in MODELS for i in ("ours", "official"))}
+    order = {(model, impl): i for i, (model, impl) in enumerate((m, i) for m in MODELS for i in IMPLS)}
     results = sorted(results, key=lambda r: order[(r["model"], r["impl"])])
     device_name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     return (
@@ -394,7 +445,8 @@ def report(results: list[dict], peak: float, collate: dict, shape: Shape, device
         f", vocab {shape.teacher.vocab_size}\n"
         f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
         f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
-        f"wall {seconds:.0f} s\n"
+        f"wall {seconds:.0f} s; warm-up s: the untimed first steps (for compiled: the compilation); mean loss: "
+        f"of all the run's steps, the same data for every impl (compiled against ours: equal but for dropout)\n"
         f"# collating one global batch in one process: {collate['ours']:.1f} ms (HF tokenizer.pad: "
         f"{collate['hf']:.1f} ms, {collate['hf'] / collate['ours']:.1f}x)\n\n"
         + markdown(COLUMNS, table_rows(results, peak))
@@ -409,6 +461,7 @@ def main(argv=None) -> int:
     parser.add_argument("--shape", choices=["paper", "tiny"], help="default: paper on cuda, tiny on cpu")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--no-official", action="store_true", help="skip the official-computation baseline")
+    parser.add_argument("--compile", action="store_true", help="also time ours with the train setting `compile`")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first counts the FLOPs)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps at most per run")
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
@@ -438,7 +491,8 @@ def main(argv=None) -> int:
     )
     collate = collate_ms(*data[vocab_size], shape.global_batch, repeats=min(5, args.warmup + args.steps))
     # every model of ours first: if time runs out, the pipeline's own rows are complete
-    for official in [False] if args.no_official else [False, True]:
+    impls = ["ours"] + ["compiled"] * args.compile + ["official"] * (not args.no_official)
+    for impl in impls:
         for model in args.models:
             vocab_size = shape.starts.get(model, shape.teacher).vocab_size
             if vocab_size not in data:
@@ -446,21 +500,26 @@ def main(argv=None) -> int:
                     tokenizer_of(vocab_size),
                     SyntheticShard((args.warmup + args.steps) * shape.global_batch, shape.max_length, vocab_size),
                 )
-            result = {"model": model, "impl": "official" if official else "ours"}
+            result = {"model": model, "impl": impl}
             if args.budget is not None and time.perf_counter() - began > args.budget:
                 result["error"] = "skipped: time budget spent"
             else:
                 try:
                     tokenizer, rows = data[vocab_size]
-                    result = run_once(model, shape, official, args, rows, tokenizer)
+                    result = run_once(model, shape, impl, args, rows, tokenizer)
                 except Exception as error:  # noqa: BLE001  (one failed run, whatever the error, must not lose the others' rows)
                     first_line = (str(error).splitlines() or [""])[0][:80]
                     result["error"] = f"failed: {type(error).__name__}: {first_line}"
                     gc.collect()
                     if args.device == "cuda":
                         torch.cuda.empty_cache()
+            ours = next((r for r in results if r["model"] == model and r["impl"] == "ours" and "error" not in r), None)
+            if impl == "compiled" and "error" not in result and ours:
+                result["tflop_per_step"] = ours["tflop_per_step"]  # the same computation
             results.append(result)
             outcome = result.get("error") or f"{result['steps_per_s']:.3g} steps/s"
+            if result.get("graphs_timed"):
+                outcome += f", {result['graphs_timed']} graph(s) compiled during the timed steps"
             print(
                 f"{model} {result['impl']}: {outcome} ({time.perf_counter() - began:.0f} s)",
                 file=sys.stderr,

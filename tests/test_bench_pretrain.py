@@ -1,9 +1,11 @@
 """benchmarks/bench_pretrain.py at a tiny shape on the CPU: every model, both implementations, the full table."""
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,3 +96,24 @@ def test_a_failed_run_becomes_a_row_and_the_others_are_kept(tmp_path, monkeypatc
     rows = {row[0]: row for row in table(out.read_text(), "model | impl")[1:]}
     assert rows["CompactBioBERT"][2] == "failed: RuntimeError: CUDA out of memory"
     assert float(rows["BioTinyBERT"][3]) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_arm_beside_ours_with_the_same_losses(tmp_path):
+    """--compile: a "compiled" row per model, its compile time apart, its speed against ours; with inductor's dropout
+    drawn as eager's (fallback_random) its losses are ours (fp32 on a CPU): the arm times the same computation."""
+    bench = load_bench()
+    out = tmp_path / "bench.txt"
+    argv = ["--device", "cpu", "--shape", "tiny", "--models", "BioDistilBERT", "--no-official", "--compile"]
+    with torch._inductor.config.patch(fallback_random=True):
+        assert bench.main([*argv, "--warmup", "2", "--steps", "3", "--seconds", "0", "--out", str(out)]) == 0
+    torch._dynamo.reset()
+    rows = {row[1]: row for row in table(out.read_text(), "model | impl")[1:]}
+    assert set(rows) == {"ours", "compiled"}
+    assert rows["compiled"][2] == rows["ours"][2] == "8 x 1" and rows["compiled"][4] == rows["ours"][4]
+    assert float(rows["compiled"][9]) > 0 and float(rows["compiled"][3]) > 0
+    assert float(rows["compiled"][10]) == pytest.approx(float(rows["ours"][10]), rel=1e-3)
+    ratios = table(out.read_text(), "model | speed")[1:]
+    assert [row[0] for row in ratios] == ["BioDistilBERT"] and ratios[0][1] == "-"
+    assert float(ratios[0][5]) == pytest.approx(float(rows["compiled"][3]) / float(rows["ours"][3]), rel=0.05)
