@@ -53,6 +53,7 @@ from transformers import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distill import reference_loss
 
+from compact_biomed.config import schema_defaults
 from compact_biomed.pretrain import TrainSettings, recipes
 from compact_biomed.pretrain import train as pretrain
 
@@ -246,22 +247,18 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
     official = impl == "official"
     objective = build_objective(model, shape, official, args.device)
     train = TrainSettings(  # the schema's train_defaults, but the shapes and the timed steps
-        max_steps=args.warmup + args.steps,
-        global_batch_size=shape.global_batch,
-        per_device_batch_size=shape.official_micro_batch if official else "auto",
-        learning_rate=1e-4,
-        warmup_steps=0,
-        weight_decay=0.0,
-        lr_scheduler="linear",
-        mlm_probability=0.15,
-        save_steps=0,
-        save_total_limit=2,
-        logging_steps=10**9,
-        teacher_dropout=True,
-        max_grad_norm=1.0,
-        precision="fp32" if official else "auto",
-        dataloader_workers=args.workers,
-        compile=impl == "compiled",
+        **{
+            **schema_defaults("train_defaults"),
+            "max_steps": args.warmup + args.steps,
+            "global_batch_size": shape.global_batch,
+            "per_device_batch_size": shape.official_micro_batch if official else "auto",
+            "learning_rate": 1e-4,
+            "save_steps": 0,
+            "logging_steps": 10**9,
+            "precision": "fp32" if official else "auto",
+            "dataloader_workers": args.workers,
+            "compile": impl == "compiled",
+        }
     )
     train = dataclasses.replace(
         train, per_device_batch_size=pretrain.choose_micro_batch(train, objective, shape.max_length, len(tokenizer))

@@ -33,19 +33,17 @@ def shared_path(*parts) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_bert_dir(tmp_path_factory):
+def make_tiny_bert(folder: Path, seed: int = 0) -> Path:
     """A 4-layer, 32-hidden random BertForMaskedLM with a cased WordPiece tokenizer, as a HF directory."""
     from compact_biomed.base_models import random_init
 
-    out = tmp_path_factory.mktemp("models") / "tiny-bert"
     random_init(
         TINY_TEXTS,
-        out,
+        folder,
         "bert",
         lowercase=False,
         vocab_size=300,
-        seed=0,
+        seed=seed,
         config={
             "num_hidden_layers": 4,
             "hidden_size": 32,
@@ -54,7 +52,36 @@ def tiny_bert_dir(tmp_path_factory):
             "max_position_embeddings": 128,
         },
     )
-    return out
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory):
+    return make_tiny_bert(tmp_path_factory.mktemp("models") / "tiny-bert")
+
+
+def tiny_train():
+    """Pre-training settings for tiny runs (3 steps of 8 rows, no intermediate checkpoint)."""
+    from compact_biomed.pretrain import TrainSettings
+
+    return TrainSettings(
+        max_steps=3,
+        global_batch_size=8,
+        per_device_batch_size=4,
+        learning_rate=1e-3,
+        warmup_steps=1,
+        weight_decay=0.0,
+        lr_scheduler="linear",
+        mlm_probability=0.15,
+        save_steps=0,
+        save_total_limit=2,
+        logging_steps=1,
+        teacher_dropout=True,
+        max_grad_norm=1.0,
+        precision="auto",
+        dataloader_workers=0,
+        compile=False,
+    )
 
 
 def huggingface_pubmed_dataset(folder: Path, citations) -> Path:

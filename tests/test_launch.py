@@ -5,6 +5,7 @@ import json
 import sys
 
 import pytest
+from conftest import tiny_train
 
 from compact_biomed import pretrain
 from compact_biomed.pretrain import launch
@@ -19,24 +20,7 @@ SETTINGS = pretrain.Settings(
     start_dir=None,
     student={"num_hidden_layers": 2},
     seed=3,
-    train=pretrain.TrainSettings(
-        max_steps=3,
-        global_batch_size=8,
-        per_device_batch_size="auto",
-        learning_rate=1e-3,
-        warmup_steps=1,
-        weight_decay=0.0,
-        lr_scheduler="linear",
-        mlm_probability=0.15,
-        save_steps=2,
-        save_total_limit=2,
-        logging_steps=1,
-        teacher_dropout=True,
-        max_grad_norm=1.0,
-        precision="auto",
-        dataloader_workers=0,
-        compile=False,
-    ),
+    train=dataclasses.replace(tiny_train(), per_device_batch_size="auto", save_steps=2),
 )
 
 

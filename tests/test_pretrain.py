@@ -10,7 +10,7 @@ import datasets
 import pytest
 import torch
 import yaml
-from conftest import REPO, TINY_TEXTS
+from conftest import REPO, TINY_TEXTS, make_tiny_bert, tiny_train
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from snakemake.utils import validate
@@ -24,24 +24,7 @@ from compact_biomed.pretrain import train as pretrain
 
 torch.set_num_threads(1)
 
-TRAIN = TrainSettings(
-    max_steps=3,
-    global_batch_size=8,
-    per_device_batch_size=4,
-    learning_rate=1e-3,
-    warmup_steps=1,
-    weight_decay=0.0,
-    lr_scheduler="linear",
-    mlm_probability=0.15,
-    save_steps=0,
-    save_total_limit=2,
-    logging_steps=1,
-    teacher_dropout=True,
-    max_grad_norm=1.0,
-    precision="auto",
-    dataloader_workers=0,
-    compile=False,
-)
+TRAIN = tiny_train()
 TINY_STUDENT = {"num_hidden_layers": 2, "hidden_size": 24, "num_attention_heads": 4, "intermediate_size": 48}
 
 
@@ -287,22 +270,7 @@ def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path,
 
 
 def tiny_teacher(folder, seed):
-    random_init(
-        TINY_TEXTS,
-        folder,
-        "bert",
-        lowercase=False,
-        vocab_size=300,
-        seed=seed,
-        config={
-            "num_hidden_layers": 4,
-            "hidden_size": 32,
-            "num_attention_heads": 4,
-            "intermediate_size": 64,
-            "max_position_embeddings": 128,
-        },
-    )
-    return str(folder)
+    return str(make_tiny_bert(folder, seed))
 
 
 def weights(out_dir) -> dict:

@@ -17,6 +17,23 @@ from test_faults import small_config
 
 from compact_biomed.pretrain.cost import pretrain_runtime_minutes
 
+# How both cluster runs submit: the profile, the small config, and a cluster without accounting
+SLURM_OPTIONS = [
+    "--workflow-profile",
+    "profiles/slurm",
+    "--configfile",
+    "small.yaml",
+    "--slurm-no-account",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "2",
+    "--jobs",
+    "4",
+]
+
 pytestmark = pytest.mark.slow
 
 
@@ -64,19 +81,7 @@ def test_demo_dag_runs_through_the_slurm_profile(tmp_path, cluster):
     user_profile(workdir, cluster)
     (workdir / "small.yaml").write_text(yaml.safe_dump(small_config()))
     result = snakemake(
-        "--workflow-profile",
-        "profiles/slurm",
-        "--configfile",
-        "small.yaml",
-        "--slurm-no-account",
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--seconds-between-status-checks",
-        "2",
-        "--jobs",
-        "4",
+        *SLURM_OPTIONS,
         cwd=workdir,
         timeout=1200,
     )
@@ -159,19 +164,7 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
         *SNAKEMAKE,
         "results/models/DistilBioBERT",
         "results/ner/BioBERT/demo-disease/seed1/metrics.json",
-        "--workflow-profile",
-        "profiles/slurm",
-        "--configfile",
-        "small.yaml",
-        "--slurm-no-account",
-        "--slurm-status-command",
-        "squeue",
-        "--slurm-init-seconds-before-status-checks",
-        "1",
-        "--seconds-between-status-checks",
-        "2",
-        "--jobs",
-        "4",
+        *SLURM_OPTIONS,
     ]
     jobs, lines = [], []
     with subprocess.Popen(
