@@ -1,0 +1,37 @@
+"""benchmarks/fidelity_ner.py on a tiny model: the workflow's NER job scores exactly as an independent run of the
+official protocol (Trainer + seqeval, every piece labelled) with the same seed, in both scorings."""
+
+import importlib.util
+import random
+import sys
+from pathlib import Path
+
+from test_ner import toy_sentence, write_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_fidelity():
+    spec = importlib.util.spec_from_file_location("fidelity_ner", REPO / "benchmarks" / "fidelity_ner.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_job_equals_the_official_protocol_seed_for_seed(tiny_bert_dir, tmp_path, capsys):
+    rng = random.Random(1)
+    sentences = [toy_sentence(rng) for _ in range(100)]
+    data = write_dataset(tmp_path / "toy", sentences[:64], sentences[64:82], sentences[82:])
+    out = tmp_path / "fidelity.txt"
+    fidelity = load_fidelity()
+    argv = ["--model-dir", str(tiny_bert_dir), "--data-dir", str(data), "--seeds", "3", "--epochs", "4"]
+    assert fidelity.main([*argv, "--learning-rate", "5e-3", "--batch-size", "8", "--out", str(out)]) == 0
+
+    fields = [line.split() for line in out.read_text().splitlines()]
+    rows = {row[0]: row for row in fields if row[1:2] == ["3"]}  # arm, seed, paper F1, word F1, diffs, seconds
+    assert set(rows) == {"reference", "job"}
+    assert float(rows["reference"][3]) > 0.5  # word F1: the toy task was learnt, so equality says something
+    assert rows["job"][2:4] == rows["reference"][2:4]  # test F1, paper and word scoring
+    assert rows["job"][4:6] == ["+0.0000", "+0.0000"]
+    assert "job - reference, word scoring: mean +0.0000" in capsys.readouterr().out
