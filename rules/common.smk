@@ -6,17 +6,18 @@ import sys
 import uuid
 from pathlib import Path
 
-# The package is pip-installed for the jobs (`make setup`; environment.yml installs this folder for --sdm conda);
-# the Snakefile itself also finds it in a bare clone.
+# The Snakefile and every job import this clone's src/ first, whatever package an environment holds: a conda
+# environment shared through --conda-prefix (same environment.yml, same hash) holds the clone that created it.
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for environment.yml
 
 from compact_biomed import config as cfg
 from compact_biomed.ner import data as ner_data
-from compact_biomed.smk import RUN_ID
+from compact_biomed.smk import RUN_ID, prepend_pythonpath
 from snakemake.exceptions import WorkflowError
 
 os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: see compact_biomed.smk
+prepend_pythonpath(Path(workflow.basedir) / "src")
 
 try:  # also fills in the schema's defaults, as for the CLI
     cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", model_checks=workflow.is_main_process)

@@ -3,6 +3,7 @@
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -57,6 +58,23 @@ def test_conda_environment_installs_this_checkout(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Would install compact-biomed-" in result.stdout
+
+
+def test_jobs_run_their_own_clones_package_not_the_installed_one(tmp_path):
+    """A conda environment shared through --conda-prefix holds the package of the clone that created it (here: the
+    test's installed package); the jobs of another clone must still run that clone's own src/."""
+    workdir = copy_workflow(tmp_path / "clone")
+    shutil.copytree(REPO / "src", workdir / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__"))
+    demo = workdir / "src" / "compact_biomed" / "demo.py"
+    marker = tmp_path / "imported-from"
+    demo.write_text(
+        demo.read_text()
+        + "\n\n_write = write_ner_dataset\n\n\ndef write_ner_dataset(*args, **kwargs):\n"
+        + f"    Path({str(marker)!r}).write_text(__file__)\n    return _write(*args, **kwargs)\n"
+    )
+    result = snakemake("--cores", "1", "resources/demo/ner/demo-disease/train.tsv", cwd=workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert marker.read_text() == str(demo)
 
 
 def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():

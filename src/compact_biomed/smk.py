@@ -20,6 +20,14 @@ RUN_ID = "COMPACT_BIOMED_RUN_ID"
 _earlier_attempts = ""  # what redirect_output put at the top of this attempt's log
 
 
+def prepend_pythonpath(src: Path) -> None:
+    """Put `src` first on the PYTHONPATH that the Snakefile's jobs inherit (once), so each job imports the package
+    of the workflow's own clone, whatever its environment holds: a conda environment shared through --conda-prefix
+    (same environment.yml, same hash) holds the package of the clone that created it."""
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(src)]
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(src), *paths])
+
+
 def run(snakemake, *steps: Callable[[object], object]) -> None:
     """Run the step named like the job's rule, `step(snakemake)`, with stdout/stderr sent to the rule's log and
     torch limited to the rule's threads. A stage's adapter (workflow/scripts/<stage>.py) passes one step per
