@@ -117,3 +117,19 @@ def test_compiled_arm_beside_ours_with_the_same_losses(tmp_path):
     ratios = table(out.read_text(), "model | speed")[1:]
     assert [row[0] for row in ratios] == ["BioDistilBERT"] and ratios[0][1] == "-"
     assert float(ratios[0][5]) == pytest.approx(float(rows["compiled"][3]) / float(rows["ours"][3]), rel=0.05)
+
+
+def test_split_arm_beside_ours_for_the_recipes_that_split(tmp_path):
+    """--length-split: a "split" row beside ours for DistilBioBERT, none for CompactBioBERT (its layer terms read
+    every map), and its speed against ours in the ratio table."""
+    bench = load_bench()
+    out = tmp_path / "bench.txt"
+    argv = ["--device", "cpu", "--shape", "tiny", "--models", "DistilBioBERT", "CompactBioBERT", "--no-official"]
+    assert (
+        bench.main([*argv, "--length-split", "--warmup", "2", "--steps", "2", "--seconds", "0", "--out", str(out)]) == 0
+    )
+    rows = [(row[0], row[1]) for row in table(out.read_text(), "model | impl")[1:]]
+    assert rows == [("DistilBioBERT", "ours"), ("DistilBioBERT", "split"), ("CompactBioBERT", "ours")]
+    ratios = table(out.read_text(), "model | speed")
+    assert ratios[0][-1] == "speed split/ours" and [row[0] for row in ratios[1:]] == ["DistilBioBERT"]
+    assert float(ratios[1][-1]) > 0 and ratios[1][-2] == "-"  # no compiled run

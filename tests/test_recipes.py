@@ -287,3 +287,50 @@ def test_recipe_needs_matching_teacher_argument(teacher):
         recipes.PretrainingObjective(recipes.get_recipe("distilbiobert"), teacher)
     with pytest.raises(ValueError, match="'continual_mlm' takes no teacher"):
         recipes.PretrainingObjective(recipes.get_recipe("continual_mlm"), teacher, teacher)
+
+
+# --- length split: short rows in a pass of their own --------------------------------------------------------------
+
+
+def sorted_batch(vocab):
+    """make_batch's rows in ascending length order (4, 7, 10), as the collator sorts them for a split."""
+    return [tensor.flip(0) for tensor in make_batch(vocab)]
+
+
+@pytest.mark.parametrize(
+    "recipe_name, arch",
+    [
+        ("distilbiobert", None),
+        ("continual_mlm", "bert"),
+        ("continual_mlm", "distilbert"),
+        ("continual_mlm", "mobilebert"),
+    ],
+)
+@pytest.mark.parametrize("short_rows, short_length", [(1, 4), (2, 7)])
+def test_length_split_gives_the_one_pass_terms_and_gradients(teacher, recipe_name, arch, short_rows, short_length):
+    if arch is None:
+        objective = objective_for(recipe_name, teacher).eval()  # eval: no dropout, so the passes can be compared
+    else:
+        objective = recipes.PretrainingObjective(recipes.get_recipe(recipe_name), small_masked_lms()[arch]).eval()
+    batch = sorted_batch(objective.student.config.vocab_size)
+    results = []
+    for split in ({}, {"short_rows": short_rows, "short_length": short_length}):
+        objective.zero_grad()
+        out = objective(*batch, **split)
+        out["loss"].backward()
+        grads = {name: p.grad.clone() for name, p in objective.student.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+    (one, one_grads), (split, split_grads) = results
+    for name, value in one["terms"].items():
+        assert split["terms"][name].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-6), name
+    assert one_grads.keys() == split_grads.keys() and one_grads
+    for name, grad in one_grads.items():
+        torch.testing.assert_close(split_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("recipe_name", ["compactbiobert", "tinybiobert"])
+def test_length_split_is_refused_where_layer_terms_read_every_map(teacher, recipe_name):
+    objective = objective_for(recipe_name, teacher)
+    assert not recipes.splits_by_length(objective.recipe)
+    with pytest.raises(ValueError, match=f"recipe '{recipe_name}' does not split batches by length"):
+        objective(*sorted_batch(teacher.config.vocab_size), short_rows=1, short_length=4)

@@ -35,6 +35,7 @@ class TrainSettings:
     precision: str
     dataloader_workers: int
     compile: bool  # torch.compile the training step (train.compile_objective); the same computation
+    length_split: bool  # short rows of a micro-batch in a pass of their own (train.sort_by_length); the same
 
     @classmethod
     def from_dict(cls, values: dict, key: str) -> TrainSettings:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from transformers import AutoModelForMaskedLM, DistilBertForMaskedLM, PreTrainedModel
 
 from .. import IGNORE_INDEX
@@ -315,6 +316,37 @@ def encode(
     return EncoderPass(head(last[masked]), last, out.hidden_states, out.attentions)
 
 
+def encode_by_length(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    masked: torch.Tensor,
+    short_rows: int,
+    short_length: int,
+) -> EncoderPass:
+    """encode() on the first `short_rows` rows cut to `short_length` positions and on the other rows apart: the
+    outputs of one pass over the whole batch (padding never reaches a real position), with less padding computed.
+    Rows of the short group hold no real or masked position past `short_length` (the collator sorted them)."""
+    short = encode(
+        model,
+        input_ids[:short_rows, :short_length],
+        attention_mask[:short_rows, :short_length],
+        masked[:short_rows, :short_length],
+    )
+    rest = encode(model, input_ids[short_rows:], attention_mask[short_rows:], masked[short_rows:])
+    width = input_ids.shape[1]
+    last = torch.cat([F.pad(short.last_hidden, (0, 0, 0, width - short_length)), rest.last_hidden])
+    # the masked rows of the short group come first in `masked`'s row-major order too
+    return EncoderPass(torch.cat([short.masked_logits, rest.masked_logits]), last)
+
+
+def splits_by_length(recipe: Recipe) -> bool:
+    """Whether the train setting `length_split` applies: the recipe's terms read the last hidden layer at real
+    positions and the logits at masked ones only. CompactBioBERT's and TinyBioBERT's layer and attention terms read
+    every layer's maps, which the split passes do not assemble."""
+    return not needs_hidden_states(recipe) and not recipe.attention_maps
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Loss terms per recipe (unweighted; the recipe's loss_weights combine them)
 # ---------------------------------------------------------------------------------------------------------------
@@ -421,18 +453,33 @@ class PretrainingObjective(nn.Module):
             self.teacher.train(mode and self.teacher_dropout)
         return self
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> dict:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        short_rows: int = 0,
+        short_length: int = 0,
+    ) -> dict:
+        """`short_rows` > 0 (the train setting `length_split`, where splits_by_length): the batch's first rows,
+        sorted by length, run apart at `short_length` positions (encode_by_length)."""
         masked = masked_positions(labels)
         batch = Batch(attention_mask, masked, labels[masked])
         layers = needs_hidden_states(self.recipe)
         maps = self.recipe.attention_maps
-        student_pass = encode(self.student, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps)
+        if short_rows and not splits_by_length(self.recipe):
+            raise ValueError(f"recipe {self.recipe.name!r} does not split batches by length")
+
+        def run(model):
+            if short_rows:
+                return encode_by_length(model, input_ids, attention_mask, masked, short_rows, short_length)
+            return encode(model, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps)
+
+        student_pass = run(self.student)
         teacher_pass = None
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_pass = encode(
-                    self.teacher, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps
-                )
+                teacher_pass = run(self.teacher)
         terms = TERMS[self.recipe.name](student_pass, teacher_pass, batch, self.layout, self.fit_dense)
         loss = sum(self.recipe.loss_weights[name] * value for name, value in terms.items())
         return {"loss": loss, "terms": terms}
