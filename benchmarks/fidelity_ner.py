@@ -179,18 +179,21 @@ def worker(args) -> None:
 def run_all(args, jobs: list[tuple[str, int]]) -> list[dict]:
     """Run the (arm, seed) workers, `args.parallel` at a time; a failed worker stops the benchmark."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    results, running, logs = [], [], Path(tempfile.mkdtemp(prefix="fidelity-ner-"))
-    while jobs or running:
-        while jobs and len(running) < args.parallel:
-            arm, seed = jobs.pop(0)
-            log = logs / f"{arm}-{seed}.log"
-            command = [sys.executable, __file__, "--worker", arm, "--seed", str(seed), *forwarded(args)]
-            running.append((subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env), log))
-        process, log = running.pop(0)
-        lines = log.read_text(errors="replace").splitlines() if process.wait() == 0 else []
-        if not lines or not lines[-1].startswith(RESULT):
-            sys.exit(f"worker failed, its log: {log}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:]))
-        results.append(json.loads(lines[-1][len(RESULT) :]))
+    results, running = [], []
+    with tempfile.TemporaryDirectory(prefix="fidelity-ner-") as logs:
+        while jobs or running:
+            while jobs and len(running) < args.parallel:
+                arm, seed = jobs.pop(0)
+                log = Path(logs) / f"{arm}-{seed}.log"
+                command = [sys.executable, __file__, "--worker", arm, "--seed", str(seed), *forwarded(args)]
+                process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+                running.append((process, log))
+            process, log = running.pop(0)
+            process.wait()
+            lines = log.read_text(errors="replace").splitlines()
+            if process.returncode or not lines or not lines[-1].startswith(RESULT):
+                sys.exit(f"worker {log.stem} failed ({process.returncode}); its log ends:\n" + "\n".join(lines[-15:]))
+            results.append(json.loads(lines[-1][len(RESULT) :]))
     return results
 
 
