@@ -188,10 +188,14 @@ def run_all(args, jobs: list[tuple[str, int]]) -> list[dict]:
                 command = [sys.executable, __file__, "--worker", arm, "--seed", str(seed), *forwarded(args)]
                 process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
                 running.append((process, log))
-            process, log = running.pop(0)
-            process.wait()
+            while all(process.poll() is None for process, _ in running):
+                time.sleep(1)
+            process, log = next(job for job in running if job[0].poll() is not None)
+            running.remove((process, log))
             lines = log.read_text(errors="replace").splitlines()
             if process.returncode or not lines or not lines[-1].startswith(RESULT):
+                for other, _ in running:
+                    other.kill()
                 sys.exit(f"worker {log.stem} failed ({process.returncode}); its log ends:\n" + "\n".join(lines[-15:]))
             results.append(json.loads(lines[-1][len(RESULT) :]))
     return results

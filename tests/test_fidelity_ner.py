@@ -6,6 +6,7 @@ import random
 import sys
 from pathlib import Path
 
+import pytest
 from test_ner import toy_sentence, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,3 +36,11 @@ def test_job_equals_the_official_protocol_seed_for_seed(tiny_bert_dir, tmp_path,
     assert rows["job"][2:4] == rows["reference"][2:4]  # test F1, paper and word scoring
     assert rows["job"][4:6] == ["+0.0000", "+0.0000"]
     assert "job - reference, word scoring: mean +0.0000" in capsys.readouterr().out
+
+
+def test_a_failed_worker_stops_the_benchmark_with_its_log(tmp_path):
+    fidelity = load_fidelity()
+    data = write_dataset(tmp_path / "toy", *([toy_sentence(random.Random(0))] * 3 for _ in range(3)))
+    argv = ["--model-dir", str(tmp_path / "no-model"), "--data-dir", str(data), "--seeds", "1", "--epochs", "1"]
+    with pytest.raises(SystemExit, match=r"worker (reference|job)-1 failed \(1\); its log ends:\n(.|\n)*no-model"):
+        fidelity.main(argv)
