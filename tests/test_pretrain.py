@@ -471,12 +471,12 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
     assert len(lengths) > 1  # batches with padding
 
 
-def test_length_split_runs_the_rows_that_save_most_apart_or_none():
-    assert pretrain.length_split(np.array([4, 7, 10])) == 1  # 1x4 + 2x10 = 24 of 30 positions
-    assert pretrain.length_split(np.array([5, 6, 32, 32])) == 2  # 2x6 + 2x32 = 76 of 128
-    assert pretrain.length_split(np.array([8, 8, 8, 8])) == 0
-    assert pretrain.length_split(np.array([240, 250, 256, 256])) == 0  # saves 1.6%: not worth a second pass
-    assert pretrain.length_split(np.array([30])) == 0
+def test_short_row_count_runs_the_rows_that_save_most_apart_or_none():
+    assert pretrain.short_row_count(np.array([4, 7, 10])) == 1  # 1x4 + 2x10 = 24 of 30 positions
+    assert pretrain.short_row_count(np.array([5, 6, 32, 32])) == 2  # 2x6 + 2x32 = 76 of 128
+    assert pretrain.short_row_count(np.array([8, 8, 8, 8])) == 0
+    assert pretrain.short_row_count(np.array([240, 250, 256, 256])) == 0  # saves 1.6%: not worth a second pass
+    assert pretrain.short_row_count(np.array([30])) == 0
 
 
 @pytest.fixture(scope="module")
@@ -500,7 +500,12 @@ def test_length_split_collator_sorts_rows_and_keeps_their_masks(tiny_bert_dir, m
     assert lengths.tolist() == sorted(plain["attention_mask"].sum(1).tolist())
     rows = {key: sorted(map(tuple, plain[key].tolist())) for key in ("input_ids", "labels")}
     assert rows == {key: sorted(map(tuple, split[key].tolist())) for key in ("input_ids", "labels")}  # same masks
-    assert split["short_rows"] == 3 and split["short_length"] == lengths[2] < lengths[3]
+    assert split["short_rows"] == 3 and split["short_length"] == lengths[2] + 1 < lengths[3]
+    tokenizer.padding_side = "left"
+    with pytest.raises(ValueError, match="length_split cuts padding off the right"):
+        pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, length_split=True)
+    short_mask = split["attention_mask"][:3, : split["short_length"]]
+    assert short_mask.sum() == lengths[:3].sum() and not short_mask[:, -1].any()  # every real position, one pad after
     assert (split["labels"][:3, split["short_length"] :] == -100).all()
 
 

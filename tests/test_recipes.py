@@ -292,9 +292,21 @@ def test_recipe_needs_matching_teacher_argument(teacher):
 # --- length split: short rows in a pass of their own --------------------------------------------------------------
 
 
-def sorted_batch(vocab):
+def sorted_batch(vocab, short_masked=True):
     """make_batch's rows in ascending length order (4, 7, 10), as the collator sorts them for a split."""
-    return [tensor.flip(0) for tensor in make_batch(vocab)]
+    input_ids, attention_mask, labels = [tensor.flip(0) for tensor in make_batch(vocab)]
+    if not short_masked:
+        labels[0] = -100  # the 4-token row, alone in the short pass at (1, 5), has no masked position
+    return input_ids, attention_mask, labels
+
+
+def with_nonzero_pad_embedding(objective):
+    """A trained model's [PAD] embedding need not be zero (random init zeroes it): MobileBERT's trigram input lets
+    the last real token of a row see the next position's embedding, [PAD] in a padded batch."""
+    with torch.no_grad():
+        for model in filter(None, (objective.student, objective.teacher)):
+            model.get_input_embeddings().weight[model.config.pad_token_id].normal_()
+    return objective
 
 
 @pytest.mark.parametrize(
@@ -306,13 +318,16 @@ def sorted_batch(vocab):
         ("continual_mlm", "mobilebert"),
     ],
 )
-@pytest.mark.parametrize("short_rows, short_length", [(1, 4), (2, 7)])
-def test_length_split_gives_the_one_pass_terms_and_gradients(teacher, recipe_name, arch, short_rows, short_length):
+@pytest.mark.parametrize("short_rows, short_length, short_masked", [(1, 5, True), (1, 5, False), (2, 8, True)])
+def test_length_split_gives_the_one_pass_terms_and_gradients(
+    teacher, recipe_name, arch, short_rows, short_length, short_masked
+):
     if arch is None:
         objective = objective_for(recipe_name, teacher).eval()  # eval: no dropout, so the passes can be compared
     else:
         objective = recipes.PretrainingObjective(recipes.get_recipe(recipe_name), small_masked_lms()[arch]).eval()
-    batch = sorted_batch(objective.student.config.vocab_size)
+    objective = with_nonzero_pad_embedding(objective)
+    batch = sorted_batch(objective.student.config.vocab_size, short_masked)
     results = []
     for split in ({}, {"short_rows": short_rows, "short_length": short_length}):
         objective.zero_grad()
@@ -333,4 +348,12 @@ def test_length_split_is_refused_where_layer_terms_read_every_map(teacher, recip
     objective = objective_for(recipe_name, teacher)
     assert not recipes.splits_by_length(objective.recipe)
     with pytest.raises(ValueError, match=f"recipe '{recipe_name}' does not split batches by length"):
-        objective(*sorted_batch(teacher.config.vocab_size), short_rows=1, short_length=4)
+        objective(*sorted_batch(teacher.config.vocab_size), short_rows=1, short_length=5)
+
+
+def test_length_split_that_does_not_fit_the_batch_is_refused(teacher):
+    objective = objective_for("distilbiobert", teacher)
+    batch = sorted_batch(teacher.config.vocab_size)
+    for short_rows, short_length in ((3, 5), (1, 10), (1, 0)):  # every row short; the full width; no position
+        with pytest.raises(ValueError, match="do not fit a"):
+            objective(*batch, short_rows=short_rows, short_length=short_length)

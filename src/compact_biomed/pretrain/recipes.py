@@ -284,7 +284,7 @@ class EncoderPass:
     """What one model's forward pass produced."""
 
     masked_logits: torch.Tensor  # (n_masked, vocab)
-    last_hidden: torch.Tensor  # (batch, seq, hidden)
+    last_hidden: torch.Tensor | None  # (batch, seq, hidden); None where no term reads it (encode_by_length)
     hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings output + every layer output
     attentions: tuple[torch.Tensor, ...] | None = None  # per layer (batch, heads, seq, seq), post-softmax
 
@@ -323,10 +323,12 @@ def encode_by_length(
     masked: torch.Tensor,
     short_rows: int,
     short_length: int,
+    last_hidden: bool,
 ) -> EncoderPass:
     """encode() on the first `short_rows` rows cut to `short_length` positions and on the other rows apart: the
-    outputs of one pass over the whole batch (padding never reaches a real position), with less padding computed.
-    Rows of the short group hold no real or masked position past `short_length` (the collator sorted them)."""
+    outputs of one pass over the whole batch, with less padding computed. The short rows hold no real or masked
+    position past `short_length`, and at least one padding position before it (train.sort_by_length); the last
+    hidden layer is assembled for the whole batch only where `last_hidden` asks (a distillation term reads it)."""
     short = encode(
         model,
         input_ids[:short_rows, :short_length],
@@ -334,9 +336,11 @@ def encode_by_length(
         masked[:short_rows, :short_length],
     )
     rest = encode(model, input_ids[short_rows:], attention_mask[short_rows:], masked[short_rows:])
-    width = input_ids.shape[1]
-    last = torch.cat([F.pad(short.last_hidden, (0, 0, 0, width - short_length)), rest.last_hidden])
-    # the masked rows of the short group come first in `masked`'s row-major order too
+    last = None
+    if last_hidden:  # zeros at the cut padding: the terms read real positions only
+        width = input_ids.shape[1]
+        last = torch.cat([F.pad(short.last_hidden, (0, 0, 0, width - short_length)), rest.last_hidden])
+    # the short rows' masked positions come first in `masked`'s row-major order too
     return EncoderPass(torch.cat([short.masked_logits, rest.masked_logits]), last)
 
 
@@ -462,17 +466,23 @@ class PretrainingObjective(nn.Module):
         short_length: int = 0,
     ) -> dict:
         """`short_rows` > 0 (the train setting `length_split`, where splits_by_length): the batch's first rows,
-        sorted by length, run apart at `short_length` positions (encode_by_length)."""
+        sorted by length, run in a pass of their own at `short_length` positions (encode_by_length)."""
         masked = masked_positions(labels)
         batch = Batch(attention_mask, masked, labels[masked])
         layers = needs_hidden_states(self.recipe)
         maps = self.recipe.attention_maps
         if short_rows and not splits_by_length(self.recipe):
             raise ValueError(f"recipe {self.recipe.name!r} does not split batches by length")
+        if not 0 <= short_rows < len(input_ids) or (short_rows and not 0 < short_length < input_ids.shape[1]):
+            raise ValueError(
+                f"short_rows {short_rows}, short_length {short_length} do not fit a {input_ids.shape} batch"
+            )
 
         def run(model):
             if short_rows:
-                return encode_by_length(model, input_ids, attention_mask, masked, short_rows, short_length)
+                return encode_by_length(
+                    model, input_ids, attention_mask, masked, short_rows, short_length, self.teacher is not None
+                )
             return encode(model, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps)
 
         student_pass = run(self.student)

@@ -114,13 +114,16 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
 
     Masks therefore do not depend on when or in which process the batch is collated (prefetching, dataloader
     workers, resume), and the global RNG, which drives dropout and which Trainer checkpoints, is left untouched.
-    An example meets new masks in every epoch because it meets a different batch.
+    An example meets new masks in every epoch because it meets a different batch. With `length_split` the rows
+    come sorted by length, and the short ones named for a pass of their own (sort_by_length).
     """
 
     def __init__(self, tokenizer, mlm_probability: float, mask_seed: int, length_split: bool = False):
         super().__init__(tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability)
         self.mask_seed = mask_seed
-        self.length_split = length_split  # the train setting: rows sorted, the short group named (sort_by_length)
+        if length_split and tokenizer.padding_side != "right":
+            raise ValueError("length_split cuts padding off the right: it needs a tokenizer that pads on the right")
+        self.length_split = length_split  # the train setting: rows sorted, short ones named (sort_by_length)
 
     def masking_generator(self, indices: list[int]) -> torch.Generator:
         entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
@@ -144,7 +147,7 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
 LENGTH_SPLIT_MIN_SAVING = 0.1
 
 
-def length_split(lengths: np.ndarray) -> int:
+def short_row_count(lengths: np.ndarray) -> int:
     """How many of the rows (lengths in ascending order) to run apart at their own longest length: the count that
     computes the fewest positions in all, or 0 where that saves less than LENGTH_SPLIT_MIN_SAVING of them."""
     n = len(lengths)
@@ -158,15 +161,16 @@ def length_split(lengths: np.ndarray) -> int:
 
 def sort_by_length(batch: dict[str, torch.Tensor]) -> dict:
     """The batch's rows in length order (after masking: the masks stay those of the unsorted batch) and, where a
-    split pays, `short_rows` and `short_length` for PretrainingObjective. Every loss is a mean over positions, so
-    the row order changes none of them."""
+    second pass pays, `short_rows` and `short_length` for PretrainingObjective. Every loss is a mean over positions,
+    so the row order changes none of them. The short pass keeps one padding position after the longest short row:
+    MobileBERT's trigram input shows each token the next position's embedding, [PAD] after a row's last token."""
     lengths = batch["attention_mask"].sum(dim=1)
     order = torch.argsort(lengths, stable=True)
     batch = {key: value[order] for key, value in batch.items()}
     lengths = lengths[order].numpy()
-    short = length_split(lengths)
+    short = short_row_count(lengths)
     if short:
-        batch.update(short_rows=short, short_length=int(lengths[short - 1]))
+        batch.update(short_rows=short, short_length=int(lengths[short - 1]) + 1)  # < the width: a split saves 10%
     return batch
 
 
@@ -715,9 +719,10 @@ def build_objective(settings: Settings, recipe: recipes.Recipe):
 
 def use_length_split(train: TrainSettings, recipe: recipes.Recipe) -> bool:
     """The train setting `length_split` where the recipe allows it (recipes.splits_by_length); a line where not."""
-    if train.length_split and not recipes.splits_by_length(recipe):
+    allowed = recipes.splits_by_length(recipe)
+    if train.length_split and not allowed:
         print(f"length_split: off for recipe {recipe.name} (its terms read every layer's maps)", flush=True)
-    return train.length_split and recipes.splits_by_length(recipe)
+    return train.length_split and allowed
 
 
 def train_and_export(settings: Settings) -> dict:
