@@ -7,8 +7,10 @@ alone, nothing from this package: every piece of a word carries the word's tag, 
 sub-tokens ("paper" scoring) and over words, the first piece standing for its word ("word" scoring). Two
 alignments make the same seed the same run on both sides: the head is drawn after `set_seed(seed)` (the official
 code draws it from torch's unseeded start state) and the labels are sorted (the official code takes them from a
-Python set, whose order changes with every process's hash seed). On a CPU (fp32) the two then give the same F1; on
-CUDA (bf16) the job pads its batches to a multiple of 64, so the two may differ by bf16's rounding.
+Python set, whose order changes with every process's hash seed). Two more choices follow the job, not the official
+code: bf16 on CUDA (the official code ran fp32), and labels looked up by word index, so a word without sub-tokens
+cannot shift the labels after it (the official code's shift, spec §4.1). On a CPU (fp32) the two then give the
+same F1; on CUDA the job pads its batches to a multiple of 64, so the two may differ by bf16's rounding.
 
 Arms, each seed of each arm a fresh process:
 * reference - the official protocol, as above;
@@ -179,7 +181,7 @@ def worker(args) -> None:
 
 def run_all(args, jobs: list[tuple[str, int]]) -> list[dict]:
     """Run the (arm, seed) workers, `args.parallel` at a time; a failed worker stops the benchmark."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
     results, running = [], []
     with tempfile.TemporaryDirectory(prefix="fidelity-ner-") as logs:
         while jobs or running:
@@ -187,7 +189,8 @@ def run_all(args, jobs: list[tuple[str, int]]) -> list[dict]:
                 arm, seed = jobs.pop(0)
                 log = Path(logs) / f"{arm}-{seed}.log"
                 command = [sys.executable, __file__, "--worker", arm, "--seed", str(seed), *forwarded(args)]
-                process = subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+                with log.open("w") as out:  # the worker holds its own copy of the file
+                    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
                 running.append((process, log))
             while all(process.poll() is None for process, _ in running):
                 time.sleep(1)
