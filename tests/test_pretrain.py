@@ -472,8 +472,9 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
 
 
 def test_short_row_count_runs_the_rows_that_save_most_apart_or_none():
-    assert pretrain.short_row_count(np.array([4, 7, 10])) == 1  # 1x4 + 2x10 = 24 of 30 positions
-    assert pretrain.short_row_count(np.array([5, 6, 32, 32])) == 2  # 2x6 + 2x32 = 76 of 128
+    assert pretrain.short_row_count(np.array([4, 7, 10])) == 1  # 1x(4+1) + 2x10 = 25 of 30 positions
+    assert pretrain.short_row_count(np.array([5, 6, 32, 32])) == 2  # 2x(6+1) + 2x32 = 78 of 128
+    assert pretrain.short_row_count(np.array([1, 2])) == 0  # (1+1) + 2 = 4 of 4: the kept padding eats the saving
     assert pretrain.short_row_count(np.array([8, 8, 8, 8])) == 0
     assert pretrain.short_row_count(np.array([240, 250, 256, 256])) == 0  # saves 1.6%: not worth a second pass
     assert pretrain.short_row_count(np.array([30])) == 0
@@ -501,12 +502,12 @@ def test_length_split_collator_sorts_rows_and_keeps_their_masks(tiny_bert_dir, m
     rows = {key: sorted(map(tuple, plain[key].tolist())) for key in ("input_ids", "labels")}
     assert rows == {key: sorted(map(tuple, split[key].tolist())) for key in ("input_ids", "labels")}  # same masks
     assert split["short_rows"] == 3 and split["short_length"] == lengths[2] + 1 < lengths[3]
-    tokenizer.padding_side = "left"
-    with pytest.raises(ValueError, match="length_split cuts padding off the right"):
-        pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, length_split=True)
     short_mask = split["attention_mask"][:3, : split["short_length"]]
     assert short_mask.sum() == lengths[:3].sum() and not short_mask[:, -1].any()  # every real position, one pad after
     assert (split["labels"][:3, split["short_length"] :] == -100).all()
+    tokenizer.padding_side = "left"
+    with pytest.raises(ValueError, match="length_split cuts padding off the right"):
+        pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, length_split=True)
 
 
 def test_length_split_run_has_the_one_pass_losses(tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch):

@@ -354,6 +354,6 @@ def test_length_split_is_refused_where_layer_terms_read_every_map(teacher, recip
 def test_length_split_that_does_not_fit_the_batch_is_refused(teacher):
     objective = objective_for("distilbiobert", teacher)
     batch = sorted_batch(teacher.config.vocab_size)
-    for short_rows, short_length in ((3, 5), (1, 10), (1, 0)):  # every row short; the full width; no position
+    for short_rows, short_length in ((3, 5), (1, 11), (1, 0)):  # every row short; past the width; no position
         with pytest.raises(ValueError, match="do not fit a"):
             objective(*batch, short_rows=short_rows, short_length=short_length)

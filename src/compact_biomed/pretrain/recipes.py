@@ -327,7 +327,7 @@ def encode_by_length(
 ) -> EncoderPass:
     """encode() on the first `short_rows` rows cut to `short_length` positions and on the other rows apart: the
     outputs of one pass over the whole batch, with less padding computed. The short rows hold no real or masked
-    position past `short_length`, and at least one padding position before it (train.sort_by_length); the last
+    position past `short_length`, and one padding position before it where the batch has one (sort_by_length); the last
     hidden layer is assembled for the whole batch only where `last_hidden` asks (a distillation term reads it)."""
     short = encode(
         model,
@@ -473,7 +473,7 @@ class PretrainingObjective(nn.Module):
         maps = self.recipe.attention_maps
         if short_rows and not splits_by_length(self.recipe):
             raise ValueError(f"recipe {self.recipe.name!r} does not split batches by length")
-        if not 0 <= short_rows < len(input_ids) or (short_rows and not 0 < short_length < input_ids.shape[1]):
+        if not 0 <= short_rows < len(input_ids) or (short_rows and not 0 < short_length <= input_ids.shape[1]):
             raise ValueError(
                 f"short_rows {short_rows}, short_length {short_length} do not fit a {input_ids.shape} batch"
             )

@@ -148,13 +148,14 @@ LENGTH_SPLIT_MIN_SAVING = 0.1
 
 
 def short_row_count(lengths: np.ndarray) -> int:
-    """How many of the rows (lengths in ascending order) to run apart at their own longest length: the count that
-    computes the fewest positions in all, or 0 where that saves less than LENGTH_SPLIT_MIN_SAVING of them."""
+    """How many of the rows (lengths in ascending order) to run apart at their own longest length plus one padding
+    position (sort_by_length): the count that computes the fewest positions in all, or 0 where that saves less than
+    LENGTH_SPLIT_MIN_SAVING of them."""
     n = len(lengths)
     if n < 2:
         return 0
     rows = np.arange(1, n)
-    positions = rows * lengths[rows - 1] + (n - rows) * lengths[-1]
+    positions = rows * np.minimum(lengths[rows - 1] + 1, lengths[-1]) + (n - rows) * lengths[-1]
     best = int(np.argmin(positions))
     return int(rows[best]) if positions[best] <= (1 - LENGTH_SPLIT_MIN_SAVING) * n * lengths[-1] else 0
 
@@ -162,15 +163,16 @@ def short_row_count(lengths: np.ndarray) -> int:
 def sort_by_length(batch: dict[str, torch.Tensor]) -> dict:
     """The batch's rows in length order (after masking: the masks stay those of the unsorted batch) and, where a
     second pass pays, `short_rows` and `short_length` for PretrainingObjective. Every loss is a mean over positions,
-    so the row order changes none of them. The short pass keeps one padding position after the longest short row:
-    MobileBERT's trigram input shows each token the next position's embedding, [PAD] after a row's last token."""
+    so the row order changes none of them. The short pass keeps one padding position after the longest short row
+    where the batch has it: MobileBERT's trigram input shows each token the next position's embedding, [PAD] after a
+    row's last token."""
     lengths = batch["attention_mask"].sum(dim=1)
     order = torch.argsort(lengths, stable=True)
     batch = {key: value[order] for key, value in batch.items()}
     lengths = lengths[order].numpy()
     short = short_row_count(lengths)
     if short:
-        batch.update(short_rows=short, short_length=int(lengths[short - 1]) + 1)  # < the width: a split saves 10%
+        batch.update(short_rows=short, short_length=min(int(lengths[short - 1]) + 1, int(lengths[-1])))
     return batch
 
 
