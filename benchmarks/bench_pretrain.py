@@ -16,8 +16,8 @@ a quarter title-only citations (10-40 tokens), the rest abstracts, most truncate
 
 Per model and implementation: optimizer steps/s after a warm-up, TFLOP per step (counted by torch's FlopCounterMode
 on a warm-up step), achieved TFLOP/s and its share of a bf16 matrix-product peak measured on the same device in the
-same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours
-against official (and compiled and split against ours) as ratios; the untimed warm-up steps' seconds are printed apart (for
+same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours against
+official (and compiled and split against ours) as ratios; the untimed warm-up steps' seconds are printed apart (for
 "compiled": the compilation), and any graph compiled during the timed steps is named. All feed the Trainer through
 the pipeline's collator; its time to collate one global batch is printed beside HF's (tokenizer.pad). No `datasets`
 package needed.
