@@ -100,8 +100,10 @@ def start_worker(arm: str, model_dir: Path, data_dir: Path, seed: int, hp: dict,
         "--hparams",
         json.dumps(hp),
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
+    from compact_biomed.smk import prepend_pythonpath
+
+    prepend_pythonpath(REPO / "src")  # the workers import this checkout's package
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
 def finish(process: subprocess.Popen, log: Path, timeout: float) -> dict | None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -181,7 +180,9 @@ def worker(args) -> None:
 
 def run_all(args, jobs: list[tuple[str, int]]) -> list[dict]:
     """Run the (arm, seed) workers, `args.parallel` at a time; a failed worker stops the benchmark."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    from compact_biomed.smk import prepend_pythonpath
+
+    prepend_pythonpath(REPO / "src")  # the workers import this checkout's package
     results, running = [], []
     with tempfile.TemporaryDirectory(prefix="fidelity-ner-") as logs:
         while jobs or running:
@@ -190,7 +191,7 @@ def run_all(args, jobs: list[tuple[str, int]]) -> list[dict]:
                 log = Path(logs) / f"{arm}-{seed}.log"
                 command = [sys.executable, __file__, "--worker", arm, "--seed", str(seed), *forwarded(args)]
                 with log.open("w") as out:  # the worker holds its own copy of the file
-                    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+                    process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
                 running.append((process, log))
             while all(process.poll() is None for process, _ in running):
                 time.sleep(1)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 # The Snakefile and every job import this clone's src/ first, whatever package an environment holds: a conda
 # environment shared through --conda-prefix (same environment.yml, same hash) holds the clone that created it.
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
 os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for environment.yml
 
 from compact_biomed import config as cfg
@@ -17,7 +18,7 @@ from compact_biomed.smk import RUN_ID, prepend_pythonpath
 from snakemake.exceptions import WorkflowError
 
 os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: see compact_biomed.smk
-prepend_pythonpath(Path(workflow.basedir) / "src")
+prepend_pythonpath(SRC)
 
 try:  # also fills in the schema's defaults, as for the CLI
     cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", model_checks=workflow.is_main_process)
