@@ -327,7 +327,7 @@ def encode_by_length(
 ) -> EncoderPass:
     """encode() on the first `short_rows` rows cut to `short_length` positions and on the other rows apart: the
     outputs of one pass over the whole batch, with less padding computed. The short rows hold no real or masked
-    position past `short_length`, and one padding position before it where the batch has one (sort_by_length); the last
+    position past `short_length`, and one padding position before it (sort_by_length); the last
     hidden layer is assembled for the whole batch only where `last_hidden` asks (a distillation term reads it)."""
     short = encode(
         model,

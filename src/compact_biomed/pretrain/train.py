@@ -155,7 +155,7 @@ def short_row_count(lengths: np.ndarray) -> int:
     if n < 2:
         return 0
     rows = np.arange(1, n)
-    positions = rows * np.minimum(lengths[rows - 1] + 1, lengths[-1]) + (n - rows) * lengths[-1]
+    positions = rows * (lengths[rows - 1] + 1) + (n - rows) * lengths[-1]
     best = int(np.argmin(positions))
     return int(rows[best]) if positions[best] <= (1 - LENGTH_SPLIT_MIN_SAVING) * n * lengths[-1] else 0
 
@@ -163,8 +163,8 @@ def short_row_count(lengths: np.ndarray) -> int:
 def sort_by_length(batch: dict[str, torch.Tensor]) -> dict:
     """The batch's rows in length order (after masking: the masks stay those of the unsorted batch) and, where a
     second pass pays, `short_rows` and `short_length` for PretrainingObjective. Every loss is a mean over positions,
-    so the row order changes none of them. The short pass keeps one padding position after the longest short row
-    where the batch has it: MobileBERT's trigram input shows each token the next position's embedding, [PAD] after a
+    so the row order changes none of them. The short pass keeps one padding position after the longest short row:
+    MobileBERT's trigram input shows each token the next position's embedding, [PAD] after a
     row's last token."""
     lengths = batch["attention_mask"].sum(dim=1)
     order = torch.argsort(lengths, stable=True)
@@ -172,7 +172,7 @@ def sort_by_length(batch: dict[str, torch.Tensor]) -> dict:
     lengths = lengths[order].numpy()
     short = short_row_count(lengths)
     if short:
-        batch.update(short_rows=short, short_length=min(int(lengths[short - 1]) + 1, int(lengths[-1])))
+        batch.update(short_rows=short, short_length=int(lengths[short - 1]) + 1)  # < the width: it saves 10%
     return batch
 
 
