@@ -5,9 +5,7 @@ choice; compact_biomed.pretrain.recipes: objective with MLM heads on masked rows
 bf16 where the GPU has it). "official" is the computation of the official scripts on the same Trainer and data:
 fp32, full-vocabulary MLM heads, eager attention everywhere (bench_distill.reference_loss), non-fused AdamW and a
 micro-batch of 24 accumulated to the global 192. With --compile, "compiled" is ours with the train setting `compile`
-(train.compile_objective: torch.compile of the objective), timed beside it; with --length-split, "split" is ours with
-the train setting `length_split` (a micro-batch's short rows in a pass of their own: less padding computed), for the
-models whose recipe allows it (recipes.splits_by_length); with both flags, also "both": the two settings together.
+(train.compile_objective: torch.compile of the objective), timed beside it.
 
 Random weights at the paper's shapes: a BioBERT-shaped teacher (12 layers, 768, vocabulary 28,996), students per
 config/paper.yaml (6-layer halves of the teacher, TinyBERT 4L-312D), continual start points shaped like
@@ -16,16 +14,15 @@ a quarter title-only citations (10-40 tokens), the rest abstracts, most truncate
 
 Per model and implementation: optimizer steps/s after a warm-up, TFLOP per step (counted by torch's FlopCounterMode
 on a warm-up step), achieved TFLOP/s and its share of a bf16 matrix-product peak measured on the same device in the
-same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours against
-official (and compiled, split and both against ours) as ratios; the untimed warm-up steps' seconds are printed apart
-(for "compiled" and "both": the compilation), and any graph compiled during the timed steps is named. All feed the
-Trainer through the pipeline's collator; its time to collate one global batch is printed beside HF's (tokenizer.pad).
-No `datasets` package needed.
+same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours
+against official (and compiled against ours) as ratios; the untimed warm-up steps' seconds are printed apart (for
+"compiled": the compilation), and any graph compiled during the timed steps is named. All feed the Trainer through
+the pipeline's collator; its time to collate one global batch is printed beside HF's (tokenizer.pad). No `datasets`
+package needed.
 
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --out pretrain_bench.txt   # paper shapes
     PYTHONPATH=src python benchmarks/bench_pretrain.py --shape tiny                             # CPU, seconds
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --compile --no-official --warmup 5
-    PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --length-split --no-official
 """
 
 from __future__ import annotations
@@ -246,8 +243,7 @@ class StepTimer(TrainerCallback):
 
 
 def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, tokenizer) -> dict:
-    """One timed training run of `model`; impl: ours, compiled (ours with `compile`), split (ours with
-    `length_split`), both (ours with the two) or official."""
+    """One timed training run of `model`; impl: ours, compiled (ours with `compile`) or official."""
     official = impl == "official"
     objective = build_objective(model, shape, official, args.device)
     train = TrainSettings(  # the schema's train_defaults, but the shapes and the timed steps
@@ -261,8 +257,7 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
             "logging_steps": 10**9,
             "precision": "fp32" if official else "auto",
             "dataloader_workers": args.workers,
-            "compile": impl in ("compiled", "both"),
-            "length_split": impl in ("split", "both"),
+            "compile": impl == "compiled",
         }
     )
     train = dataclasses.replace(
@@ -276,16 +271,14 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
         if official:  # transformers 4.17's Trainer had no fused AdamW
             training_args = dataclasses.replace(training_args, optim="adamw_torch")
         trainer_class = OfficialTrainer if official else pretrain.PretrainTrainer
-        # FlopCounterMode does not see inside a compiled graph: compiled / both take ours' / split's count (main)
+        # FlopCounterMode does not see inside a compiled graph: the compiled run takes ours' count (main)
         trainer = (trainer_class if train.compile else counting(trainer_class))(
             model=objective,
             args=training_args,
             train_dataset=pretrain.IndexedExamples(rows),
             processing_class=tokenizer,
             callbacks=[timer],
-            data_collator=pretrain.ReproducibleMaskingCollator(
-                tokenizer, train.mlm_probability, 0, length_split=train.length_split
-            ),
+            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train.mlm_probability, 0),
         )
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -356,7 +349,7 @@ def collate_ms(tokenizer, rows: SyntheticShard, batch: int, repeats: int = 5) ->
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-IMPLS = ("ours", "compiled", "split", "both", "official")
+IMPLS = ("ours", "compiled", "official")
 COLUMNS = [
     "model",
     "impl",
@@ -378,7 +371,7 @@ def table_rows(results: list[dict], peak: float) -> list[list[str]]:
         if "error" in r:
             rows.append([r["model"], r["impl"], r["error"]] + ["-"] * (len(COLUMNS) - 3))
             continue
-        counted = r["tflop_per_step"] is not None  # a compiled run without its eager twin's count: unknown
+        counted = r["tflop_per_step"] is not None  # a compiled run without ours' count: unknown
         tflops = r["tflop_per_step"] * r["steps_per_s"] if counted else None
         hours = PAPER_STEPS[recipes.get_recipe(MODELS[r["model"]]).kind] / r["steps_per_s"] / 3600
         rows.append(
@@ -406,13 +399,11 @@ RATIO_COLUMNS = [
     "GPU-h ours",
     "GPU-h official",
     "speed compiled/ours",
-    "speed split/ours",
-    "speed both/ours",
 ]
 
 
 def ratio_rows(results: list[dict]) -> list[list[str]]:
-    """Per model with an "ours" row: against official, compiled, split and both where those ran ("-" where not)."""
+    """Per model with an "ours" row: against official and compiled where those ran ("-" where not)."""
     by_model = {}
     for r in results:
         if "error" not in r:
@@ -421,7 +412,7 @@ def ratio_rows(results: list[dict]) -> list[list[str]]:
     for model, runs in by_model.items():
         if "ours" not in runs or set(runs) == {"ours"}:
             continue
-        ours, official = runs["ours"], runs.get("official")
+        ours, official, compiled = runs["ours"], runs.get("official"), runs.get("compiled")
         steps = PAPER_STEPS[recipes.get_recipe(MODELS[model]).kind]
         memory = "-" if not official or ours["peak_gib"] is None else f"{official['peak_gib'] / ours['peak_gib']:.2f}"
         rows.append(
@@ -431,10 +422,7 @@ def ratio_rows(results: list[dict]) -> list[list[str]]:
                 memory,
                 f"{steps / ours['steps_per_s'] / 3600:.3g}",
                 f"{steps / official['steps_per_s'] / 3600:.3g}" if official else "-",
-                *(
-                    f"{runs[i]['steps_per_s'] / ours['steps_per_s']:.2f}" if i in runs else "-"
-                    for i in ("compiled", "split", "both")
-                ),
+                f"{compiled['steps_per_s'] / ours['steps_per_s']:.2f}" if compiled else "-",
             ]
         )
     return rows
@@ -455,9 +443,8 @@ def report(results: list[dict], peak: float, collate: dict, shape: Shape, device
         f", vocab {shape.teacher.vocab_size}\n"
         f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
         f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
-        f"wall {seconds:.0f} s; warm-up s: the untimed first steps (compiled, both: the compilation); mean loss: "
-        f"of all the run's steps, the same data for every impl (compiled, split, both against ours: equal but for "
-        f"dropout)\n"
+        f"wall {seconds:.0f} s; warm-up s: the untimed first steps (for compiled: the compilation); mean loss: "
+        f"of all the run's steps, the same data for every impl (compiled against ours: equal but for dropout)\n"
         f"# collating one global batch in one process: {collate['ours']:.1f} ms (HF tokenizer.pad: "
         f"{collate['hf']:.1f} ms, {collate['hf'] / collate['ours']:.1f}x)\n\n"
         + markdown(COLUMNS, table_rows(results, peak))
@@ -473,7 +460,6 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--no-official", action="store_true", help="skip the official-computation baseline")
     parser.add_argument("--compile", action="store_true", help="also time ours with the train setting `compile`")
-    parser.add_argument("--length-split", action="store_true", help="also time ours with the setting `length_split`")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first counts the FLOPs)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps at most per run")
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
@@ -503,13 +489,9 @@ def main(argv=None) -> int:
     )
     collate = collate_ms(*data[vocab_size], shape.global_batch, repeats=min(5, args.warmup + args.steps))
     # every model of ours first: if time runs out, the pipeline's own rows are complete
-    # then the eager speed setting, the two together, compile alone: a short budget keeps the most telling rows
-    impls = ["ours"] + ["split"] * args.length_split + ["both"] * (args.compile and args.length_split)
-    impls += ["compiled"] * args.compile + ["official"] * (not args.no_official)
+    impls = ["ours"] + ["compiled"] * args.compile + ["official"] * (not args.no_official)
     for impl in impls:
         for model in args.models:
-            if impl in ("split", "both") and not recipes.splits_by_length(recipes.get_recipe(MODELS[model])):
-                continue  # its training would be ours'
             vocab_size = shape.starts.get(model, shape.teacher).vocab_size
             if vocab_size not in data:
                 data[vocab_size] = (
@@ -529,10 +511,9 @@ def main(argv=None) -> int:
                     gc.collect()
                     if args.device == "cuda":
                         torch.cuda.empty_cache()
-            if impl in ("compiled", "both") and "error" not in result:  # the same computation as ours / split
-                eager = "ours" if impl == "compiled" else "split"
-                same = [r for r in results if r["model"] == model and r["impl"] == eager and "error" not in r]
-                result["tflop_per_step"] = same[0]["tflop_per_step"] if same else None
+            ours = next((r for r in results if r["model"] == model and r["impl"] == "ours" and "error" not in r), None)
+            if impl == "compiled" and "error" not in result and ours:
+                result["tflop_per_step"] = ours["tflop_per_step"]  # the same computation
             results.append(result)
             outcome = result.get("error") or f"{result['steps_per_s']:.3g} steps/s"
             if result.get("graphs_timed"):

@@ -81,7 +81,6 @@ def tiny_train():
         precision="auto",
         dataloader_workers=0,
         compile=False,
-        length_split=False,
     )
 
 

@@ -7,7 +7,6 @@ import re
 import shutil
 
 import datasets
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -51,10 +50,10 @@ def settings(
     )
 
 
-def save_shard(tokenizer_dir, out_dir, texts=TINY_TEXTS):
+def save_shard(tokenizer_dir, out_dir):
     """A tokenised shard as the pipeline writes it: input_ids + special_tokens_mask, saved with save_to_disk."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    enc = tokenizer(texts, truncation=True, max_length=32, return_special_tokens_mask=True)
+    enc = tokenizer(TINY_TEXTS, truncation=True, max_length=32, return_special_tokens_mask=True)
     datasets.Dataset.from_dict(
         {"input_ids": enc["input_ids"], "special_tokens_mask": enc["special_tokens_mask"]}
     ).save_to_disk(str(out_dir))
@@ -471,72 +470,6 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
     assert len(lengths) > 1  # batches with padding
 
 
-def test_short_row_count_runs_the_rows_that_save_most_apart_or_none():
-    assert pretrain.short_row_count(np.array([4, 7, 10])) == 1  # 1x(4+1) + 2x10 = 25 of 30 positions
-    assert pretrain.short_row_count(np.array([5, 6, 32, 32])) == 2  # 2x(6+1) + 2x32 = 78 of 128
-    assert pretrain.short_row_count(np.array([1, 2])) == 0  # (1+1) + 2 = 4 of 4: the kept padding eats the saving
-    assert pretrain.short_row_count(np.array([8, 8, 8, 8])) == 0
-    assert pretrain.short_row_count(np.array([240, 250, 256, 256])) == 0  # saves 1.6%: not worth a second pass
-    assert pretrain.short_row_count(np.array([30])) == 0
-
-
-@pytest.fixture(scope="module")
-def mixed_lengths_shard(tmp_path_factory, tiny_bert_dir):
-    """Titles and abstracts: rows of 3-6 and of 32 tokens, as PubMed's title-only citations among abstracts."""
-    titles = ["Aspirin.", "Cisplatin toxicity.", "BRCA1 in cancer.", "Metformin."]
-    abstracts = [" ".join(TINY_TEXTS[i : i + 4]) for i in range(5)]
-    texts = [text for pair in zip(titles * 4, abstracts * 4) for text in pair]
-    return save_shard(tiny_bert_dir, tmp_path_factory.mktemp("mixed") / "shard", texts)
-
-
-def test_length_split_collator_sorts_rows_and_keeps_their_masks(tiny_bert_dir, mixed_lengths_shard):
-    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    examples = pretrain.IndexedExamples(pretrain.load_shards([mixed_lengths_shard]))
-    indices = [0, 1, 2, 3, 4, 5]
-    plain = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)(examples.__getitems__(indices))
-    split = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, length_split=True)(
-        examples.__getitems__(indices)
-    )
-    lengths = split["attention_mask"].sum(1)
-    assert lengths.tolist() == sorted(plain["attention_mask"].sum(1).tolist())
-    rows = {key: sorted(map(tuple, plain[key].tolist())) for key in ("input_ids", "labels")}
-    assert rows == {key: sorted(map(tuple, split[key].tolist())) for key in ("input_ids", "labels")}  # same masks
-    assert split["short_rows"] == 3 and split["short_length"] == lengths[2] + 1 < lengths[3]
-    short_mask = split["attention_mask"][:3, : split["short_length"]]
-    assert short_mask.sum() == lengths[:3].sum() and not short_mask[:, -1].any()  # every real position, one pad after
-    assert (split["labels"][:3, split["short_length"] :] == -100).all()
-    tokenizer.padding_side = "left"
-    with pytest.raises(ValueError, match="length_split cuts padding off the right"):
-        pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, length_split=True)
-
-
-def test_length_split_run_has_the_one_pass_losses(tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch):
-    """A DistilBioBERT run with `length_split`: its micro-batches run in two passes, with the losses and weights of
-    the one-pass run (dropout off on both sides: the passes draw their dropout apart)."""
-    teacher = tmp_path / "teacher"
-    shutil.copytree(tiny_bert_dir, teacher)
-    config = json.loads((teacher / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (teacher / "config.json").write_text(json.dumps(config))
-    splits = []
-    encode_by_length = pretrain.recipes.encode_by_length
-    monkeypatch.setattr(pretrain.recipes, "encode_by_length", lambda *a: splits.append(a[4]) or encode_by_length(*a))
-    runs = {}
-    for length_split in (False, True):
-        out = tmp_path / f"out-{length_split}"
-        train = train_with(max_steps=3, length_split=length_split)
-        run(settings("distilbiobert", [mixed_lengths_shard], out, tmp_path / f"ck-{length_split}", train, teacher))
-        runs[length_split] = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-        runs[length_split].append(load_file(out / "model.safetensors"))
-    assert len(splits) >= 6 and len(splits) % 2 == 0  # micro-batches split, the teacher's pass as the student's
-    one, two = runs[False], runs[True]
-    for row_one, row_two in zip(one[:-1], two[:-1]):
-        for key in ("loss", "loss_mlm", "loss_ce", "loss_cos", "grad_norm"):
-            assert row_two[key] == pytest.approx(row_one[key], rel=1e-4), key
-    for key, value in one[-1].items():
-        torch.testing.assert_close(two[-1][key], value, rtol=1e-4, atol=1e-5, msg=key)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(
     not shutil.which(os.environ.get("CXX", "g++")), reason="torch.compile on a CPU needs a C++ compiler"
@@ -674,7 +607,6 @@ def test_settings_from_config_take_the_schemas_defaults(tmp_path):
             precision="auto",
             dataloader_workers=0,
             compile=False,
-            length_split=False,
         ),
     )  # the row's weight decay
     assert Settings.from_config(config, "DistilBioBERT", [], "o", "c").seed == 42  # the schema's default seed

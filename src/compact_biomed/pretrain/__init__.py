@@ -35,7 +35,6 @@ class TrainSettings:
     precision: str
     dataloader_workers: int
     compile: bool  # torch.compile the training step (train.compile_objective); the same computation
-    length_split: bool  # a micro-batch's short rows in a pass of their own (train.sort_by_length); same losses
 
     @classmethod
     def from_dict(cls, values: dict, key: str) -> TrainSettings:

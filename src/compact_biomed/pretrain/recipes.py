@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from transformers import AutoModelForMaskedLM, DistilBertForMaskedLM, PreTrainedModel
 
 from .. import IGNORE_INDEX
@@ -284,7 +283,7 @@ class EncoderPass:
     """What one model's forward pass produced."""
 
     masked_logits: torch.Tensor  # (n_masked, vocab)
-    last_hidden: torch.Tensor | None  # (batch, seq, hidden); None where no term reads it (encode_by_length)
+    last_hidden: torch.Tensor  # (batch, seq, hidden)
     hidden_states: tuple[torch.Tensor, ...] | None = None  # embeddings output + every layer output
     attentions: tuple[torch.Tensor, ...] | None = None  # per layer (batch, heads, seq, seq), post-softmax
 
@@ -314,41 +313,6 @@ def encode(
     )
     last = out.last_hidden_state
     return EncoderPass(head(last[masked]), last, out.hidden_states, out.attentions)
-
-
-def encode_by_length(
-    model: PreTrainedModel,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    masked: torch.Tensor,
-    short_rows: int,
-    short_length: int,
-    last_hidden: bool,
-) -> EncoderPass:
-    """encode() on the first `short_rows` rows cut to `short_length` positions and on the other rows apart: the
-    outputs of one pass over the whole batch, with less padding computed. The short rows hold no real or masked
-    position past `short_length`, and one padding position before it (sort_by_length); the last
-    hidden layer is assembled for the whole batch only where `last_hidden` asks (a distillation term reads it)."""
-    short = encode(
-        model,
-        input_ids[:short_rows, :short_length],
-        attention_mask[:short_rows, :short_length],
-        masked[:short_rows, :short_length],
-    )
-    rest = encode(model, input_ids[short_rows:], attention_mask[short_rows:], masked[short_rows:])
-    last = None
-    if last_hidden:  # zeros at the cut padding: the terms read real positions only
-        width = input_ids.shape[1]
-        last = torch.cat([F.pad(short.last_hidden, (0, 0, 0, width - short_length)), rest.last_hidden])
-    # the short rows' masked positions come first in `masked`'s row-major order too
-    return EncoderPass(torch.cat([short.masked_logits, rest.masked_logits]), last)
-
-
-def splits_by_length(recipe: Recipe) -> bool:
-    """Whether the train setting `length_split` applies: the recipe's terms read the last hidden layer at real
-    positions and the logits at masked ones only. CompactBioBERT's and TinyBioBERT's layer and attention terms read
-    every layer's maps, which the split passes do not assemble."""
-    return not needs_hidden_states(recipe) and not recipe.attention_maps
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -457,39 +421,18 @@ class PretrainingObjective(nn.Module):
             self.teacher.train(mode and self.teacher_dropout)
         return self
 
-    def forward(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
-        labels: torch.Tensor,
-        short_rows: int = 0,
-        short_length: int = 0,
-    ) -> dict:
-        """`short_rows` > 0 (the train setting `length_split`, where splits_by_length): the batch's first rows,
-        sorted by length, run in a pass of their own at `short_length` positions (encode_by_length)."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> dict:
         masked = masked_positions(labels)
         batch = Batch(attention_mask, masked, labels[masked])
         layers = needs_hidden_states(self.recipe)
         maps = self.recipe.attention_maps
-        if short_rows and not splits_by_length(self.recipe):
-            raise ValueError(f"recipe {self.recipe.name!r} does not split batches by length")
-        if not 0 <= short_rows < len(input_ids) or (short_rows and not 0 < short_length <= input_ids.shape[1]):
-            raise ValueError(
-                f"short_rows {short_rows}, short_length {short_length} do not fit a {input_ids.shape} batch"
-            )
-
-        def run(model):
-            if short_rows:
-                return encode_by_length(
-                    model, input_ids, attention_mask, masked, short_rows, short_length, self.teacher is not None
-                )
-            return encode(model, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps)
-
-        student_pass = run(self.student)
+        student_pass = encode(self.student, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps)
         teacher_pass = None
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_pass = run(self.teacher)
+                teacher_pass = encode(
+                    self.teacher, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps
+                )
         terms = TERMS[self.recipe.name](student_pass, teacher_pass, batch, self.layout, self.fit_dense)
         loss = sum(self.recipe.loss_weights[name] * value for name, value in terms.items())
         return {"loss": loss, "terms": terms}

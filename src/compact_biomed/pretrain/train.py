@@ -54,7 +54,7 @@ MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
 
 # Settings that change what is learned: a checkpoint_dir written with other values must not be resumed. Left out
 # with the other speed settings: `compile`, the same computation (only dropout draws from inductor's own generator),
-# and `length_split`, the same computation in two passes (dropout drawn per pass), so a resumed run may switch them.
+# so a resumed run may switch it.
 FINGERPRINT_TRAIN_KEYS = (
     "max_steps",
     "global_batch_size",
@@ -114,16 +114,12 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
 
     Masks therefore do not depend on when or in which process the batch is collated (prefetching, dataloader
     workers, resume), and the global RNG, which drives dropout and which Trainer checkpoints, is left untouched.
-    An example meets new masks in every epoch because it meets a different batch. With `length_split` the rows
-    come sorted by length, and the short ones named for a pass of their own (sort_by_length).
+    An example meets new masks in every epoch because it meets a different batch.
     """
 
-    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int, length_split: bool = False):
+    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int):
         super().__init__(tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability)
         self.mask_seed = mask_seed
-        if length_split and tokenizer.padding_side != "right":
-            raise ValueError("length_split cuts padding off the right: it needs a tokenizer that pads on the right")
-        self.length_split = length_split  # the train setting: rows sorted, short ones named (sort_by_length)
 
     def masking_generator(self, indices: list[int]) -> torch.Generator:
         entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
@@ -139,41 +135,7 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
                 batch["input_ids"], special_tokens_mask=batch.pop("special_tokens_mask")
             )
         # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
-        batch = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
-        return sort_by_length(batch) if self.length_split else batch
-
-
-# A length split must save this share of a micro-batch's positions: each group is a pass of its own.
-LENGTH_SPLIT_MIN_SAVING = 0.1
-
-
-def short_row_count(lengths: np.ndarray) -> int:
-    """How many of the rows (lengths in ascending order) to run apart at their own longest length plus one padding
-    position (sort_by_length): the count that computes the fewest positions in all, or 0 where that saves less than
-    LENGTH_SPLIT_MIN_SAVING of them."""
-    n = len(lengths)
-    if n < 2:
-        return 0
-    rows = np.arange(1, n)
-    positions = rows * (lengths[rows - 1] + 1) + (n - rows) * lengths[-1]
-    best = int(np.argmin(positions))
-    return int(rows[best]) if positions[best] <= (1 - LENGTH_SPLIT_MIN_SAVING) * n * lengths[-1] else 0
-
-
-def sort_by_length(batch: dict[str, torch.Tensor]) -> dict:
-    """The batch's rows in length order (after masking: the masks stay those of the unsorted batch) and, where a
-    second pass pays, `short_rows` and `short_length` for PretrainingObjective. Every loss is a mean over positions,
-    so the row order changes none of them. The short pass keeps one padding position after the longest short row:
-    MobileBERT's trigram input shows each token the next position's embedding, [PAD] after a
-    row's last token."""
-    lengths = batch["attention_mask"].sum(dim=1)
-    order = torch.argsort(lengths, stable=True)
-    batch = {key: value[order] for key, value in batch.items()}
-    lengths = lengths[order].numpy()
-    short = short_row_count(lengths)
-    if short:
-        batch.update(short_rows=short, short_length=int(lengths[short - 1]) + 1)  # < the width: it saves 10%
-    return batch
+        return {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
 
 
 def pad_right(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -719,14 +681,6 @@ def build_objective(settings: Settings, recipe: recipes.Recipe):
     return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(settings.start_dir)
 
 
-def use_length_split(train: TrainSettings, recipe: recipes.Recipe) -> bool:
-    """The train setting `length_split` where the recipe allows it (recipes.splits_by_length); a line where not."""
-    allowed = recipes.splits_by_length(recipe)
-    if train.length_split and not allowed:
-        print(f"length_split: off for recipe {recipe.name} (its terms read every layer's maps)", flush=True)
-    return train.length_split and allowed
-
-
 def train_and_export(settings: Settings) -> dict:
     """Pre-train one compact model in this process (alone, or as one torchrun worker) and export it to
     `settings.out_dir`; returns a summary.
@@ -772,9 +726,7 @@ def train_and_export(settings: Settings) -> dict:
         args=args,
         train_dataset=IndexedExamples(rows),
         processing_class=tokenizer,
-        data_collator=ReproducibleMaskingCollator(
-            tokenizer, train.mlm_probability, settings.seed, length_split=use_length_split(train, spec)
-        ),
+        data_collator=ReproducibleMaskingCollator(tokenizer, train.mlm_probability, settings.seed),
     )
     if finished_at(resume_from, train.max_steps):
         print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
