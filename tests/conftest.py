@@ -81,6 +81,7 @@ def tiny_train():
         precision="auto",
         dataloader_workers=0,
         compile=False,
+        packing=False,
     )
 
 

@@ -50,10 +50,10 @@ def settings(
     )
 
 
-def save_shard(tokenizer_dir, out_dir):
+def save_shard(tokenizer_dir, out_dir, texts=TINY_TEXTS):
     """A tokenised shard as the pipeline writes it: input_ids + special_tokens_mask, saved with save_to_disk."""
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    enc = tokenizer(TINY_TEXTS, truncation=True, max_length=32, return_special_tokens_mask=True)
+    enc = tokenizer(texts, truncation=True, max_length=32, return_special_tokens_mask=True)
     datasets.Dataset.from_dict(
         {"input_ids": enc["input_ids"], "special_tokens_mask": enc["special_tokens_mask"]}
     ).save_to_disk(str(out_dir))
@@ -470,6 +470,87 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
     assert len(lengths) > 1  # batches with padding
 
 
+@pytest.fixture(scope="module")
+def mixed_lengths_shard(tmp_path_factory, tiny_bert_dir):
+    """Titles and abstracts: citations of 3-6 and of 32 tokens, as PubMed's title-only citations among abstracts."""
+    titles = ["Aspirin.", "Cisplatin toxicity.", "BRCA1 in cancer.", "Metformin."]
+    abstracts = [" ".join(TINY_TEXTS[i : i + 4]) for i in range(5)]
+    texts = [text for pair in zip(titles * 4, abstracts * 4) for text in pair]
+    return save_shard(tiny_bert_dir, tmp_path_factory.mktemp("mixed") / "shard", texts)
+
+
+def test_packing_collator_keeps_every_citation_and_its_masks(tiny_bert_dir, mixed_lengths_shard):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    examples = pretrain.IndexedExamples(pretrain.load_shards([mixed_lengths_shard]))
+    indices = list(range(8))
+    plain = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)(examples.__getitems__(indices))
+    rows = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)(
+        examples.__getitems__(indices)
+    )
+    assert set(rows) == {"input_ids", "attention_mask", "labels", "position_ids", "segments"}
+    assert rows["input_ids"].shape[1] == plain["input_ids"].shape[1] and len(rows["input_ids"]) < len(indices)
+    citations = {key: [] for key in ("input_ids", "labels")}
+    for row in range(len(rows["input_ids"])):
+        for segment in range(1, int(rows["segments"][row].max()) + 1):
+            span = rows["segments"][row] == segment
+            assert rows["position_ids"][row][span].tolist() == list(range(int(span.sum())))
+            for key, found in citations.items():
+                found.append(tuple(rows[key][row][span].tolist()))
+    for key, found in citations.items():
+        lengths = plain["attention_mask"].sum(1).tolist()
+        assert sorted(found) == sorted(tuple(r[:n]) for r, n in zip(plain[key].tolist(), lengths))  # same masks
+    tokenizer.padding_side = "left"
+    with pytest.raises(ValueError, match="packing reads each citation from the start of its row"):
+        pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)
+
+
+def test_packed_run_has_the_padded_runs_losses(tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch, capsys):
+    """A DistilBioBERT run with `packing`: its micro-batches hold fewer rows, with the losses and weights of the
+    padded run (dropout off on both sides: it is drawn per row)."""
+    teacher = tmp_path / "teacher"
+    shutil.copytree(tiny_bert_dir, teacher)
+    config = json.loads((teacher / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (teacher / "config.json").write_text(json.dumps(config))
+    sizes = []  # (citations, rows) per packed micro-batch
+
+    def counting_pack_rows(batch, pad_token_id, pack_rows=pretrain.pack_rows):
+        rows = pack_rows(batch, pad_token_id)
+        sizes.append((len(batch["input_ids"]), len(rows["input_ids"])))
+        return rows
+
+    monkeypatch.setattr(pretrain, "pack_rows", counting_pack_rows)
+    runs = {}
+    for packing in (False, True):
+        out = tmp_path / f"out-{packing}"
+        run(
+            settings(
+                "distilbiobert",
+                [mixed_lengths_shard],
+                out,
+                tmp_path / f"ck-{packing}",
+                train_with(packing=packing),
+                teacher,
+            )
+        )
+        runs[packing] = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        runs[packing].append(load_file(out / "model.safetensors"))
+    assert len(sizes) >= 6 and any(rows < citations for citations, rows in sizes)  # every micro-batch went through
+    padded, packed = runs[False], runs[True]
+    for row_padded, row_packed in zip(padded[:-1], packed[:-1]):
+        for key in ("loss", "loss_mlm", "loss_ce", "loss_cos", "grad_norm"):
+            assert row_packed[key] == pytest.approx(row_padded[key], rel=1e-4), key
+    for key, value in padded[-1].items():
+        torch.testing.assert_close(packed[-1][key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_packing_is_off_with_a_line_where_citations_would_mix(tmp_path, start_models, capsys):
+    start_dir, shard = start_models["mobilebert"]
+    train = train_with(packing=True, max_steps=1)
+    run(settings("continual_mlm", [shard], tmp_path / "out", tmp_path / "ck", train, start_dir=start_dir))
+    assert "packing: off for recipe continual_mlm on mobilebert" in capsys.readouterr().out
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     not shutil.which(os.environ.get("CXX", "g++")), reason="torch.compile on a CPU needs a C++ compiler"
@@ -607,6 +688,7 @@ def test_settings_from_config_take_the_schemas_defaults(tmp_path):
             precision="auto",
             dataloader_workers=0,
             compile=False,
+            packing=False,
         ),
     )  # the row's weight decay
     assert Settings.from_config(config, "DistilBioBERT", [], "o", "c").seed == 42  # the schema's default seed

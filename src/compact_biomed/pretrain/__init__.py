@@ -35,6 +35,7 @@ class TrainSettings:
     precision: str
     dataloader_workers: int
     compile: bool  # torch.compile the training step (train.compile_objective); the same computation
+    packing: bool  # several citations to a row, each attending to itself (train.pack_rows); the same computation
 
     @classmethod
     def from_dict(cls, values: dict, key: str) -> TrainSettings:

@@ -295,12 +295,17 @@ def encode(
     masked: torch.Tensor,
     hidden_states: bool = False,
     attentions: bool = False,
+    position_ids: torch.Tensor | None = None,
 ) -> EncoderPass:
     """Run the encoder, then the MLM head on the masked positions only (exactly the full head's rows there)."""
     head = mlm_head(model)
     if head is None:  # unknown architecture: full logits, then select (slower, same numbers)
         out = model(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, output_attentions=attentions
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            output_hidden_states=True,
+            output_attentions=attentions,
         )
         return EncoderPass(
             out.logits[masked], out.hidden_states[-1], out.hidden_states if hidden_states else None, out.attentions
@@ -308,11 +313,36 @@ def encode(
     out = model.base_model(
         input_ids=input_ids,
         attention_mask=attention_mask,
+        position_ids=position_ids,
         output_hidden_states=hidden_states,
         output_attentions=attentions,
     )
     last = out.last_hidden_state
     return EncoderPass(head(last[masked]), last, out.hidden_states, out.attentions)
+
+
+# Architectures whose output at a position depends only on the positions it attends to and on its position id, so
+# that citations can share a row. Not MobileBERT: its trigram input shows each token its neighbours' embeddings,
+# across a citation's end. Not RoBERTa-like models: their position ids start after the padding id.
+PACKABLE_MODEL_TYPES = ("bert", "distilbert")
+
+
+def packs_rows(recipe: Recipe, model_types: list[str]) -> bool:
+    """Whether the train setting `packing` applies to `recipe` on models of `model_types`: its terms read the
+    last hidden layer at real positions and the logits at masked ones only (CompactBioBERT's and TinyBioBERT's
+    layer and attention terms average over padding too, spec §1.3-1.4), and every model keeps citations apart."""
+    layers_read = needs_hidden_states(recipe) or recipe.attention_maps
+    return not layers_read and all(model_type in PACKABLE_MODEL_TYPES for model_type in model_types)
+
+
+def segment_mask(segments: torch.Tensor, model: PreTrainedModel) -> torch.Tensor:
+    """The (rows, 1, seq, seq) attention mask of a packed batch (train.pack_rows): each position attends to the
+    positions of its own citation (`segments`: 1, 2, .. per row; padding, 0, to padding), as in a padded batch
+    each citation attends to its own row. Boolean (True: attend) for SDPA, additive for eager attention."""
+    same = segments[:, None, :, None] == segments[:, None, None, :]
+    if model.config._attn_implementation == "sdpa":
+        return same
+    return torch.zeros(same.shape, device=same.device).masked_fill(~same, torch.finfo(torch.float32).min)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -421,18 +451,33 @@ class PretrainingObjective(nn.Module):
             self.teacher.train(mode and self.teacher_dropout)
         return self
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> dict:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor,
+        position_ids: torch.Tensor | None = None,
+        segments: torch.Tensor | None = None,
+    ) -> dict:
+        """`segments` and `position_ids` (the train setting `packing`, where packs_rows): several citations to a
+        row (train.pack_rows), each attending to itself only; `attention_mask` then marks the real positions."""
         masked = masked_positions(labels)
         batch = Batch(attention_mask, masked, labels[masked])
         layers = needs_hidden_states(self.recipe)
         maps = self.recipe.attention_maps
-        student_pass = encode(self.student, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps)
+        models = [m for m in (self.student, self.teacher) if m is not None]
+        if segments is not None and not packs_rows(self.recipe, [m.config.model_type for m in models]):
+            raise ValueError(f"recipe {self.recipe.name!r} with these models cannot pack citations into rows")
+
+        def run(model):
+            mask = attention_mask if segments is None else segment_mask(segments, model)
+            return encode(model, input_ids, mask, masked, layers, maps, position_ids)
+
+        student_pass = run(self.student)
         teacher_pass = None
         if self.teacher is not None:
             with torch.no_grad():
-                teacher_pass = encode(
-                    self.teacher, input_ids, attention_mask, masked, hidden_states=layers, attentions=maps
-                )
+                teacher_pass = run(self.teacher)
         terms = TERMS[self.recipe.name](student_pass, teacher_pass, batch, self.layout, self.fit_dense)
         loss = sum(self.recipe.loss_weights[name] * value for name, value in terms.items())
         return {"loss": loss, "terms": terms}

@@ -38,6 +38,7 @@ from transformers import (
     set_seed,
 )
 
+from .. import IGNORE_INDEX
 from ..base_models import hub_id, source_name
 from ..config import ConfigError
 from ..io import InputError, atomic_path, folder_digest
@@ -54,7 +55,7 @@ MODEL_FILE_PATTERNS = ("*.safetensors", "*.bin", "*.json", "*.txt", "*.model")
 
 # Settings that change what is learned: a checkpoint_dir written with other values must not be resumed. Left out
 # with the other speed settings: `compile`, the same computation (only dropout draws from inductor's own generator),
-# so a resumed run may switch it.
+# and `packing`, the same computation on fewer rows (dropout drawn per row), so a resumed run may switch them.
 FINGERPRINT_TRAIN_KEYS = (
     "max_steps",
     "global_batch_size",
@@ -114,12 +115,16 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
 
     Masks therefore do not depend on when or in which process the batch is collated (prefetching, dataloader
     workers, resume), and the global RNG, which drives dropout and which Trainer checkpoints, is left untouched.
-    An example meets new masks in every epoch because it meets a different batch.
+    An example meets new masks in every epoch because it meets a different batch. With `packing` the masked
+    citations come packed several to a row (pack_rows).
     """
 
-    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int):
+    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int, packing: bool = False):
         super().__init__(tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability)
         self.mask_seed = mask_seed
+        if packing and tokenizer.padding_side != "right":
+            raise ValueError("packing reads each citation from the start of its row: it needs right padding")
+        self.packing = packing  # the train setting
 
     def masking_generator(self, indices: list[int]) -> torch.Generator:
         entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
@@ -135,7 +140,47 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
                 batch["input_ids"], special_tokens_mask=batch.pop("special_tokens_mask")
             )
         # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
-        return {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
+        batch = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
+        return pack_rows(batch, self.tokenizer.pad_token_id) if self.packing else batch
+
+
+def first_fit(lengths: list[int], width: int) -> list[tuple[int, int]]:
+    """Each citation's (row, start) when packed into rows of `width` positions, longest first, each into the first
+    row with room for it (first-fit decreasing); ties keep the batch's order."""
+    room, places = [], [(0, 0)] * len(lengths)
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        row = next((r for r, free in enumerate(room) if free >= lengths[i]), len(room))
+        if row == len(room):
+            room.append(width)
+        places[i] = (row, width - room[row])
+        room[row] -= lengths[i]
+    return places
+
+
+def pack_rows(batch: dict[str, torch.Tensor], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """A masked, right-padded batch with its citations packed several to a row of the same width (first_fit), so
+    that less padding is computed: `segments` numbers each row's citations from 1 (0: padding) and `position_ids`
+    restart at each, so that each citation attends to itself only (recipes.segment_mask) with its own positions;
+    `attention_mask` marks the real positions. The masks are the unpacked batch's: they were drawn before."""
+    lengths = batch["attention_mask"].sum(dim=1).tolist()
+    width = batch["input_ids"].shape[1]
+    places = first_fit(lengths, width)
+    shape = (1 + max(row for row, _ in places), width)
+    packed = {
+        "input_ids": torch.full(shape, pad_token_id, dtype=batch["input_ids"].dtype),
+        "attention_mask": torch.zeros(shape, dtype=batch["attention_mask"].dtype),
+        "labels": torch.full(shape, IGNORE_INDEX, dtype=batch["labels"].dtype),
+        "position_ids": torch.zeros(shape, dtype=torch.long),
+        "segments": torch.zeros(shape, dtype=torch.long),
+    }
+    for i, ((row, start), length) in enumerate(zip(places, lengths)):
+        span = slice(start, start + length)
+        packed["input_ids"][row, span] = batch["input_ids"][i, :length]
+        packed["labels"][row, span] = batch["labels"][i, :length]
+        packed["attention_mask"][row, span] = 1
+        packed["position_ids"][row, span] = torch.arange(length)
+        packed["segments"][row, span] = 1 + int(packed["segments"][row].max())
+    return packed
 
 
 def pad_right(examples: list[dict], pad_token_id: int) -> dict[str, torch.Tensor]:
@@ -681,6 +726,18 @@ def build_objective(settings: Settings, recipe: recipes.Recipe):
     return recipes.PretrainingObjective(recipe, model), AutoTokenizer.from_pretrained(settings.start_dir)
 
 
+def use_packing(train: TrainSettings, objective: recipes.PretrainingObjective) -> bool:
+    """The train setting `packing` where the recipe and the models allow it (recipes.packs_rows); a line where not."""
+    models = [m for m in (objective.student, objective.teacher) if m is not None]
+    allowed = recipes.packs_rows(objective.recipe, [m.config.model_type for m in models])
+    if train.packing and not allowed:
+        print(
+            f"packing: off for recipe {objective.recipe.name} on {models[0].config.model_type} (see packs_rows)",
+            flush=True,
+        )
+    return train.packing and allowed
+
+
 def train_and_export(settings: Settings) -> dict:
     """Pre-train one compact model in this process (alone, or as one torchrun worker) and export it to
     `settings.out_dir`; returns a summary.
@@ -726,7 +783,9 @@ def train_and_export(settings: Settings) -> dict:
         args=args,
         train_dataset=IndexedExamples(rows),
         processing_class=tokenizer,
-        data_collator=ReproducibleMaskingCollator(tokenizer, train.mlm_probability, settings.seed),
+        data_collator=ReproducibleMaskingCollator(
+            tokenizer, train.mlm_probability, settings.seed, packing=use_packing(train, objective)
+        ),
     )
     if finished_at(resume_from, train.max_steps):
         print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
