@@ -5,7 +5,9 @@ choice; compact_biomed.pretrain.recipes: objective with MLM heads on masked rows
 bf16 where the GPU has it). "official" is the computation of the official scripts on the same Trainer and data:
 fp32, full-vocabulary MLM heads, eager attention everywhere (bench_distill.reference_loss), non-fused AdamW and a
 micro-batch of 24 accumulated to the global 192. With --compile, "compiled" is ours with the train setting `compile`
-(train.compile_objective: torch.compile of the objective), timed beside it.
+(train.compile_objective: torch.compile of the objective), timed beside it; with --packing, "packed" is ours with the
+train setting `packing` (train.pack_rows: citations several to a row, less padding computed) for the models that
+allow it (recipes.packs_rows), and with both flags "compiled+packed" has the two settings.
 
 Random weights at the paper's shapes: a BioBERT-shaped teacher (12 layers, 768, vocabulary 28,996), students per
 config/paper.yaml (6-layer halves of the teacher, TinyBERT 4L-312D), continual start points shaped like
@@ -15,14 +17,15 @@ a quarter title-only citations (10-40 tokens), the rest abstracts, most truncate
 Per model and implementation: optimizer steps/s after a warm-up, TFLOP per step (counted by torch's FlopCounterMode
 on a warm-up step), achieved TFLOP/s and its share of a bf16 matrix-product peak measured on the same device in the
 same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours
-against official (and compiled against ours) as ratios; the untimed warm-up steps' seconds are printed apart (for
-"compiled": the compilation), and any graph compiled during the timed steps is named. All feed the Trainer through
+against official (and the speed settings against ours) as ratios; the untimed warm-up steps' seconds are printed
+apart (for the compiled rows: the compilation), and any graph compiled during the timed steps is named. All feed the Trainer through
 the pipeline's collator; its time to collate one global batch is printed beside HF's (tokenizer.pad). No `datasets`
 package needed.
 
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --out pretrain_bench.txt   # paper shapes
     PYTHONPATH=src python benchmarks/bench_pretrain.py --shape tiny                             # CPU, seconds
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --compile --no-official --warmup 5
+    PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --compile --packing --no-official --warmup 6
 """
 
 from __future__ import annotations
@@ -162,6 +165,13 @@ def tokenizer_of(vocab_size: int) -> BertTokenizer:
     return BertTokenizer(vocab={word: i for i, word in enumerate(words)})
 
 
+def packable(model: str, shape: Shape) -> bool:
+    """Whether the train setting `packing` applies to `model` (recipes.packs_rows): students and teacher are BERTs
+    but for the continual models' start architectures."""
+    recipe = recipes.get_recipe(MODELS[model])
+    return recipes.packs_rows(recipe, [shape.starts[model].model_type if model in shape.starts else "bert"])
+
+
 def build_objective(model: str, shape: Shape, official: bool, device: str) -> recipes.PretrainingObjective:
     """The pipeline's objective for `model` on `device`, random weights; official: eager attention everywhere."""
     recipe = recipes.get_recipe(MODELS[model])
@@ -243,7 +253,8 @@ class StepTimer(TrainerCallback):
 
 
 def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, tokenizer) -> dict:
-    """One timed training run of `model`; impl: ours, compiled (ours with `compile`) or official."""
+    """One timed training run of `model`; impl: ours, compiled (ours with `compile`), packed (ours with `packing`),
+    compiled+packed or official."""
     official = impl == "official"
     objective = build_objective(model, shape, official, args.device)
     train = TrainSettings(  # the schema's train_defaults, but the shapes and the timed steps
@@ -257,7 +268,8 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
             "logging_steps": 10**9,
             "precision": "fp32" if official else "auto",
             "dataloader_workers": args.workers,
-            "compile": impl == "compiled",
+            "compile": impl in ("compiled", "compiled+packed"),
+            "packing": impl in ("packed", "compiled+packed"),
         }
     )
     train = dataclasses.replace(
@@ -271,14 +283,14 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
         if official:  # transformers 4.17's Trainer had no fused AdamW
             training_args = dataclasses.replace(training_args, optim="adamw_torch")
         trainer_class = OfficialTrainer if official else pretrain.PretrainTrainer
-        # FlopCounterMode does not see inside a compiled graph: the compiled run takes ours' count (main)
+        # FlopCounterMode does not see inside a compiled graph: a compiled run takes its eager twin's count (main)
         trainer = (trainer_class if train.compile else counting(trainer_class))(
             model=objective,
             args=training_args,
             train_dataset=pretrain.IndexedExamples(rows),
             processing_class=tokenizer,
             callbacks=[timer],
-            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train.mlm_probability, 0),
+            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train.mlm_probability, 0, train.packing),
         )
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -349,7 +361,8 @@ def collate_ms(tokenizer, rows: SyntheticShard, batch: int, repeats: int = 5) ->
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-IMPLS = ("ours", "compiled", "official")
+IMPLS = ("ours", "compiled", "packed", "compiled+packed", "official")
+EAGER_TWIN = {"compiled": "ours", "compiled+packed": "packed"}  # the same computation, not compiled
 COLUMNS = [
     "model",
     "impl",
@@ -399,11 +412,13 @@ RATIO_COLUMNS = [
     "GPU-h ours",
     "GPU-h official",
     "speed compiled/ours",
+    "speed packed/ours",
+    "speed compiled+packed/ours",
 ]
 
 
 def ratio_rows(results: list[dict]) -> list[list[str]]:
-    """Per model with an "ours" row: against official and compiled where those ran ("-" where not)."""
+    """Per model with an "ours" row: against official and the speed settings where those ran ("-" where not)."""
     by_model = {}
     for r in results:
         if "error" not in r:
@@ -412,7 +427,7 @@ def ratio_rows(results: list[dict]) -> list[list[str]]:
     for model, runs in by_model.items():
         if "ours" not in runs or set(runs) == {"ours"}:
             continue
-        ours, official, compiled = runs["ours"], runs.get("official"), runs.get("compiled")
+        ours, official = runs["ours"], runs.get("official")
         steps = PAPER_STEPS[recipes.get_recipe(MODELS[model]).kind]
         memory = "-" if not official or ours["peak_gib"] is None else f"{official['peak_gib'] / ours['peak_gib']:.2f}"
         rows.append(
@@ -422,7 +437,10 @@ def ratio_rows(results: list[dict]) -> list[list[str]]:
                 memory,
                 f"{steps / ours['steps_per_s'] / 3600:.3g}",
                 f"{steps / official['steps_per_s'] / 3600:.3g}" if official else "-",
-                f"{compiled['steps_per_s'] / ours['steps_per_s']:.2f}" if compiled else "-",
+                *(
+                    f"{runs[impl]['steps_per_s'] / ours['steps_per_s']:.2f}" if impl in runs else "-"
+                    for impl in ("compiled", "packed", "compiled+packed")
+                ),
             ]
         )
     return rows
@@ -443,8 +461,9 @@ def report(results: list[dict], peak: float, collate: dict, shape: Shape, device
         f", vocab {shape.teacher.vocab_size}\n"
         f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
         f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
-        f"wall {seconds:.0f} s; warm-up s: the untimed first steps (for compiled: the compilation); mean loss: "
-        f"of all the run's steps, the same data for every impl (compiled against ours: equal but for dropout)\n"
+        f"wall {seconds:.0f} s; warm-up s: the untimed first steps (compiled rows: the compilation); mean loss: "
+        f"of all the run's steps, the same data for every impl (the speed settings against ours: equal but for "
+        f"dropout)\n"
         f"# collating one global batch in one process: {collate['ours']:.1f} ms (HF tokenizer.pad: "
         f"{collate['hf']:.1f} ms, {collate['hf'] / collate['ours']:.1f}x)\n\n"
         + markdown(COLUMNS, table_rows(results, peak))
@@ -460,6 +479,7 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--no-official", action="store_true", help="skip the official-computation baseline")
     parser.add_argument("--compile", action="store_true", help="also time ours with the train setting `compile`")
+    parser.add_argument("--packing", action="store_true", help="also time ours with the train setting `packing`")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first counts the FLOPs)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps at most per run")
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
@@ -489,9 +509,12 @@ def main(argv=None) -> int:
     )
     collate = collate_ms(*data[vocab_size], shape.global_batch, repeats=min(5, args.warmup + args.steps))
     # every model of ours first: if time runs out, the pipeline's own rows are complete
-    impls = ["ours"] + ["compiled"] * args.compile + ["official"] * (not args.no_official)
+    impls = ["ours"] + ["compiled"] * args.compile + ["packed"] * args.packing
+    impls += ["compiled+packed"] * (args.compile and args.packing) + ["official"] * (not args.no_official)
     for impl in impls:
         for model in args.models:
+            if "packed" in impl and not packable(model, shape):
+                continue  # its training would be ours'
             vocab_size = shape.starts.get(model, shape.teacher).vocab_size
             if vocab_size not in data:
                 data[vocab_size] = (
@@ -511,9 +534,9 @@ def main(argv=None) -> int:
                     gc.collect()
                     if args.device == "cuda":
                         torch.cuda.empty_cache()
-            ours = next((r for r in results if r["model"] == model and r["impl"] == "ours" and "error" not in r), None)
-            if impl == "compiled" and "error" not in result and ours:
-                result["tflop_per_step"] = ours["tflop_per_step"]  # the same computation
+            if impl in EAGER_TWIN and "error" not in result:  # the same computation as its eager twin
+                twin = [r for r in results if (r["model"], r["impl"]) == (model, EAGER_TWIN[impl]) and "error" not in r]
+                result["tflop_per_step"] = twin[0]["tflop_per_step"] if twin else None
             results.append(result)
             outcome = result.get("error") or f"{result['steps_per_s']:.3g} steps/s"
             if result.get("graphs_timed"):

@@ -100,20 +100,45 @@ def test_a_failed_run_becomes_a_row_and_the_others_are_kept(tmp_path, monkeypatc
 
 @pytest.mark.slow
 @pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on a CPU needs a C++ compiler")
-def test_compiled_arm_beside_ours_with_the_same_losses(tmp_path):
-    """--compile: a "compiled" row per model, its compile time apart, its speed against ours; with inductor's dropout
-    drawn as eager's (fallback_random) its losses are ours (fp32 on a CPU): the arm times the same computation."""
+def test_compiled_arms_beside_their_eager_twins_with_the_same_losses(tmp_path):
+    """--compile: a "compiled" row per model, its compile time apart, its speed against ours; with --packing also
+    "compiled+packed". With inductor's dropout drawn as eager's (fallback_random) their losses are their eager
+    twins' (fp32 on a CPU): the arms time the same computation, and take its FLOP count."""
     bench = load_bench()
     out = tmp_path / "bench.txt"
     argv = ["--device", "cpu", "--shape", "tiny", "--models", "BioDistilBERT", "--no-official", "--compile"]
+    argv += ["--packing", "--warmup", "2", "--steps", "3", "--seconds", "0", "--out", str(out)]
     with torch._inductor.config.patch(fallback_random=True):
-        assert bench.main([*argv, "--warmup", "2", "--steps", "3", "--seconds", "0", "--out", str(out)]) == 0
+        assert bench.main(argv) == 0
     torch._dynamo.reset()
     rows = {row[1]: row for row in table(out.read_text(), "model | impl")[1:]}
-    assert set(rows) == {"ours", "compiled"}
-    assert rows["compiled"][2] == rows["ours"][2] == "8 x 1" and rows["compiled"][4] == rows["ours"][4]
-    assert float(rows["compiled"][9]) > 0 and float(rows["compiled"][3]) > 0
-    assert float(rows["compiled"][10]) == pytest.approx(float(rows["ours"][10]), rel=1e-3)
+    assert list(rows) == ["ours", "compiled", "packed", "compiled+packed"]
+    for compiled, eager in (("compiled", "ours"), ("compiled+packed", "packed")):
+        assert rows[compiled][2] == rows[eager][2] == "8 x 1" and rows[compiled][4] == rows[eager][4]
+        assert float(rows[compiled][9]) > 0 and float(rows[compiled][3]) > 0
+        assert float(rows[compiled][10]) == pytest.approx(float(rows[eager][10]), rel=1e-3)
     ratios = table(out.read_text(), "model | speed")[1:]
     assert [row[0] for row in ratios] == ["BioDistilBERT"] and ratios[0][1] == "-"
-    assert float(ratios[0][5]) == pytest.approx(float(rows["compiled"][3]) / float(rows["ours"][3]), rel=0.05)
+    for column, impl in ((5, "compiled"), (6, "packed"), (7, "compiled+packed")):
+        assert float(ratios[0][column]) == pytest.approx(float(rows[impl][3]) / float(rows["ours"][3]), rel=0.05)
+
+
+def test_packed_arm_beside_ours_for_the_models_that_pack(tmp_path):
+    """--packing: a "packed" row beside ours for DistilBioBERT, none for CompactBioBERT (its layer terms average
+    over padding) or BioMobileBERT (its trigram input would mix citations), and its speed against ours."""
+    bench = load_bench()
+    out = tmp_path / "bench.txt"
+    argv = ["--device", "cpu", "--shape", "tiny", "--models", "DistilBioBERT", "CompactBioBERT", "BioMobileBERT"]
+    argv += ["--no-official", "--packing", "--warmup", "2", "--steps", "2", "--seconds", "0", "--out", str(out)]
+    assert bench.main(argv) == 0
+    rows = [(row[0], row[1]) for row in table(out.read_text(), "model | impl")[1:]]
+    assert rows == [
+        ("DistilBioBERT", "ours"),
+        ("DistilBioBERT", "packed"),
+        ("CompactBioBERT", "ours"),
+        ("BioMobileBERT", "ours"),
+    ]
+    ratios = table(out.read_text(), "model | speed")
+    assert ratios[0][-3:] == ["speed compiled/ours", "speed packed/ours", "speed compiled+packed/ours"]
+    assert [row[0] for row in ratios[1:]] == ["DistilBioBERT"]
+    assert float(ratios[1][-2]) > 0 and ratios[1][-3] == ratios[1][-1] == "-"  # no compiled run
