@@ -18,9 +18,9 @@ Per model and implementation: optimizer steps/s after a warm-up, TFLOP per step 
 on a warm-up step), achieved TFLOP/s and its share of a bf16 matrix-product peak measured on the same device in the
 same run, peak memory (CUDA), GPU-hours for the paper's steps (100k distillation, 200k continual); then ours
 against official (and the speed settings against ours) as ratios; the untimed warm-up steps' seconds are printed
-apart (for the compiled rows: the compilation), and any graph compiled during the timed steps is named. All feed the Trainer through
-the pipeline's collator; its time to collate one global batch is printed beside HF's (tokenizer.pad). No `datasets`
-package needed.
+apart (for the compiled rows: the compilation), and any graph compiled during the timed steps is named. All feed
+the Trainer through the pipeline's collator; its time to collate one global batch is printed beside HF's
+(tokenizer.pad). No `datasets` package needed.
 
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --out pretrain_bench.txt   # paper shapes
     PYTHONPATH=src python benchmarks/bench_pretrain.py --shape tiny                             # CPU, seconds

@@ -504,7 +504,7 @@ def test_packing_collator_keeps_every_citation_and_its_masks(tiny_bert_dir, mixe
         pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)
 
 
-def test_packed_run_has_the_padded_runs_losses(tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch, capsys):
+def test_packed_run_has_the_padded_runs_losses(tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch):
     """A DistilBioBERT run with `packing`: its micro-batches hold fewer rows, with the losses and weights of the
     padded run (dropout off on both sides: it is drawn per row)."""
     teacher = tmp_path / "teacher"

@@ -2,6 +2,7 @@
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -294,13 +295,13 @@ def test_recipe_needs_matching_teacher_argument(teacher):
 
 
 def packable_batch(vocab):
-    """Citations of 6, 10, 3 and 4 tokens (the last with no masked position) padded to 10: packed (first fit,
-    longest first), the 10 fills a row, the 6 and the 4 share one, the 3 has one of its own."""
+    """Citations of 6, 10, 3 and 4 tokens padded to 10: packed (first fit, longest first), the 10 fills a row, the
+    6 and the 4 share one (the 4 from position 6: its masked position tells wrong position ids), the 3 has its own."""
     lengths = torch.tensor([6, 10, 3, 4])
     attention_mask = (torch.arange(10)[None, :] < lengths[:, None]).long()
     input_ids = torch.randint(5, vocab, (4, 10), generator=torch.Generator().manual_seed(0)) * attention_mask
     labels = torch.full_like(input_ids, -100)
-    for row, positions in enumerate([[1, 4], [2, 5, 8], [1], []]):
+    for row, positions in enumerate([[1, 4], [2, 5, 8], [1], [2]]):
         labels[row, positions] = input_ids[row, positions]
     return input_ids, attention_mask, labels
 
@@ -390,3 +391,10 @@ def test_packing_is_refused_where_citations_would_mix(teacher, recipe_name, arch
     assert not recipes.packs_rows(objective.recipe, model_types)
     with pytest.raises(ValueError, match="cannot pack citations into rows"):
         objective(*packed(packable_batch(objective.student.config.vocab_size)))
+
+
+def test_segment_mask_is_refused_for_attention_that_takes_no_such_mask():
+    segments = packed(packable_batch(60))[-1]
+    flex = SimpleNamespace(config=SimpleNamespace(_attn_implementation="flex_attention"))
+    with pytest.raises(ValueError, match="packing needs SDPA or eager attention, not 'flex_attention'"):
+        recipes.segment_mask(segments, flex)

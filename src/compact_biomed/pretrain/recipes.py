@@ -340,8 +340,11 @@ def segment_mask(segments: torch.Tensor, model: PreTrainedModel) -> torch.Tensor
     positions of its own citation (`segments`: 1, 2, .. per row; padding, 0, to padding), as in a padded batch
     each citation attends to its own row. Boolean (True: attend) for SDPA, additive for eager attention."""
     same = segments[:, None, :, None] == segments[:, None, None, :]
-    if model.config._attn_implementation == "sdpa":
+    kind = model.config._attn_implementation
+    if kind == "sdpa":
         return same
+    if kind != "eager":  # flash and flex attention take no such mask
+        raise ValueError(f"packing needs SDPA or eager attention, not {kind!r}")
     return torch.zeros(same.shape, device=same.device).masked_fill(~same, torch.finfo(torch.float32).min)
 
 

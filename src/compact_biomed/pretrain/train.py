@@ -728,13 +728,11 @@ def build_objective(settings: Settings, recipe: recipes.Recipe):
 
 def use_packing(train: TrainSettings, objective: recipes.PretrainingObjective) -> bool:
     """The train setting `packing` where the recipe and the models allow it (recipes.packs_rows); a line where not."""
-    models = [m for m in (objective.student, objective.teacher) if m is not None]
-    allowed = recipes.packs_rows(objective.recipe, [m.config.model_type for m in models])
+    model_types = [m.config.model_type for m in (objective.student, objective.teacher) if m is not None]
+    allowed = recipes.packs_rows(objective.recipe, model_types)
     if train.packing and not allowed:
-        print(
-            f"packing: off for recipe {objective.recipe.name} on {models[0].config.model_type} (see packs_rows)",
-            flush=True,
-        )
+        where = f"recipe {objective.recipe.name} on {'/'.join(model_types)}"
+        print(f"packing: off for {where} (recipes.packs_rows: citations would mix)", flush=True)
     return train.packing and allowed
 
 
