@@ -261,10 +261,10 @@ def data_folder(args, tmp: Path) -> Path:
 def plan(args, cuda: bool) -> list[tuple[str, int | None, int]]:
     """(arm, pad_to_multiple_of, jobs) rows in the order they run: the most important first on a budget."""
     pads = args.pad_multiples or ([64, 8] if cuda else [1])
-    rows = [("loop", None, 1)] + [("trainer", pad, 1) for pad in pads]
+    rows = [("trainer", pad, 1) for pad in pads]
     if args.jobs > 1:
-        rows.insert(2, ("trainer", max(pads), args.jobs))  # before the other pads: the 1-vs-k figure matters more
-    return rows
+        rows.insert(1, ("trainer", max(pads), args.jobs))  # before the other pads: the 1-vs-k figure matters more
+    return rows if args.no_loop else [("loop", None, 1), *rows]
 
 
 def main() -> None:
@@ -281,6 +281,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", help="default: 1 2 3 on CPU, 1 on CUDA")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per job")
     parser.add_argument("--pad-multiples", type=int, nargs="+", help="Trainer rows; default: 1 on CPU, 64 8 on CUDA")
+    parser.add_argument("--no-loop", action="store_true", help="skip the hand-written loop's row (a shorter run)")
     parser.add_argument("--jobs", type=int, help="concurrent Trainer jobs on the device; default: 4 on CUDA, 1 on CPU")
     parser.add_argument("--budget-s", type=float, help="wall-clock limit of the whole run; rows that miss it skip")
     parser.add_argument("--out", type=Path, help="also write the table here")
