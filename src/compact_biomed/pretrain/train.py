@@ -732,7 +732,7 @@ def use_packing(train: TrainSettings, objective: recipes.PretrainingObjective) -
     allowed = recipes.packs_rows(objective.recipe, model_types)
     if train.packing and not allowed:
         where = f"recipe {objective.recipe.name} on {'/'.join(model_types)}"
-        print(f"packing: off for {where} (recipes.packs_rows: citations would mix)", flush=True)
+        print(f"packing: off for {where} (see recipes.packs_rows)", flush=True)
     return train.packing and allowed
 
 
