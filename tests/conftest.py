@@ -1,6 +1,7 @@
 """Shared fixtures: tiny real models and tokenizers built offline, the optional ../shared data, and the demo run
 once per test session for every test that inspects its results."""
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,6 +24,15 @@ TINY_TEXTS = [
     "Metformin lowers blood glucose in type 2 diabetes.",
     "Hypertension and heart failure were treated with lisinopril.",
 ] * 20
+
+
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module, registered in sys.modules (dataclasses look their module up there)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def shared_path(*parts) -> Path:

@@ -1,21 +1,12 @@
 """bench_ner's plan of rows: the most telling first, so that a run cut by its budget keeps them."""
 
-import importlib.util
 from argparse import Namespace
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_ner", REPO / "benchmarks" / "bench_ner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_benchmark
 
 
 def test_plan_runs_the_loop_then_one_job_then_k_jobs_unless_the_loop_is_skipped():
-    plan = load_bench().plan
+    plan = load_benchmark("bench_ner").plan
     args = Namespace(pad_multiples=None, jobs=4, no_loop=False)
     assert plan(args, cuda=True) == [("loop", None, 1), ("trainer", 64, 1), ("trainer", 64, 4), ("trainer", 8, 1)]
     args.no_loop = True  # the 1-vs-k figure within a short budget

@@ -1,23 +1,12 @@
 """benchmarks/bench_pretrain.py at a tiny shape on the CPU: every model, both implementations, the full table."""
 
-import importlib.util
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark
 
-REPO = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_pretrain", REPO / "benchmarks" / "bench_pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def table(text: str, header: str) -> list[list[str]]:
@@ -33,7 +22,7 @@ def table(text: str, header: str) -> list[list[str]]:
 
 
 def test_benchmark_runs_every_model_against_the_official_computation(tmp_path):
-    bench = load_bench()
+    bench = load_benchmark("bench_pretrain")
     out = tmp_path / "bench.txt"
     assert (
         bench.main(
@@ -64,7 +53,7 @@ def test_benchmark_runs_every_model_against_the_official_computation(tmp_path):
 
 
 def test_a_failed_run_becomes_a_row_and_the_others_are_kept(tmp_path, monkeypatch):
-    bench = load_bench()
+    bench = load_benchmark("bench_pretrain")
     build = bench.build_objective
 
     def broken_for_compact(model, *args):
@@ -104,7 +93,7 @@ def test_compiled_arms_beside_their_eager_twins_with_the_same_losses(tmp_path):
     """--compile: a "compiled" row per model, its compile time apart, its speed against ours; with --packing also
     "compiled+packed". With inductor's dropout drawn as eager's (fallback_random) their losses are their eager
     twins' (fp32 on a CPU): the arms time the same computation, and take its FLOP count."""
-    bench = load_bench()
+    bench = load_benchmark("bench_pretrain")
     out = tmp_path / "bench.txt"
     argv = ["--device", "cpu", "--shape", "tiny", "--models", "BioDistilBERT", "--no-official", "--compile"]
     argv += ["--packing", "--warmup", "2", "--steps", "3", "--seconds", "0", "--out", str(out)]
@@ -126,7 +115,7 @@ def test_compiled_arms_beside_their_eager_twins_with_the_same_losses(tmp_path):
 def test_packed_arm_beside_ours_for_the_models_that_pack(tmp_path):
     """--packing: a "packed" row beside ours for DistilBioBERT, none for CompactBioBERT (its layer terms average
     over padding) or BioMobileBERT (its trigram input would mix citations), and its speed against ours."""
-    bench = load_bench()
+    bench = load_benchmark("bench_pretrain")
     out = tmp_path / "bench.txt"
     argv = ["--device", "cpu", "--shape", "tiny", "--models", "DistilBioBERT", "CompactBioBERT", "BioMobileBERT"]
     argv += ["--no-official", "--packing", "--warmup", "2", "--steps", "2", "--seconds", "0", "--out", str(out)]

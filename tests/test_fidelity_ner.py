@@ -1,23 +1,11 @@
 """benchmarks/fidelity_ner.py on a tiny model: the workflow's NER job scores exactly as an independent run of the
 official protocol (Trainer + seqeval, every piece labelled) with the same seed, in both scorings."""
 
-import importlib.util
 import random
-import sys
-from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 from test_ner import toy_sentence, write_dataset
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_fidelity():
-    spec = importlib.util.spec_from_file_location("fidelity_ner", REPO / "benchmarks" / "fidelity_ner.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_job_equals_the_official_protocol_seed_for_seed(tiny_bert_dir, tmp_path, capsys):
@@ -25,7 +13,7 @@ def test_job_equals_the_official_protocol_seed_for_seed(tiny_bert_dir, tmp_path,
     sentences = [toy_sentence(rng) for _ in range(100)]
     data = write_dataset(tmp_path / "toy", sentences[:64], sentences[64:82], sentences[82:])
     out = tmp_path / "fidelity.txt"
-    fidelity = load_fidelity()
+    fidelity = load_benchmark("fidelity_ner")
     argv = ["--model-dir", str(tiny_bert_dir), "--data-dir", str(data), "--seeds", "3", "--epochs", "4"]
     assert fidelity.main([*argv, "--learning-rate", "5e-3", "--batch-size", "8", "--out", str(out)]) == 0
 
@@ -39,7 +27,7 @@ def test_job_equals_the_official_protocol_seed_for_seed(tiny_bert_dir, tmp_path,
 
 
 def test_a_failed_worker_stops_the_benchmark_with_its_log(tmp_path):
-    fidelity = load_fidelity()
+    fidelity = load_benchmark("fidelity_ner")
     data = write_dataset(tmp_path / "toy", *([toy_sentence(random.Random(0))] * 3 for _ in range(3)))
     argv = ["--model-dir", str(tmp_path / "no-model"), "--data-dir", str(data), "--seeds", "1", "--epochs", "1"]
     with pytest.raises(SystemExit, match=r"worker (reference|job)-1 failed \(1\); its log ends:\n(.|\n)*no-model"):

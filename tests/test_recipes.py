@@ -1,11 +1,10 @@
 """Recipe registry, layer mappings, student construction, masked-rows-only MLM heads and the objective module."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import load_benchmark
 from transformers import (
     AutoModelForMaskedLM,
     BertConfig,
@@ -21,16 +20,6 @@ from compact_biomed.pretrain import recipes
 from compact_biomed.pretrain import train as pretrain
 
 torch.set_num_threads(1)
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark():
-    """The benchmark's plain re-implementation of the official scripts, used here as the independent reference."""
-    spec = importlib.util.spec_from_file_location("bench_distill", REPO / "benchmarks" / "bench_distill.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +227,7 @@ def objective_for(recipe_name, teacher, teacher_dropout=True):
 
 @pytest.mark.parametrize("recipe_name", list(recipes.RECIPES))
 def test_objective_matches_plain_official_style_computation(teacher, recipe_name):
-    bench = load_benchmark()
+    bench = load_benchmark("bench_distill")
     objective = objective_for(recipe_name, teacher).eval()
     reference = bench.eager_copy(objective).eval()
     batch = make_batch(teacher.config.vocab_size)
