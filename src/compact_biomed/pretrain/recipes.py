@@ -454,6 +454,9 @@ class PretrainingObjective(nn.Module):
             self.teacher.train(mode and self.teacher_dropout)
         return self
 
+    def model_types(self) -> list[str]:
+        return [m.config.model_type for m in (self.student, self.teacher) if m is not None]
+
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -468,8 +471,7 @@ class PretrainingObjective(nn.Module):
         batch = Batch(attention_mask, masked, labels[masked])
         layers = needs_hidden_states(self.recipe)
         maps = self.recipe.attention_maps
-        models = [m for m in (self.student, self.teacher) if m is not None]
-        if segments is not None and not packs_rows(self.recipe, [m.config.model_type for m in models]):
+        if segments is not None and not packs_rows(self.recipe, self.model_types()):
             raise ValueError(f"recipe {self.recipe.name!r} with these models cannot pack citations into rows")
 
         def run(model):

@@ -728,10 +728,9 @@ def build_objective(settings: Settings, recipe: recipes.Recipe):
 
 def use_packing(train: TrainSettings, objective: recipes.PretrainingObjective) -> bool:
     """The train setting `packing` where the recipe and the models allow it (recipes.packs_rows); a line where not."""
-    model_types = [m.config.model_type for m in (objective.student, objective.teacher) if m is not None]
-    allowed = recipes.packs_rows(objective.recipe, model_types)
+    allowed = recipes.packs_rows(objective.recipe, objective.model_types())
     if train.packing and not allowed:
-        where = f"recipe {objective.recipe.name} on {'/'.join(model_types)}"
+        where = f"recipe {objective.recipe.name} on {'/'.join(objective.model_types())}"
         print(f"packing: off for {where} (see recipes.packs_rows)", flush=True)
     return train.packing and allowed
 
