@@ -41,9 +41,20 @@ SPLITS = ["train", "devel", "test", "train_dev"]
 # A CPU-only machine requests none, so its training jobs run side by side on the cores.
 GPU_PER_JOB = 1 if shutil.which("nvidia-smi") else 0
 # Several NER fine-tunings share one GPU (one alone leaves it mostly idle): each takes one of the GPU's
-# `gpu_slots` (profiles/default: 4, or `--resources gpu_slots=K`); pre-training and model_stats take them all.
+# `gpu_slots` (profiles/default: 4, or `--resources gpu=1 gpu_slots=K`); pre-training and model_stats take all.
 # On SLURM the same sharing comes from group jobs (profiles/slurm: groups, group-components).
 GPU_SLOTS = getattr(workflow.global_resources.get("gpu_slots"), "value", None) or 1
+
+
+onstart:
+    # Without a gpu_slots limit nothing caps the jobs on the GPU. A --resources on the command line replaces the
+    # profile's whole list, so `--resources gpu=1` alone drops it. Cluster jobs get a GPU each: no limit needed.
+    # Here, not at parsing: only now is the executor known (a dry run runs nothing).
+    if GPU_PER_JOB and workflow.local_exec and "gpu_slots" not in workflow.global_resources:
+        raise WorkflowError(
+            "a GPU and no `gpu_slots` limit: NER fine-tunings would crowd the GPU without cap; "
+            "pass --resources gpu=1 gpu_slots=4 (a --resources replaces the profile's list; see README)"
+        )
 
 
 def one_of(names):

@@ -101,14 +101,19 @@ def job_resources(output: str) -> dict[str, list[str]]:
     return found
 
 
-def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone(tmp_path):
-    """With a GPU (nvidia-smi on the PATH), a fine-tuning takes one of the profile's 4 gpu_slots and no whole GPU;
-    pre-training and model_stats take the GPU and every slot, also when the user sets another number of slots."""
+def with_a_gpu(tmp_path) -> dict:
+    """The environment of a machine with a GPU, as the workflow sees one: nvidia-smi on the PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
     (bin_dir / "nvidia-smi").chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone(tmp_path):
+    """With a GPU (nvidia-smi on the PATH), a fine-tuning takes one of the profile's 4 gpu_slots and no whole GPU;
+    pre-training and model_stats take the GPU and every slot, also when the user sets another number of slots."""
+    env = with_a_gpu(tmp_path)
     for extra, slots in (([], 4), (["--resources", "gpu_slots=2"], 2)):
         result = snakemake("-n", "--cores", "8", *extra, extra_env=env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -120,6 +125,27 @@ def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone
             assert resources[rule] and all(
                 re.search(r"\bgpu=1\b", r) and re.search(rf"\bgpu_slots={slots}\b", r) for r in resources[rule]
             ), rule
+
+
+def test_on_a_gpu_workstation_resources_without_gpu_slots_are_refused_in_one_line(tmp_path):
+    """`--resources` on the command line replaces the profile's list: `--resources gpu=1` alone would leave the NER
+    jobs on the GPU uncapped (any number at once, beside a pre-training). One line says what to pass instead, before
+    any job runs."""
+    env = with_a_gpu(tmp_path)
+    workdir = copy_workflow(tmp_path / "workdir")
+    target = "resources/demo/ner/demo-disease/train.tsv"
+    for resources in (["--resources", "gpu=1"], ["--workflow-profile", "none"]):
+        result = snakemake(target, "--cores", "1", *resources, cwd=workdir, extra_env=env)
+        output = result.stdout + result.stderr  # Snakemake 9 logs a WorkflowError on stdout
+        error = [line for line in output.splitlines() if "gpu_slots" in line]
+        assert result.returncode != 0 and len(error) == 1, output[-3000:]
+        assert "--resources gpu=1 gpu_slots=4" in error[0] and not (workdir / "resources").exists()
+    result = snakemake(target, "--cores", "1", "--resources", "gpu=1", cwd=workdir)  # no GPU: nothing to cap
+    assert result.returncode == 0 and (workdir / target).exists(), result.stderr[-3000:]
+    result = snakemake(
+        target, "--forcerun", "--cores", "1", "--resources", "gpu=1", "gpu_slots=4", cwd=workdir, extra_env=env
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_slurm_profile_groups_ner_jobs_four_to_one_gpu_job():
