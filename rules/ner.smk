@@ -1,4 +1,5 @@
-# NER fine-tuning: every model (the baseline teacher and the six) x dataset x seed, scored with seqeval.
+# NER fine-tuning: every table row (the teacher baseline, the compact or released models) x dataset x seed,
+# scored with seqeval.
 DATA_DIR = config["ner"]["data_dir"]
 
 if config["ner"]["archive_url"]:

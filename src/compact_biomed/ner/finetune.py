@@ -46,8 +46,9 @@ from .data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: F401
 # Which pieces of a word carry its label in training (label_mode_train): every piece, as the official code, or only
 # the first, the others IGNORE_INDEX (the BioBERT/BLURB convention).
 LABEL_MODES = ("every_piece", "first_piece")
-# Fewer distinct batch shapes: fresh GPU jobs ran 3x faster than with exact padding (issue 14). On an H100 each new
-# shape costs cuDNN's attention a new plan, about 5 ms a call (benchmarks/results/h100-length-split-probe.txt).
+# Fewer distinct batch shapes: fresh GPU jobs of the old loop ran 3.1x faster than with exact padding (issue 14's
+# H200 probe). On an H100 each new shape costs cuDNN's attention a new plan, about 5 ms a call
+# (benchmarks/results/h100-length-split-probe.txt).
 CUDA_PAD_MULTIPLE = 64
 
 # ---------------------------------------------------------------------------------------------------

@@ -34,8 +34,8 @@ class TrainSettings:
     max_grad_norm: float
     precision: str
     dataloader_workers: int
-    compile: bool  # torch.compile the training step (train.compile_objective); the same computation
-    packing: bool  # several citations to a row, each attending to itself (train.pack_rows); the same computation
+    compile: bool  # torch.compile the training step (train.compile_objective); the same losses but dropout
+    packing: bool  # citations several to a row, each attending to itself (train.pack_rows); same losses but dropout
 
     @classmethod
     def from_dict(cls, values: dict, key: str) -> TrainSettings:

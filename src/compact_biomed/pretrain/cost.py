@@ -13,7 +13,8 @@ from ..config import train_settings
 
 # Eager rates: config/paper.yaml compiles DistilBioBERT's step (11.1 steps/s on the same GPU,
 # h100-pretrain-distil-compile.txt), so its request holds with `compile` off too.
-STEPS_PER_SECOND = {  # one NVIDIA H100 80GB, 2026-11-26 (benchmarks/results/h100-pretrain.txt; an H200 is ~5% faster)
+# One NVIDIA H100 80GB, 2026-11-26 (benchmarks/results/h100-pretrain.txt); issue #13's H200 ran 2-13% faster.
+STEPS_PER_SECOND = {
     "DistilBioBERT": 8.72,
     "CompactBioBERT": 4.38,
     "TinyBioBERT": 7.06,

@@ -134,7 +134,7 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
         self.generator = self.masking_generator([example.pop("example_index") for example in examples])
         if self.tokenizer.padding_side != "right":
             batch = super().torch_call(examples)
-        else:  # HF's own masking on tensors padded as tokenizer.pad pads them, ~10x faster (bench_pretrain.py)
+        else:  # HF's own masking on tensors padded as tokenizer.pad pads them, 6-7x faster (bench_pretrain.py)
             batch = pad_right(examples, self.tokenizer.pad_token_id)
             batch["input_ids"], batch["labels"] = self.torch_mask_tokens(
                 batch["input_ids"], special_tokens_mask=batch.pop("special_tokens_mask")
