@@ -1,5 +1,8 @@
 """All-or-nothing outputs that never replace what their step did not write (the CLI and every Snakemake job)."""
 
+import os
+import stat
+
 import pytest
 
 from compact_biomed.io import OUTPUT_MARKER, InputError, atomic_path, output_step
@@ -48,3 +51,28 @@ def test_empty_folder_is_used_and_a_file_never_replaces_a_folder(tmp_path):
     assert (empty / "metrics.json").read_text() == "{}"
     with pytest.raises(ValueError, match="needs the step"), atomic_path(tmp_path / "other", is_dir=True):
         pass
+
+
+def test_a_rerun_refuses_a_folder_holding_files_its_step_did_not_write(tmp_path):
+    """The marker lists what the step wrote: a file added since (a user's notes) stops the rerun, all kept."""
+    out = tmp_path / "out"
+    write_folder(out, "finetune-ner", {"metrics.json": "{}", "predictions.tsv": "x"})
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"notes\.txt.*'finetune-ner' did not write"):
+        write_folder(out, "finetune-ner", {"metrics.json": "{1}"})
+    assert (out / "notes.txt").read_text() == "mine" and (out / "metrics.json").read_text() == "{}"
+    (out / "notes.txt").unlink()
+    write_folder(out, "finetune-ner", {"metrics.json": "{1}"})  # its own files only: replaced
+    assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json"]
+
+
+def test_a_folder_output_gets_the_umask_permissions_not_the_temporary_folders(tmp_path):
+    """A cluster's collaborators read the results: the folder's mode follows the umask as mkdir's would."""
+    old = os.umask(0o022)
+    try:
+        write_folder(tmp_path / "out", "finetune-ner", {"metrics.json": "{}"})
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755

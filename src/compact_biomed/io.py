@@ -20,8 +20,8 @@ class InputError(Exception):
         self.problem = problem
 
 
-# Marks a folder as one step's output (the file holds the step's name, the same as its CLI command's): only such
-# a folder is ever replaced.
+# Marks a folder as one step's output: the file holds the step's name (the same as its CLI command's), then every
+# file the step wrote. Only such a folder is ever replaced, and only while it holds nothing else.
 OUTPUT_MARKER = ".compact-biomed-output"
 
 
@@ -30,8 +30,9 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
     """Yield a temporary sibling path; move it to `final` only if the block succeeds.
 
     A killed or failing job therefore never leaves a half-written output that looks complete. A folder output
-    names its `step` in a marker file, and only an empty folder or one carrying that step's marker is replaced:
-    nothing we did not write is ever deleted (see `check_replaceable`).
+    names its `step` and its files in a marker file, and only an empty folder or one holding just that step's
+    files is replaced: nothing we did not write is ever deleted (see `check_replaceable`). The folder gets the
+    permissions a plain mkdir would (the temporary one is private).
     """
     final = Path(os.path.abspath(final))  # "." and ".." have neither a name nor a parent of their own
     if is_dir and not step:
@@ -43,7 +44,8 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
     try:
         yield target
         if is_dir:
-            (target / OUTPUT_MARKER).write_text(step + "\n")
+            (target / OUTPUT_MARKER).write_text("".join(f"{line}\n" for line in [step, *folder_files(target)]))
+            tmp.chmod(0o777 & ~current_umask())
         check_replaceable(final, step if is_dir else None)  # again: the block may have run for hours
         if final.is_dir():
             shutil.rmtree(final)
@@ -56,7 +58,8 @@ def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None
     """Refuse an output path whose present content we may not replace.
 
     A file output (step None) may replace a file but never a folder. A folder output of `step` may replace a
-    missing or empty folder, or a previous output of the same step (its marker file names the step).
+    missing or empty folder, or a previous output of the same step (its marker names the step) that holds
+    nothing but the files that step wrote (the marker lists them).
     """
     final = Path(os.path.abspath(final))
     if not final.exists() and not final.is_symlink():
@@ -67,7 +70,17 @@ def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None
         return
     if not final.is_dir() or final.is_symlink():
         raise InputError(final, "exists and is not a folder (nothing was changed)")
-    if output_step(final) == step or not any(final.iterdir()):
+    if not any(final.iterdir()):
+        return
+    if output_step(final) == step:
+        foreign = sorted(set(folder_files(final)) - set(marker_lines(final)[1:]))
+        if foreign:
+            more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+            raise InputError(
+                final,
+                f"holds {', '.join(foreign[:3])}{more}, which '{step}' did not write; move them or give another "
+                f"folder (nothing was changed)",
+            )
         return
     raise InputError(
         final,
@@ -78,11 +91,32 @@ def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None
 
 def output_step(folder: str | os.PathLike) -> str | None:
     """The step named by a folder's output marker, or None."""
+    lines = marker_lines(folder)
+    return lines[0] if lines else None
+
+
+def marker_lines(folder: str | os.PathLike) -> list[str]:
+    """A folder's output marker: the step, then the files it wrote; [] without a readable marker."""
     marker = Path(folder) / OUTPUT_MARKER
     try:
-        return marker.read_text().strip() if marker.is_file() else None
+        return marker.read_text().splitlines() if marker.is_file() else []
     except (OSError, UnicodeDecodeError):
-        return None
+        return []
+
+
+def folder_files(folder: Path) -> list[str]:
+    """Everything in a folder but its sub-folders and marker, as sorted relative POSIX paths (links not followed)."""
+    return sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if (path.is_symlink() or not path.is_dir()) and path.name != OUTPUT_MARKER
+    )
+
+
+def current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
