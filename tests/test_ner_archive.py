@@ -77,4 +77,18 @@ def test_downloads_the_archive_and_a_failed_download_is_one_line_leaving_nothing
     assert list((tmp_path / "NER").iterdir()) == []
     ner_archive.fetch(f"{url}datasets.tar.gz", tmp_path / "NER", ["BC5CDR-chem"])
     assert (tmp_path / "NER" / "BC5CDR-chem" / "train.tsv").read_bytes() == (real / "train.tsv").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "NER").iterdir()) == ["BC5CDR-chem"]  # the download is not kept
+
+
+def test_a_download_leaves_a_users_archive_in_the_data_folder_alone(tmp_path, served):
+    """The download is the step's own temporary file: a `datasets.tar.gz` the user keeps there is not replaced."""
+    folder, url = served
+    make_archive(folder / "datasets.tar.gz", ["BC5CDR-chem"], shared_path("ner", "BC5CDR-chem"))
+    (tmp_path / "NER").mkdir()
+    (tmp_path / "NER" / "datasets.tar.gz").write_text("my own archive")
+    ner_archive.fetch(f"{url}datasets.tar.gz", tmp_path / "NER", ["BC5CDR-chem"])
+    assert (tmp_path / "NER" / "datasets.tar.gz").read_text() == "my own archive"
+    (folder / "broken.tar.gz").write_bytes((folder / "datasets.tar.gz").read_bytes()[:200])
+    with pytest.raises(InputError, match=rf"^{url}broken.tar.gz: not a readable tar.gz archive"):
+        ner_archive.fetch(f"{url}broken.tar.gz", tmp_path / "NER", ["NCBI-disease"])
     assert sorted(p.name for p in (tmp_path / "NER").iterdir()) == ["BC5CDR-chem", "datasets.tar.gz"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import tarfile
+import tempfile
 from pathlib import Path
 
 from ..download import download_to
@@ -37,11 +38,19 @@ def extract(archive: str | Path, data_dir: str | Path, names: list[str]) -> None
 
 def fetch(url: str, data_dir: str | Path, names: list[str]) -> None:
     """Download the archive (a local path is taken as it is) and extract the configured sets. One attempt: a
-    failure leaves nothing and is one line; Snakemake's `retries:` reruns the job."""
+    failure leaves nothing and is one line; Snakemake's `retries:` reruns the job. The download is a temporary
+    file of its own in `data_dir` (the archive is large), deleted after extraction: never a file of the user's."""
     data_dir = Path(data_dir)
     if Path(url).exists():
         extract(url, data_dir, names)
         return
-    with atomic_path(data_dir / "datasets.tar.gz") as tmp:
-        download_to(url, tmp)
-        extract(tmp, data_dir, names)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fetch-ner.", dir=data_dir) as tmp:
+        archive = Path(tmp) / "datasets.tar.gz"
+        download_to(url, archive)
+        try:
+            extract(archive, data_dir, names)
+        except InputError as error:
+            if error.path != str(archive):
+                raise
+            raise InputError(url, error.problem) from None  # the URL, not the temporary file
