@@ -97,6 +97,20 @@ def test_dataset_names_are_checked_against_their_source(config_name, datasets, e
         cfg.check(config, SCHEMA)
 
 
+def test_an_archive_is_never_extracted_over_a_users_dataset_folder(tmp_path):
+    """With `archive_url`, fetch_ner writes <data_dir>/<name>/ (Snakemake first deletes its .tsv outputs there):
+    a folder it did not write stops the run before any job, with the way out."""
+    config = load("paper.yaml")
+    config["ner"]["data_dir"] = str(ner_folder(tmp_path, "NCBI-disease", ["train", "test", "devel"]))
+    config["ner"]["datasets"] = ["NCBI-disease", "BC5CDR-chem"]  # BC5CDR-chem: not there yet, fetched
+    with pytest.raises(cfg.ConfigError, match=r"'NCBI-disease' .*NCBI-disease holds files fetch_ner did not write"):
+        cfg.check(config, SCHEMA)
+    assert sorted(p.name for p in (tmp_path / "NCBI-disease").iterdir()) == ["devel.tsv", "test.tsv", "train.tsv"]
+    config["ner"]["archive_url"] = None  # the user's files, as they are
+    config["ner"]["datasets"] = ["NCBI-disease"]
+    cfg.check(config, SCHEMA)
+
+
 def test_a_local_dataset_needs_the_files_the_loader_reads(tmp_path):
     config = load("config.yaml")
     config["demo"]["enabled"] = False

@@ -12,7 +12,7 @@ import yaml
 from jsonschema.exceptions import best_match
 
 from . import demo
-from .io import InputError
+from .io import InputError, output_step
 from .ner import archive as ner_archive
 from .ner import data as ner_data
 
@@ -137,6 +137,13 @@ def check_datasets(config: dict) -> None:
 def dataset_problem(source: str, data_dir: Path, name: str) -> str | None:
     if source == "archive" and name not in ner_archive.NER_SETS:
         return f"is not in BioBERT's NER archive (its sets: {', '.join(ner_archive.NER_SETS)})"
+    folder = data_dir / name
+    if source == "archive" and folder.is_dir() and any(folder.iterdir()) and output_step(folder) != "fetch-ner":
+        # Snakemake would delete the rule's .tsv outputs there before fetch_ner ran
+        return (
+            f"would be extracted from ner.archive_url into {folder}, but {folder} holds files fetch_ner did not "
+            f"write: set ner.archive_url to null to use them, or choose another ner.data_dir"
+        )
     if source == "demo" and name not in demo.NER_SETS:
         return f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
     if source == "local":
