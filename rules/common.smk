@@ -95,6 +95,15 @@ def shard_dirs(owner):
     return [f"results/shards/{owner}/shard-{i:04d}-of-{NUM_SHARDS:04d}" for i in range(NUM_SHARDS)]
 
 
+def local_model_files(folder):
+    """A local model folder's top-level files as a rule's inputs (none for a hub row; the folder itself while it is
+    missing or empty, so that Snakemake names it)."""
+    if not folder:
+        return []
+    files = sorted(str(p) for p in Path(folder).glob("*") if p.is_file() and not p.name.startswith("."))
+    return files or folder
+
+
 def pubmed_source(suffix):
     """A baseline file as parse_pubmed reads it: in place in the configured local folder (no copy that could go
     stale: errors name the user's file, and a replaced file is read again), else the download."""

@@ -9,8 +9,9 @@ localrules:
 rule fetch_pretrained:
     # A local rule: downloads run where there is internet (cluster compute nodes often have none).
     input:
-        # a local folder: replacing it fetches again (a hub row refetches when its revision changes)
-        lambda wc: config["models"][wc.pretrained]["pretrained"].get("path", []),
+        # a local folder's files, not the folder: a file replaced in place leaves the folder's mtime as it was
+        # (a hub row refetches when its revision changes)
+        lambda wc: local_model_files(config["models"][wc.pretrained]["pretrained"].get("path")),
     output:
         directory("results/pretrained/{pretrained}"),
     log:

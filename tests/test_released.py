@@ -4,6 +4,7 @@ produces both protocols' tables beside the published values."""
 
 import json
 import re
+import shutil
 import statistics
 
 import pandas as pd
@@ -49,6 +50,26 @@ def test_trained_and_published_rows_mix_in_one_config(tmp_path):
     trained = len(config["models"]) - 1
     assert counts["pretrain"] == trained and counts["fetch_pretrained"] == 1
     assert counts["finetune_ner"] == (1 + trained + 1) * len(config["ner"]["datasets"]) * len(config["ner"]["seeds"])
+
+
+def test_a_local_row_changed_in_place_is_fetched_again(tmp_path):
+    """Weights replaced inside the same folder (cp, save_pretrained) leave the folder's own mtime as it was: the
+    row's files are the rule's inputs, so its results are redone rather than kept from the old weights."""
+    workdir = copy_workflow(tmp_path / "run")
+    mine = tiny_model(tmp_path / "mine")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["models"] = {"Mine": {"pretrained": {"path": str(mine)}}}
+    (workdir / "mine.yaml").write_text(yaml.safe_dump(config))
+    target = ["results/pretrained/Mine", "--configfile", "mine.yaml", "--cores", "1"]
+    assert snakemake(*target, cwd=workdir).returncode == 0
+    assert "Nothing to be done" in snakemake(*target, "-n", cwd=workdir).stdout
+    other = tiny_model(tmp_path / "other", "distilbert")
+    weights = next(mine.glob("*.safetensors"))
+    shutil.copyfile(next(other.glob("*.safetensors")), weights)  # in place: the folder's mtime does not change
+    shutil.copyfile(other / "config.json", mine / "config.json")
+    result = snakemake(*target, "-n", cwd=workdir)
+    assert "Nothing to be done" not in result.stdout, result.stdout[-2000:]
+    assert job_counts(result.stdout)["fetch_pretrained"] == 1
 
 
 def test_a_teacher_section_without_trained_rows_adds_no_row(tmp_path):
