@@ -243,3 +243,42 @@ def test_the_cli_and_the_workflow_see_the_same_filled_config(tmp_path):
     hparams = schema["ner"]["properties"]["hparams"]["properties"]
     assert seen["ner"]["hparams"] == {key: value["default"] for key, value in hparams.items()}
     assert seen["pubmed"]["base_url"] == schema["pubmed"]["properties"]["base_url"]["default"]
+
+
+# --- found by a new user: each printed a traceback instead of one line --------------------------------------------
+
+
+def test_a_random_base_model_without_corpus_is_one_line_asking_for_it(tmp_path, capsys):
+    out = tmp_path / "teacher"
+    assert main(["base-model", "teacher", "--out", str(out)]) == 1
+    assert "--corpus" in one_error_line(capsys, "base-model", "teacher")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("model", ["NoSuch", "DistilBioBERT"])
+def test_base_model_of_a_name_without_one_is_one_line_naming_the_valid_names(tmp_path, capsys, model):
+    out = tmp_path / "base"
+    assert main(["base-model", model, "--out", str(out)]) == 1
+    error = one_error_line(capsys, "base-model", model)
+    assert "teacher, BioDistilBERT, BioTinyBERT, BioMobileBERT" in error  # the demo's continual models
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content", ["{bad", '{"a": 1}'])
+def test_ner_f1_table_of_a_bad_metrics_file_is_one_line_naming_it(tmp_path, capsys, content):
+    metrics = tmp_path / "results/ner/A/d1/seed1/metrics.json"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text(content)
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    assert main(["ner-f1-table", str(metrics), "--markdown", str(md), "--csv", str(csv)]) == 1
+    one_error_line(capsys, "ner-f1-table", metrics)
+    assert not md.exists() and not csv.exists()
+
+
+def test_finetune_ner_of_a_folder_without_a_model_is_one_line_naming_it(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = finetune_args(empty, tmp_path, tmp_path / "out")
+    assert main(args) == 1
+    assert "not a Hugging Face model folder" in one_error_line(capsys, "finetune-ner", empty)
+    assert not (tmp_path / "out").exists()

@@ -93,6 +93,24 @@ def test_bad_metrics_path_is_one_line_error(tmp_path):
         ner_f1.collect([bad])
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{bad", "not valid JSON"),
+        ('{"a": 1}', "no seed"),
+        ('{"seed": 1, "test": {"paper": {}}}', "no test.paper.precision"),
+        ('{"seed": 1, "test": []}', "no test.paper"),
+    ],
+)
+def test_a_metrics_file_that_is_not_a_run_is_one_line_naming_it(tmp_path, content, problem):
+    bad = tmp_path / "results" / "ner" / "A" / "d1" / "seed1" / "metrics.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(content)
+    with pytest.raises(ner_f1.InputError, match=problem) as error:
+        ner_f1.collect([bad])
+    assert error.value.path == str(bad) and "\n" not in str(error.value)
+
+
 PUBLISHED = (
     "# source lines\ndataset\tmodel\tscoring\tmetric\tvalue\tsource\n"
     "NCBI-disease\tDistilBioBERT\tpaper\tF1\t87.93\tPWC\n"

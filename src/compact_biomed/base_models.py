@@ -30,6 +30,13 @@ def make(source: dict, out_dir: str | Path, corpus: str | Path | None = None) ->
         random_init(corpus_texts(corpus), out_dir, seed=0, **source["random"])
 
 
+def sources(config: dict) -> dict[str, dict]:
+    """The base models a checked config describes, by the names `base-model` takes: the teacher (where the config
+    has one), then each continual model's start; distillation students have none (they come from the teacher)."""
+    teacher = {"teacher": config["teacher"]} if "teacher" in config else {}
+    return {**teacher, **{name: row["start"] for name, row in config["models"].items() if "start" in row}}
+
+
 def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, tokenizer_id: str | None = None) -> None:
     """Download a masked-LM model and its tokenizer and save both to `out_dir`.
 

@@ -123,8 +123,19 @@ def cmd_shard_manifest(args):
 def cmd_base_model(args):
     from . import base_models
 
-    config = load_config(args.config)
-    source = config["teacher"] if args.model == "teacher" else config["models"][args.model]["start"]
+    known = base_models.sources(load_config(args.config))
+    if args.model not in known:
+        raise cfg.ConfigError(
+            f"{args.model}: not a base model of {args.config} (the teacher, or a continual model's start); "
+            f"expected one of: {', '.join(known) or 'none in this config'}"
+        )
+    source = known[args.model]
+    if "random" in source and args.corpus is None:
+        raise cfg.ConfigError(
+            f"{args.model} is a random demo model, whose tokenizer is trained on the corpus: give --corpus "
+            "(the corpus Parquet, results/pubmed/corpus.parquet in the workflow)"
+        )
+    existing(args.corpus)
     check_replaceable(args.out, args.step)
     base_models.make(source, args.out, corpus=args.corpus)
 
@@ -172,6 +183,7 @@ def cmd_ner_f1_table(args):
     from .tables import ner_f1
 
     config = load_config(args.config)
+    existing(*args.metrics)
     ner_f1.write_tables(
         args.metrics,
         args.markdown,

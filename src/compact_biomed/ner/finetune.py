@@ -362,6 +362,15 @@ def resolve_hparams(hparams: dict | None) -> dict:
     return hp
 
 
+def check_model_dir(model_dir) -> None:
+    """One line naming a folder that holds no model to fine-tune, instead of transformers' loading errors."""
+    from ..pretrained import encoder_problem
+
+    problem = encoder_problem(Path(model_dir))
+    if problem:
+        raise InputError(model_dir, problem)
+
+
 def load_token_classifier(model_dir, id2label: dict):
     """The masked-LM model with its MLM head dropped and a new token-classification head.
 
@@ -425,6 +434,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
 
+    check_model_dir(model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_seed(seed)  # before building the model: the new classification head is drawn from this seed
     model = load_token_classifier(model_dir, id2label)

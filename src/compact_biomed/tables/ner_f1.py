@@ -4,6 +4,7 @@ mean of each dataset in bold in LaTeX and HTML."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from pathlib import Path
@@ -23,23 +24,34 @@ def run_key(metrics_path: str | Path) -> tuple[str, str]:
     return parts[-4], parts[-3]
 
 
+def read_metrics(path: str | Path) -> dict:
+    """A run's metrics.json; one line naming the file when it is not JSON at all."""
+    try:
+        return read_json(path)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(path, f"not valid JSON ({error})") from None
+
+
+def metric(metrics, path: str | Path, *keys: str):
+    """metrics[keys[0]][keys[1]]...; one line naming the first key missing (a file finetune-ner did not write)."""
+    value = metrics
+    for depth, key in enumerate(keys):
+        if not isinstance(value, dict) or key not in value:
+            raise InputError(path, f"no {'.'.join(keys[: depth + 1])}: not a metrics.json written by finetune-ner")
+        value = value[key]
+    return value
+
+
 def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
     """One row per (model, dataset, seed, mode): the test precision, recall and F1 of each run."""
     rows = []
     for path in metrics_paths:
         model, dataset = run_key(path)
-        metrics = read_json(path)
+        metrics = read_metrics(path)
+        seed = metric(metrics, path, "seed")
         for mode in SCORINGS:
-            scores = metrics["test"][mode]
-            rows.append(
-                {
-                    "model": model,
-                    "dataset": dataset,
-                    "seed": metrics["seed"],
-                    "mode": mode,
-                    **{k: scores[k] for k in ("precision", "recall", "f1")},
-                }
-            )
+            scores = {k: metric(metrics, path, "test", mode, k) for k in ("precision", "recall", "f1")}
+            rows.append({"model": model, "dataset": dataset, "seed": seed, "mode": mode, **scores})
     return pd.DataFrame(rows, columns=["model", "dataset", "seed", "mode", "precision", "recall", "f1"])
 
 
