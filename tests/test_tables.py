@@ -93,6 +93,15 @@ def test_bad_metrics_path_is_one_line_error(tmp_path):
         ner_f1.collect([bad])
 
 
+@pytest.mark.parametrize(("model", "dataset", "problem"), [("Z", "d1", "model 'Z'"), ("A", "d9", "dataset 'd9'")])
+def test_a_run_outside_the_table_is_one_line_not_dropped(tmp_path, model, dataset, problem):
+    """A run whose model or dataset has no place in the table would vanish from it without a word."""
+    paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.8), write_run(tmp_path, model, dataset, 2, 0.9, 0.8)]
+    with pytest.raises(ner_f1.InputError, match=f"{problem} is not in the table") as error:
+        ner_f1.write_tables(paths, tmp_path / "t.md", tmp_path / "t.csv", ["A", "B"], ["d1", "d2"], mode="paper")
+    assert error.value.path == str(paths[1]) and not (tmp_path / "t.md").exists()
+
+
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
@@ -162,7 +171,10 @@ def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     assert "TinyBioBERT & 81.00 $\\pm$ 1.41 \\\\" in latex and "BioBERT & -- \\\\" in latex
 
     reference.write_text(PUBLISHED + "BC2GM\tBioBERT\tword\tF1\t83.82\tBLURB\nBC2GM\tX\tpaper\tF1\t86.00\tPWC\n")
-    ner_f1.write_tables(paths, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference, mode="paper")
+    distil = [path for path in paths if "DistilBioBERT" in path.parts]
+    ner_f1.write_tables(
+        distil, md, csv, ["DistilBioBERT"], ["BC2GM", "NCBI-disease"], published=reference, mode="paper"
+    )
     tables = markdown_tables(md.read_text())
     for mode in SCORINGS:  # configured datasets first, the same in both protocols
         assert tables[f"Published test F1 (%), {mode} scoring"].columns.tolist() == ["Model", "BC2GM", "NCBI-disease"]

@@ -24,6 +24,15 @@ def run_key(metrics_path: str | Path) -> tuple[str, str]:
     return parts[-4], parts[-3]
 
 
+def check_in_table(metrics_paths, models: list[str], datasets: list[str]) -> None:
+    """Every run has its row and column: one outside the table would vanish from it without a word."""
+    for path in metrics_paths:
+        model, dataset = run_key(path)
+        for kind, name, names in (("model", model, models), ("dataset", dataset, datasets)):
+            if name not in names:
+                raise InputError(path, f"{kind} '{name}' is not in the table (the config's: {', '.join(names)})")
+
+
 def read_metrics(path: str | Path) -> dict:
     """A run's metrics.json; one line naming the file when it is not JSON at all."""
     try:
@@ -255,6 +264,7 @@ def write_tables(
     reference and each row's provenance), the tidy CSV (both protocols, published values, differences and
     sources) and the LaTeX table of `mode`; return the tidy statistics. `demo` states on every table that its
     numbers cannot be compared with published ones."""
+    check_in_table(metrics_paths, models, datasets)
     stats = summarise(collect(metrics_paths))
     reference = read_published(published)
     modes = [mode, *(m for m in SCORINGS if m != mode)]
