@@ -76,3 +76,16 @@ def test_a_folder_output_gets_the_umask_permissions_not_the_temporary_folders(tm
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode)
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+
+
+def test_a_failed_output_leaves_no_folder_it_created_for_itself(tmp_path):
+    """A failing step leaves no partial output, not even the empty folders made to hold it; folders that were
+    there before, or that hold something by now, stay."""
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "new" / "deeper" / "out.parquet"):
+        raise RuntimeError("bad input")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(RuntimeError), atomic_path(tmp_path / "kept" / "new" / "out", is_dir=True, step="s"):
+        (tmp_path / "kept" / "new" / "written-meanwhile.txt").write_text("x")
+        raise RuntimeError("bad input")
+    assert sorted(p.name for p in (tmp_path / "kept").rglob("*")) == ["new", "written-meanwhile.txt"]

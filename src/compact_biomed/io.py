@@ -38,6 +38,7 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
     if is_dir and not step:
         raise ValueError("a folder output needs the step that writes it (its marker)")
     check_replaceable(final, step if is_dir else None)
+    created = [folder for folder in final.parents if not folder.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     target = tmp if is_dir else tmp / final.name
@@ -50,6 +51,12 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
         if final.is_dir():
             shutil.rmtree(final)
         os.replace(target, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # innermost first; one that holds something by now stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
