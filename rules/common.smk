@@ -50,7 +50,7 @@ onstart:
     # Without a gpu_slots limit nothing caps the jobs on the GPU. A --resources on the command line replaces the
     # profile's whole list, so `--resources gpu=1` alone drops it. Cluster jobs get a GPU each: no limit needed.
     # Here, not at parsing: only now is the executor known (a dry run runs nothing).
-    if GPU_PER_JOB and workflow.local_exec and "gpu_slots" not in workflow.global_resources:
+    if GPU_PER_JOB and workflow.local_exec and not workflow.touch and "gpu_slots" not in workflow.global_resources:
         raise WorkflowError(
             "a GPU and no `gpu_slots` limit: NER fine-tunings would crowd the GPU without cap; "
             "pass --resources gpu=1 gpu_slots=4 (a --resources replaces the profile's list; see README)"

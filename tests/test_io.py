@@ -89,3 +89,15 @@ def test_a_failed_output_leaves_no_folder_it_created_for_itself(tmp_path):
         (tmp_path / "kept" / "new" / "written-meanwhile.txt").write_text("x")
         raise RuntimeError("bad input")
     assert sorted(p.name for p in (tmp_path / "kept").rglob("*")) == ["new", "written-meanwhile.txt"]
+
+
+def test_snakemakes_timestamp_is_not_foreign_and_an_old_marker_is_named(tmp_path):
+    out = tmp_path / "out"
+    write_folder(out, "tokenize-shard", {"a.txt": "1"})
+    (out / ".snakemake_timestamp").write_text("")  # Snakemake touches it in a finished directory() output
+    write_folder(out, "tokenize-shard", {"a.txt": "2"})
+    assert (out / "a.txt").read_text() == "2"
+    (out / OUTPUT_MARKER).write_text("tokenize-shard\n")  # a marker from before file lists
+    with pytest.raises(InputError, match="older 'tokenize-shard'"):
+        write_folder(out, "tokenize-shard", {"a.txt": "3"})
+    assert (out / "a.txt").read_text() == "2"

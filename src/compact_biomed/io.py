@@ -23,6 +23,7 @@ class InputError(Exception):
 # Marks a folder as one step's output: the file holds the step's name (the same as its CLI command's), then every
 # file the step wrote. Only such a folder is ever replaced, and only while it holds nothing else.
 OUTPUT_MARKER = ".compact-biomed-output"
+SNAKEMAKE_TIMESTAMP = ".snakemake_timestamp"  # Snakemake's own, in every directory() output it finished
 
 
 @contextlib.contextmanager
@@ -80,6 +81,8 @@ def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None
     if not any(final.iterdir()):
         return
     if output_step(final) == step:
+        if len(marker_lines(final)) == 1:  # an older version's marker: the step only, no file list
+            raise InputError(final, f"was written by an older '{step}' that listed no files: remove it yourself")
         foreign = sorted(set(folder_files(final)) - set(marker_lines(final)[1:]))
         if foreign:
             more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
@@ -116,7 +119,7 @@ def folder_files(folder: Path) -> list[str]:
     return sorted(
         path.relative_to(folder).as_posix()
         for path in folder.rglob("*")
-        if (path.is_symlink() or not path.is_dir()) and path.name != OUTPUT_MARKER
+        if (path.is_symlink() or not path.is_dir()) and path.name not in (OUTPUT_MARKER, SNAKEMAKE_TIMESTAMP)
     )
 
 
