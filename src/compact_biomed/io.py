@@ -80,10 +80,11 @@ def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None
         raise InputError(final, "exists and is not a folder (nothing was changed)")
     if not any(final.iterdir()):
         return
-    if output_step(final) == step:
-        if len(marker_lines(final)) == 1:  # an older version's marker: the step only, no file list
+    marker = marker_lines(final)
+    if marker[:1] == [step]:
+        if len(marker) == 1:  # an older version's marker: the step only, no file list
             raise InputError(final, f"was written by an older '{step}' that listed no files: remove it yourself")
-        foreign = sorted(set(folder_files(final)) - set(marker_lines(final)[1:]))
+        foreign = sorted(set(folder_files(final)) - set(marker[1:]))
         if foreign:
             more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
             raise InputError(
