@@ -6,7 +6,7 @@ batch shapes. Rows, with random batches (the paper's) on both sides:
 
 * loop     - the previous loop, batches padded to their longest window;
 * trainer  - the Trainer job, batches padded to a multiple of 1 (exact), 8 or 64 (`pad_to_multiple_of`);
-* k Trainer jobs started at once (--jobs; default 4 on CUDA, none on CPU): their aggregate rate (all their
+* k Trainer jobs started at once (--jobs, one or more k; default 4 on CUDA, none on CPU): their aggregate rate (all their
   training samples over the span from the first start to the last end of training) against one job's.
 
 Columns: training samples/s of the whole job, its first and last epoch's rate (first/last = warm-up cost), test
@@ -139,7 +139,8 @@ class Budget:
 def run_group(arm: str, jobs: int, seed: int, hp: dict, ctx: dict, budget: Budget, estimate: float) -> list:
     """One run (a fresh process), or for jobs > 1 that many processes at once (seeds seed, seed+1, ...).
     Returns [their metrics], or [] when skipped for the budget (`estimate`: seconds of one job) or failed."""
-    if budget.left() < estimate * (1 if jobs == 1 else 2):  # k jobs at once take about twice one job's time
+    # k jobs at once take k / (their speed-up, 2-3x) of one job's time, and at least twice it
+    if budget.left() < estimate * (1 if jobs == 1 else max(2, jobs / 2.5)):
         print(
             f"skipped {arm} x{jobs} pad {hp['pad_to_multiple_of']}: {budget.left():.0f} s of budget left",
             file=sys.stderr,
@@ -262,8 +263,8 @@ def plan(args, cuda: bool) -> list[tuple[str, int | None, int]]:
     """(arm, pad_to_multiple_of, jobs) rows in the order they run: the most important first on a budget."""
     pads = args.pad_multiples or ([64, 8] if cuda else [1])
     rows = [("trainer", pad, 1) for pad in pads]
-    if args.jobs > 1:
-        rows.insert(1, ("trainer", max(pads), args.jobs))  # before the other pads: the 1-vs-k figure matters more
+    # before the other pads: the 1-vs-k figures matter more
+    rows[1:1] = [("trainer", max(pads), jobs) for jobs in sorted(set(args.jobs)) if jobs > 1]
     return rows if args.no_loop else [("loop", None, 1), *rows]
 
 
@@ -282,7 +283,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per job")
     parser.add_argument("--pad-multiples", type=int, nargs="+", help="Trainer rows; default: 1 on CPU, 64 8 on CUDA")
     parser.add_argument("--no-loop", action="store_true", help="skip the hand-written loop's row (a shorter run)")
-    parser.add_argument("--jobs", type=int, help="concurrent Trainer jobs on the device; default: 4 on CUDA, 1 on CPU")
+    parser.add_argument(
+        "--jobs", type=int, nargs="+", help="concurrent Trainer jobs on the device, a row each; default: 4 on CUDA"
+    )
     parser.add_argument("--budget-s", type=float, help="wall-clock limit of the whole run; rows that miss it skip")
     parser.add_argument("--out", type=Path, help="also write the table here")
     parser.add_argument("--worker", choices=["loop", "trainer"], help=argparse.SUPPRESS)
@@ -305,7 +308,7 @@ def main() -> None:
     args.shape = args.shape or ("bert-base" if cuda else "tiny")
     args.train_sentences = args.train_sentences or (1500 if cuda else 1000)
     args.seeds = args.seeds or ([1] if cuda else [1, 2, 3])
-    args.jobs = args.jobs or (4 if cuda else 1)
+    args.jobs = args.jobs or ([4] if cuda else [1])
     learning_rate = args.learning_rate or (1e-3 if args.shape in ("tiny", "small") else 1e-4)
     device = torch.cuda.get_device_name(0) if cuda else f"CPU, {args.threads} thread(s) per job"
 
