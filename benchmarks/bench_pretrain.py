@@ -490,6 +490,12 @@ def main(argv=None) -> int:
         type=int,
         help="a smaller global batch for a quick check (official micro-batch: an eighth of it, as 24 of 192)",
     )
+    parser.add_argument(
+        "--impls",
+        nargs="+",
+        choices=IMPLS,
+        help="time these rows only, in this order (default: ours, then the rows the flags above add)",
+    )
     parser.add_argument("--out", help="also write the tables to this file (rewritten after every run)")
     args = parser.parse_args(argv)
     shape = paper_shape() if (args.shape or ("paper" if args.device == "cuda" else "tiny")) == "paper" else tiny_shape()
@@ -511,6 +517,7 @@ def main(argv=None) -> int:
     # every model of ours first: if time runs out, the pipeline's own rows are complete
     impls = ["ours"] + ["compiled"] * args.compile + ["packed"] * args.packing
     impls += ["compiled+packed"] * (args.compile and args.packing) + ["official"] * (not args.no_official)
+    impls = args.impls or impls
     for impl in impls:
         for model in args.models:
             if "packed" in impl and not packable(model, shape):

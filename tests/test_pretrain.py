@@ -514,8 +514,8 @@ def test_packed_run_has_the_padded_runs_losses(tmp_path, tiny_bert_dir, mixed_le
     (teacher / "config.json").write_text(json.dumps(config))
     sizes = []  # (citations, rows) per packed micro-batch
 
-    def counting_pack_rows(batch, pad_token_id, pack_rows=pretrain.pack_rows):
-        rows = pack_rows(batch, pad_token_id)
+    def counting_pack_rows(batch, pad_token_id, row_multiple, pack_rows=pretrain.pack_rows):
+        rows = pack_rows(batch, pad_token_id, row_multiple)
         sizes.append((len(batch["input_ids"]), len(rows["input_ids"])))
         return rows
 

@@ -295,9 +295,11 @@ def packable_batch(vocab):
     return input_ids, attention_mask, labels
 
 
-def packed(batch):
+def packed(batch, row_multiple=1):
     input_ids, attention_mask, labels = batch
-    rows = pretrain.pack_rows({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}, 0)
+    rows = pretrain.pack_rows(
+        {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}, 0, row_multiple
+    )
     return rows["input_ids"], rows["attention_mask"], rows["labels"], rows["position_ids"], rows["segments"]
 
 
@@ -312,6 +314,9 @@ def test_pack_rows_puts_each_citation_whole_into_the_first_row_with_room():
         for packed_rows, unpacked in ((input_ids, batch[0]), (labels, batch[2])):
             assert torch.equal(packed_rows[row, start : start + length], unpacked[citation, :length])
     assert (labels[segments == 0] == -100).all() and (input_ids[segments == 0] == 0).all()
+    rounded = packed(batch, row_multiple=4)  # 3 rows and one empty one
+    assert all(torch.equal(r[:3], p) for r, p in zip(rounded, (input_ids, attention_mask, labels, positions, segments)))
+    assert rounded[4][3].tolist() == [0] * 10 and rounded[2][3].tolist() == [-100] * 10 and not rounded[1][3].any()
 
 
 def with_eager_attention(objective):
@@ -340,19 +345,20 @@ def test_packed_rows_give_the_padded_batchs_terms_and_gradients(teacher, recipe_
     assert objective.student.config._attn_implementation == attention
     batch = packable_batch(objective.student.config.vocab_size)
     results = []
-    for layout in (batch, packed(batch)):
+    for layout in (batch, packed(batch), packed(batch, row_multiple=4)):  # 3 rows, and 3 rows with an empty one
         objective.zero_grad()
         out = objective(*layout)
         out["loss"].backward()
         grads = {name: p.grad.clone() for name, p in objective.student.named_parameters() if p.grad is not None}
         results.append((out, grads))
-    (padded, padded_grads), (packed_out, packed_grads) = results
-    assert packed_out["terms"].keys() == padded["terms"].keys()
-    for name, value in padded["terms"].items():
-        assert packed_out["terms"][name].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-6), name
-    assert padded_grads.keys() == packed_grads.keys() and padded_grads
-    for name, grad in padded_grads.items():
-        torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+    (padded, padded_grads), *packings = results
+    for packed_out, packed_grads in packings:
+        assert packed_out["terms"].keys() == padded["terms"].keys()
+        for name, value in padded["terms"].items():
+            assert packed_out["terms"][name].item() == pytest.approx(value.item(), rel=1e-5, abs=1e-6), name
+        assert padded_grads.keys() == packed_grads.keys() and padded_grads
+        for name, grad in padded_grads.items():
+            torch.testing.assert_close(packed_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_packed_rows_without_their_segments_would_differ(teacher):

@@ -125,6 +125,7 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
         if packing and tokenizer.padding_side != "right":
             raise ValueError("packing reads each citation from the start of its row: it needs right padding")
         self.packing = packing  # the train setting
+        self.row_multiple = PACKED_ROW_MULTIPLE if torch.cuda.is_available() else 1
 
     def masking_generator(self, indices: list[int]) -> torch.Generator:
         entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
@@ -141,7 +142,7 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
             )
         # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
         batch = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
-        return pack_rows(batch, self.tokenizer.pad_token_id) if self.packing else batch
+        return pack_rows(batch, self.tokenizer.pad_token_id, self.row_multiple) if self.packing else batch
 
 
 def first_fit(lengths: list[int], width: int) -> list[tuple[int, int]]:
@@ -157,15 +158,23 @@ def first_fit(lengths: list[int], width: int) -> list[tuple[int, int]]:
     return places
 
 
-def pack_rows(batch: dict[str, torch.Tensor], pad_token_id: int) -> dict[str, torch.Tensor]:
+# Packed batches' row counts on CUDA: rounded up to a multiple of this with empty rows, so that a run meets a few
+# shapes, not a new one per batch. cuDNN's attention builds an execution plan per new shape (5.5 ms of CPU per call
+# on an H100, benchmarks/results/h100-length-split-probe.txt); packed rows of every count ran at 0.68x the padded
+# batch there (h100-pretrain-distil-packing.txt).
+PACKED_ROW_MULTIPLE = 8
+
+
+def pack_rows(batch: dict[str, torch.Tensor], pad_token_id: int, row_multiple: int = 1) -> dict[str, torch.Tensor]:
     """A masked, right-padded batch with its citations packed several to a row of the same width (first_fit), so
     that less padding is computed: `segments` numbers each row's citations from 1 (0: padding) and `position_ids`
     restart at each, so that each citation attends to itself only (recipes.segment_mask) with its own positions;
-    `attention_mask` marks the real positions. The masks are the unpacked batch's: they were drawn before."""
+    `attention_mask` marks the real positions. The masks are the unpacked batch's: they were drawn before. Empty
+    rows (all padding) round the row count up to a multiple of `row_multiple`; no loss term reads them."""
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     width = batch["input_ids"].shape[1]
     places = first_fit(lengths, width)
-    shape = (1 + max(row for row, _ in places), width)
+    shape = (-(-(1 + max(row for row, _ in places)) // row_multiple) * row_multiple, width)
     packed = {
         "input_ids": torch.full(shape, pad_token_id, dtype=batch["input_ids"].dtype),
         "attention_mask": torch.zeros(shape, dtype=batch["attention_mask"].dtype),
