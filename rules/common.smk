@@ -41,7 +41,7 @@ SPLITS = ["train", "devel", "test", "train_dev"]
 # A CPU-only machine requests none, so its training jobs run side by side on the cores.
 GPU_PER_JOB = 1 if shutil.which("nvidia-smi") else 0
 # Several NER fine-tunings share one GPU (one alone leaves it mostly idle): each takes one of the GPU's
-# `gpu_slots` (profiles/default: 4, or `--resources gpu=1 gpu_slots=K`); pre-training and model_stats take all.
+# `gpu_slots` (profiles/default: 8, or `--resources gpu=1 gpu_slots=K`); pre-training and model_stats take all.
 # On SLURM the same sharing comes from group jobs (profiles/slurm: groups, group-components).
 GPU_SLOTS = getattr(workflow.global_resources.get("gpu_slots"), "value", None) or 1
 
@@ -53,7 +53,7 @@ onstart:
     if GPU_PER_JOB and workflow.local_exec and not workflow.touch and "gpu_slots" not in workflow.global_resources:
         raise WorkflowError(
             "a GPU and no `gpu_slots` limit: NER fine-tunings would crowd the GPU without cap; "
-            "pass --resources gpu=1 gpu_slots=4 (a --resources replaces the profile's list; see README)"
+            "pass --resources gpu=1 gpu_slots=8 (a --resources replaces the profile's list; see README)"
         )
 
 

@@ -101,6 +101,16 @@ def job_resources(output: str) -> dict[str, list[str]]:
     return found
 
 
+def job_threads(output: str) -> dict[str, list[int]]:
+    """Per rule of a dry run, the threads of each of its jobs (Snakemake prints the line only above 1)."""
+    found = {}
+    for block in output.split("rule ")[1:]:
+        rule = block.split(":", 1)[0]
+        match = re.search(r"^\s*threads: (\d+)$", block, re.MULTILINE)
+        found.setdefault(rule, []).append(int(match[1]) if match else 1)
+    return found
+
+
 def with_a_gpu(tmp_path) -> dict:
     """The environment of a machine with a GPU, as the workflow sees one: nvidia-smi on the PATH."""
     bin_dir = tmp_path / "bin"
@@ -111,10 +121,10 @@ def with_a_gpu(tmp_path) -> dict:
 
 
 def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone(tmp_path):
-    """With a GPU (nvidia-smi on the PATH), a fine-tuning takes one of the profile's 4 gpu_slots and no whole GPU;
+    """With a GPU (nvidia-smi on the PATH), a fine-tuning takes one of the profile's 8 gpu_slots and no whole GPU;
     pre-training and model_stats take the GPU and every slot, also when the user sets another number of slots."""
     env = with_a_gpu(tmp_path)
-    for extra, slots in (([], 4), (["--resources", "gpu_slots=2"], 2)):
+    for extra, slots in (([], 8), (["--resources", "gpu_slots=2"], 2)):
         result = snakemake("-n", "--cores", "8", *extra, extra_env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         resources = job_resources(result.stdout)
@@ -125,6 +135,16 @@ def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone
             assert resources[rule] and all(
                 re.search(r"\bgpu=1\b", r) and re.search(rf"\bgpu_slots={slots}\b", r) for r in resources[rule]
             ), rule
+
+
+def test_on_a_gpu_workstation_the_profiles_gpu_slots_of_ner_jobs_run_at_once_on_few_cores(tmp_path):
+    """A fine-tuning on the GPU takes one CPU thread, whatever `threads` says (paper.yaml: 4, for CPU-only
+    machines): at 4 threads each, `--cores 8` would run 2 of the GPU's 8 slots at once. On a machine without a GPU
+    the jobs keep `threads`."""
+    for env, threads in ((with_a_gpu(tmp_path), 1), (None, 4)):
+        result = snakemake("-n", "--configfile", "config/paper.yaml", "--cores", "8", extra_env=env, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert set(job_threads(result.stdout)["finetune_ner"]) == {threads}
 
 
 def test_on_a_gpu_workstation_resources_without_gpu_slots_are_refused_in_one_line(tmp_path):
@@ -139,7 +159,7 @@ def test_on_a_gpu_workstation_resources_without_gpu_slots_are_refused_in_one_lin
         output = result.stdout + result.stderr  # Snakemake 9 logs a WorkflowError on stdout
         error = [line for line in output.splitlines() if "gpu_slots" in line]
         assert result.returncode != 0 and len(error) == 1, output[-3000:]
-        assert "--resources gpu=1 gpu_slots=4" in error[0] and not (workdir / "resources").exists()
+        assert "--resources gpu=1 gpu_slots=8" in error[0] and not (workdir / "resources").exists()
     result = snakemake(target, "--cores", "1", "--resources", "gpu=1", cwd=workdir)  # no GPU: nothing to cap
     assert result.returncode == 0 and (workdir / target).exists(), result.stderr[-3000:]
     result = snakemake(
@@ -148,15 +168,15 @@ def test_on_a_gpu_workstation_resources_without_gpu_slots_are_refused_in_one_lin
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_slurm_profile_groups_ner_jobs_four_to_one_gpu_job():
+def test_slurm_profile_groups_ner_jobs_eight_to_one_gpu_job():
     pytest.importorskip("snakemake_executor_plugin_slurm")
     result = snakemake("-n", "--configfile", "config/paper.yaml", "--workflow-profile", "profiles/slurm", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     groups = result.stdout.split("Group job ner_gpu (jobs in lexicogr. order):")[1:]
     finetunes = [group.split("\n[")[0].count("rule finetune_ner:") for group in groups]
-    assert sum(finetunes) == 7 * 5 * 5 and len(groups) == 44  # 175 jobs, 4 to a group job
-    assert sorted(set(finetunes)) == [3, 4]
-    # A string gres is not added up over a group's jobs (an integer gpu would request 4 GPUs).
+    assert sum(finetunes) == 7 * 5 * 5 and len(groups) == 22  # 175 jobs, 8 to a group job
+    assert sorted(set(finetunes)) == [7, 8]
+    # A string gres is not added up over a group's jobs (an integer gpu would request 8 GPUs).
     assert all("gres=gpu:1" in r and not re.search(r"\bgpu=", r) for r in job_resources(result.stdout)["finetune_ner"])
 
 
