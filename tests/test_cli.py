@@ -162,6 +162,17 @@ def test_other_folder_outputs_refuse_a_folder_they_did_not_write(tmp_path, tiny_
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
+def test_base_model_reruns_into_its_own_previous_output(tmp_path):
+    """The marker names the step as the CLI checks it: a second run replaces the first run's folder."""
+    corpus, out = tmp_path / "corpus.parquet", tmp_path / "teacher"
+    pq.write_table(pa.table({"text": ["Aspirin reduces fever.", "Cisplatin hurts the kidney."] * 20}), corpus)
+    args = ["base-model", "teacher", "--corpus", str(corpus), "--out", str(out)]
+    assert main(args) == 0
+    first = sorted(p.name for p in out.iterdir())
+    assert main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == first and "config.json" in first
+
+
 def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_dir):
     corpus, out = tmp_path / "corpus.parquet", tmp_path / "shard"
     pq.write_table(pa.table({"text": ["Aspirin reduces fever.", "Cisplatin hurts."]}), corpus)

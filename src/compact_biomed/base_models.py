@@ -43,7 +43,7 @@ def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, toke
     `tokenizer_id` takes the tokenizer from another repository: BioBERT v1.2 ships a bare vocab.txt, which
     AutoTokenizer would lower-case; the official code used bert-base-cased's identical cased vocabulary.
     """
-    with atomic_path(out_dir, is_dir=True, step="base_model") as tmp:
+    with atomic_path(out_dir, is_dir=True, step="base-model") as tmp:
         AutoTokenizer.from_pretrained(
             tokenizer_id or hub_id, revision=None if tokenizer_id else revision
         ).save_pretrained(tmp)
@@ -69,7 +69,7 @@ def random_init(
 ) -> None:
     """Save a randomly initialised masked LM of `model_type` (bert, distilbert, mobilebert...) with its own
     tokenizer trained on `texts`. `config` holds the architecture's own keyword names (hidden_size, dim...)."""
-    with atomic_path(out_dir, is_dir=True, step="base_model") as tmp:
+    with atomic_path(out_dir, is_dir=True, step="base-model") as tmp:
         tokenizer = build_wordpiece(texts, tmp, lowercase=lowercase, vocab_size=vocab_size)
         model_config = AutoConfig.for_model(
             model_type, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id, **config
