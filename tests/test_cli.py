@@ -275,14 +275,17 @@ def test_base_model_of_a_name_without_one_is_one_line_naming_the_valid_names(tmp
     assert not out.exists()
 
 
-@pytest.mark.parametrize("content", ["{bad", '{"a": 1}'])
-def test_ner_f1_table_of_a_bad_metrics_file_is_one_line_naming_it(tmp_path, capsys, content):
-    metrics = tmp_path / "results/ner/A/d1/seed1/metrics.json"
+@pytest.mark.parametrize(
+    "content, problem", [("{bad", "not valid JSON"), ('{"a": 1}', "not a metrics.json written by finetune-ner")]
+)
+def test_ner_f1_table_of_a_bad_metrics_file_is_one_line_naming_it(tmp_path, capsys, content, problem):
+    metrics = tmp_path / "results/ner/BioBERT/demo-disease/seed1/metrics.json"  # a run of the demo's table
     metrics.parent.mkdir(parents=True)
     metrics.write_text(content)
     md, csv = tmp_path / "t.md", tmp_path / "t.csv"
     assert main(["ner-f1-table", str(metrics), "--markdown", str(md), "--csv", str(csv)]) == 1
-    one_error_line(capsys, "ner-f1-table", metrics)
+    error = one_error_line(capsys, "ner-f1-table", metrics)
+    assert problem in error and "not in the table" not in error, error
     assert not md.exists() and not csv.exists()
 
 
