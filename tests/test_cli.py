@@ -39,6 +39,26 @@ def test_bad_input_gives_one_line_and_exit_status_1(tmp_path, capsys):
     assert not (tmp_path / "parsed" / "pubmed25n0001.parquet").exists()
 
 
+def test_file_outputs_refuse_an_existing_file_unless_told_to_overwrite(tmp_path, capsys):
+    """The CLI cannot tell a file it wrote from one of the user's: an existing output file is one line and stays as
+    it was, before any work; `--overwrite` replaces it."""
+    from compact_biomed import demo
+
+    xml = tmp_path / "pubmed25n0001.xml.gz"
+    demo.write_pubmed_file(xml, first_pmid=1, count=5, seed=0)
+    parsed, corpus, stats = tmp_path / "parsed", tmp_path / "corpus.parquet", tmp_path / "notes.json"
+    assert main(["parse-pubmed", str(xml), "--out-dir", str(parsed)]) == 0
+    stats.write_text("my notes")
+    build = ["build-corpus", str(parsed / "pubmed25n0001.parquet"), "--out", str(corpus), "--stats", str(stats)]
+    assert main(build) == 1
+    assert "--overwrite" in one_error_line(capsys, "build-corpus", stats)
+    assert stats.read_text() == "my notes" and not corpus.exists()
+    assert main(["parse-pubmed", str(xml), "--out-dir", str(parsed)]) == 1  # its own earlier output too
+    one_error_line(capsys, "parse-pubmed", parsed / "pubmed25n0001.parquet")
+    assert main([*build, "--overwrite"]) == 0 and read_json(stats)["records"] == 5
+    assert main(["parse-pubmed", str(xml), "--out-dir", str(parsed), "--overwrite"]) == 0
+
+
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("compact-biomed")
     result = subprocess.run([str(script), "--help"], check=False, capture_output=True, text=True)

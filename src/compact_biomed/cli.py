@@ -7,6 +7,7 @@ defaults the same way, so a step run by hand does what the workflow's job would 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -57,6 +58,15 @@ def existing(*paths) -> None:
             raise InputError(path, "no such file or folder")
 
 
+def check_new_files(args, *paths) -> None:
+    """Refuse, before any work, an output file that exists: the CLI cannot tell a file it wrote from one of the
+    user's (folder outputs name their step in a marker: io.check_replaceable). `--overwrite` replaces files."""
+    for path in filter(None, paths):
+        check_replaceable(path)  # never a folder
+        if not args.overwrite and os.path.lexists(path):
+            raise InputError(path, "exists; give a new path, or --overwrite to replace it (nothing was changed)")
+
+
 def cmd_check_config(args):
     load_config(args.config)
     print(f"{args.config}: valid")
@@ -66,6 +76,8 @@ def cmd_fetch_pubmed(args):
     from . import pubmed
 
     base_url = given(args.base_url, section(load_config(args.config), "pubmed")["base_url"])
+    names = [name.removesuffix(".xml.gz") for name in args.names]
+    check_new_files(args, *(Path(args.out_dir) / f"{n}.xml.gz{suffix}" for n in names for suffix in ("", ".md5")))
     for name in args.names:
         pubmed.fetch(name, args.out_dir, base_url=base_url, local_dir=args.local_dir)
 
@@ -73,14 +85,18 @@ def cmd_fetch_pubmed(args):
 def cmd_parse_pubmed(args):
     from . import pubmed
 
-    for xml in args.xml:
-        out = Path(args.out_dir) / (Path(xml).name.removesuffix(".gz").removesuffix(".xml") + ".parquet")
+    outs = [
+        Path(args.out_dir) / (Path(xml).name.removesuffix(".gz").removesuffix(".xml") + ".parquet") for xml in args.xml
+    ]
+    check_new_files(args, *outs)
+    for xml, out in zip(args.xml, outs):
         print(pubmed.parse_to_parquet(xml, out))
 
 
 def cmd_fetch_huggingface_pubmed(args):
     from . import pubmed
 
+    check_new_files(args, args.out)
     print(pubmed.huggingface_to_parquet(args.path, args.out, name=args.name, split=args.split, revision=args.revision))
 
 
@@ -88,6 +104,7 @@ def cmd_build_corpus(args):
     from . import corpus
 
     text_format = given(args.text_format, section(load_config(args.config), "pubmed")["text_format"])
+    check_new_files(args, args.out, args.stats)
     print(corpus.build_corpus(args.parsed, args.out, args.stats, text_format=text_format))
 
 
@@ -117,6 +134,7 @@ def cmd_tokenize_shard(args):
 def cmd_shard_manifest(args):
     from . import shards
 
+    check_new_files(args, args.out)
     shards.write_manifest(args.shards, args.out)
 
 
@@ -184,6 +202,7 @@ def cmd_ner_f1_table(args):
 
     config = load_config(args.config)
     existing(*args.metrics)
+    check_new_files(args, args.markdown, args.csv, args.latex)
     ner_f1.write_tables(
         args.metrics,
         args.markdown,
@@ -206,26 +225,36 @@ def parser() -> argparse.ArgumentParser:
         sub.set_defaults(func=func)
         return sub
 
+    def with_overwrite(sub):
+        sub.add_argument("--overwrite", action="store_true", help="replace existing output files")
+        return sub
+
     def with_config(sub):
         sub.add_argument("--config", default="config/config.yaml", help="workflow config (default: the demo)")
         return sub
 
     with_config(step("check-config", cmd_check_config, "validate a config file against the schema"))
 
-    sub = with_config(step("fetch-pubmed", cmd_fetch_pubmed, "download (or copy) baseline files and verify their md5"))
+    sub = with_overwrite(
+        with_config(step("fetch-pubmed", cmd_fetch_pubmed, "download (or copy) baseline files and verify their md5"))
+    )
     sub.add_argument("names", nargs="+", help="file names such as pubmed25n0001")
     sub.add_argument("--out-dir", required=True)
     sub.add_argument("--local-dir", help="take the files from this folder instead of downloading")
     sub.add_argument("--base-url", help="default: the config's pubmed.base_url")
 
-    sub = step("parse-pubmed", cmd_parse_pubmed, "parse PubMed XML files, each into <out-dir>/<name>.parquet")
+    sub = with_overwrite(
+        step("parse-pubmed", cmd_parse_pubmed, "parse PubMed XML files, each into <out-dir>/<name>.parquet")
+    )
     sub.add_argument("xml", nargs="+")
     sub.add_argument("--out-dir", required=True)
 
-    sub = step(
-        "fetch-huggingface-pubmed",
-        cmd_fetch_huggingface_pubmed,
-        "stream the Hugging Face pubmed dataset (or a local copy) into the parsed Parquet layout",
+    sub = with_overwrite(
+        step(
+            "fetch-huggingface-pubmed",
+            cmd_fetch_huggingface_pubmed,
+            "stream the Hugging Face pubmed dataset (or a local copy) into the parsed Parquet layout",
+        )
     )
     sub.add_argument("path", help="hub id or local folder")
     sub.add_argument("--out", required=True)
@@ -233,8 +262,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--split", default="train")
     sub.add_argument("--revision")
 
-    sub = with_config(
-        step("build-corpus", cmd_build_corpus, "merge parsed files (in order) into the corpus Parquet table")
+    sub = with_overwrite(
+        with_config(
+            step("build-corpus", cmd_build_corpus, "merge parsed files (in order) into the corpus Parquet table")
+        )
     )
     sub.add_argument("parsed", nargs="+", help="Parquet files from parse-pubmed or fetch-huggingface-pubmed")
     sub.add_argument("--out", required=True)
@@ -250,7 +281,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-length", type=int, help="default: the config's tokenize.max_length")
     sub.add_argument("--mode", choices=["one_citation", "packed"], help="default: the config's tokenize.mode")
 
-    sub = step("shard-manifest", cmd_shard_manifest, "write the manifest of a tokenizer's shards")
+    sub = with_overwrite(step("shard-manifest", cmd_shard_manifest, "write the manifest of a tokenizer's shards"))
     sub.add_argument("shards", nargs="+")
     sub.add_argument("--out", required=True)
 
@@ -283,7 +314,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--out-dir", required=True)
     sub.add_argument("--seed", type=int, help="default: the first of the config's ner.seeds")
 
-    sub = with_config(step("ner-f1-table", cmd_ner_f1_table, "F1 tables over seeds from metrics.json files"))
+    sub = with_overwrite(
+        with_config(step("ner-f1-table", cmd_ner_f1_table, "F1 tables over seeds from metrics.json files"))
+    )
     sub.add_argument("metrics", nargs="+")
     sub.add_argument("--markdown", required=True)
     sub.add_argument("--csv", required=True)
