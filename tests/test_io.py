@@ -78,6 +78,17 @@ def test_a_folder_output_gets_the_umask_permissions_not_the_temporary_folders(tm
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
 
 
+def test_a_folder_output_in_a_setgid_folder_keeps_the_bit_as_mkdir_would(tmp_path):
+    """A group's shared project folder (chmod g+s): new folders in it keep the bit, so that files stay the group's."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    write_folder(shared / "out", "finetune-ner", {"metrics.json": "{}"})
+    (shared / "plain").mkdir()
+    assert (shared / "plain").stat().st_mode & stat.S_ISGID  # what mkdir gives here
+    assert stat.S_IMODE((shared / "out").stat().st_mode) == stat.S_IMODE((shared / "plain").stat().st_mode)
+
+
 def test_a_failed_output_leaves_no_folder_it_created_for_itself(tmp_path):
     """A failing step leaves no partial output, not even the empty folders made to hold it; folders that were
     there before, or that hold something by now, stay."""

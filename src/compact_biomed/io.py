@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -47,7 +48,8 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
         yield target
         if is_dir:
             (target / OUTPUT_MARKER).write_text("".join(f"{line}\n" for line in [step, *folder_files(target)]))
-            tmp.chmod(0o777 & ~current_umask())
+            # mkdtemp's 0700 made what a plain mkdir would: the umask's mode, with a setgid parent's bit kept
+            tmp.chmod(0o777 & ~current_umask() | tmp.stat().st_mode & stat.S_ISGID)
         check_replaceable(final, step if is_dir else None)  # again: the block may have run for hours
         if final.is_dir():
             shutil.rmtree(final)
@@ -125,7 +127,12 @@ def folder_files(folder: Path) -> list[str]:
 
 
 def current_umask() -> int:
-    mask = os.umask(0)  # the only way to read it
+    """The process's umask, read without changing it where Linux shows it (since 4.7): setting it to read it, the
+    only other way, would briefly change it for every thread."""
+    with contextlib.suppress(OSError, StopIteration, ValueError):
+        status = Path("/proc/self/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("Umask:")).split()[1], 8)
+    mask = os.umask(0)
     os.umask(mask)
     return mask
 
