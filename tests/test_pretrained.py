@@ -161,6 +161,18 @@ def test_a_folder_that_is_not_an_encoder_names_the_key(tmp_path, bert_dir):
             cfg.check(released_style({"X": {"pretrained": {"path": str(folder)}}}), SCHEMA)
 
 
+def test_a_deberta_v2_folder_whose_tokenizer_is_spm_model_is_an_encoder(tmp_path, bert_dir):
+    """DeBERTa-v2/v3 checkpoints ship their SentencePiece vocabulary as spm.model, which their tokenizer loads."""
+    deberta = tmp_path / "deberta"
+    deberta.mkdir()
+    shutil.copy(bert_dir / "model.safetensors", deberta)
+    (deberta / "config.json").write_text(json.dumps({"model_type": "deberta-v2"}))
+    (deberta / "spm.model").write_bytes(b"a SentencePiece model")
+    assert pretrained.encoder_problem(deberta) is None
+    (deberta / "spm.model").unlink()
+    assert pretrained.encoder_problem(deberta).startswith("no tokenizer")
+
+
 def test_training_sections_are_needed_only_when_a_row_is_trained(bert_dir):
     cfg.check(released_style({"Mine": {"pretrained": {"path": str(bert_dir)}}}), SCHEMA)  # no teacher, no pubmed
     trained = released_style({"Mine": {"recipe": "distilbiobert"}})

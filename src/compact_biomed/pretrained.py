@@ -32,7 +32,14 @@ TOKENIZER_PATTERNS = [
     "merges.txt",
     "*.model",
 ]
-TOKENIZER_VOCABULARIES = ["tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"]
+TOKENIZER_VOCABULARIES = [
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "spm.model",
+    "sentencepiece.bpe.model",
+]
 FULL_COMMIT = re.compile(r"[0-9a-f]{40}")
 SHORT_COMMIT = re.compile(r"[0-9a-f]{7,39}")
 
