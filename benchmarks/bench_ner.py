@@ -6,8 +6,9 @@ batch shapes. Rows, with random batches (the paper's) on both sides:
 
 * loop     - the previous loop, batches padded to their longest window;
 * trainer  - the Trainer job, batches padded to a multiple of 1 (exact), 8 or 64 (`pad_to_multiple_of`);
-* k Trainer jobs started at once (--jobs, one or more k; default 4 on CUDA, none on CPU): their aggregate rate (all their
-  training samples over the span from the first start to the last end of training) against one job's.
+* k Trainer jobs started at once (--jobs, one or more k, a row each; default 4 on CUDA, none on CPU): their
+  aggregate rate (all their training samples over the span from the first start to the last end of training)
+  against one job's.
 
 Columns: training samples/s of the whole job, its first and last epoch's rate (first/last = warm-up cost), test
 F1 in both scorings (seqeval, mean over seeds) and the seconds the process took. The model is either --model-dir
