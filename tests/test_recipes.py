@@ -317,6 +317,7 @@ def test_pack_rows_puts_each_citation_whole_into_the_first_row_with_room():
     rounded = packed(batch, row_multiple=4)  # 3 rows and one empty one
     assert all(torch.equal(r[:3], p) for r, p in zip(rounded, (input_ids, attention_mask, labels, positions, segments)))
     assert rounded[4][3].tolist() == [0] * 10 and rounded[2][3].tolist() == [-100] * 10 and not rounded[1][3].any()
+    assert len(packed(batch, row_multiple=8)[0]) == 4  # never more rows than the padded batch's 4
 
 
 def with_eager_attention(objective):

@@ -119,13 +119,13 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
     citations come packed several to a row (pack_rows).
     """
 
-    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int, packing: bool = False):
+    def __init__(self, tokenizer, mlm_probability: float, mask_seed: int, packing: bool = False, row_multiple: int = 1):
         super().__init__(tokenizer=tokenizer, mlm=True, mlm_probability=mlm_probability)
         self.mask_seed = mask_seed
         if packing and tokenizer.padding_side != "right":
             raise ValueError("packing reads each citation from the start of its row: it needs right padding")
         self.packing = packing  # the train setting
-        self.row_multiple = PACKED_ROW_MULTIPLE if torch.cuda.is_available() else 1
+        self.row_multiple = row_multiple  # pack_rows'
 
     def masking_generator(self, indices: list[int]) -> torch.Generator:
         entropy = np.random.SeedSequence([self.mask_seed, *indices]).generate_state(2, dtype=np.uint32)
@@ -170,11 +170,13 @@ def pack_rows(batch: dict[str, torch.Tensor], pad_token_id: int, row_multiple: i
     that less padding is computed: `segments` numbers each row's citations from 1 (0: padding) and `position_ids`
     restart at each, so that each citation attends to itself only (recipes.segment_mask) with its own positions;
     `attention_mask` marks the real positions. The masks are the unpacked batch's: they were drawn before. Empty
-    rows (all padding) round the row count up to a multiple of `row_multiple`; no loss term reads them."""
+    rows (all padding) round the row count up to a multiple of `row_multiple`, never past the padded batch's; no
+    loss term reads them."""
     lengths = batch["attention_mask"].sum(dim=1).tolist()
     width = batch["input_ids"].shape[1]
     places = first_fit(lengths, width)
-    shape = (-(-(1 + max(row for row, _ in places)) // row_multiple) * row_multiple, width)
+    rows = 1 + max(row for row, _ in places)
+    shape = (min(-(-rows // row_multiple) * row_multiple, len(lengths)), width)
     packed = {
         "input_ids": torch.full(shape, pad_token_id, dtype=batch["input_ids"].dtype),
         "attention_mask": torch.zeros(shape, dtype=batch["attention_mask"].dtype),
@@ -790,7 +792,11 @@ def train_and_export(settings: Settings) -> dict:
         train_dataset=IndexedExamples(rows),
         processing_class=tokenizer,
         data_collator=ReproducibleMaskingCollator(
-            tokenizer, train.mlm_probability, settings.seed, packing=use_packing(train, objective)
+            tokenizer,
+            train.mlm_probability,
+            settings.seed,
+            packing=use_packing(train, objective),
+            row_multiple=PACKED_ROW_MULTIPLE if next(objective.parameters()).device.type == "cuda" else 1,
         ),
     )
     if finished_at(resume_from, train.max_steps):
