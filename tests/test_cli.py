@@ -57,6 +57,12 @@ def test_file_outputs_refuse_an_existing_file_unless_told_to_overwrite(tmp_path,
     one_error_line(capsys, "parse-pubmed", parsed / "pubmed25n0001.parquet")
     assert main([*build, "--overwrite"]) == 0 and read_json(stats)["records"] == 5
     assert main(["parse-pubmed", str(xml), "--out-dir", str(parsed), "--overwrite"]) == 0
+    twin = tmp_path / "other" / xml.name  # the same file name: the same output file
+    twin.parent.mkdir()
+    demo.write_pubmed_file(twin, first_pmid=100, count=7, seed=1)
+    assert main(["parse-pubmed", str(xml), str(twin), "--out-dir", str(tmp_path / "both")]) == 1
+    assert "two inputs" in one_error_line(capsys, "parse-pubmed", tmp_path / "both" / "pubmed25n0001.parquet")
+    assert not (tmp_path / "both").exists()
 
 
 def test_console_script_is_installed():

@@ -61,10 +61,14 @@ def existing(*paths) -> None:
 def check_new_files(args, *paths) -> None:
     """Refuse, before any work, an output file that exists: the CLI cannot tell a file it wrote from one of the
     user's (folder outputs name their step in a marker: io.check_replaceable). `--overwrite` replaces files."""
+    seen = set()
     for path in filter(None, paths):
         check_replaceable(path)  # never a folder
         if not args.overwrite and os.path.lexists(path):
             raise InputError(path, "exists; give a new path, or --overwrite to replace it (nothing was changed)")
+        if os.path.abspath(path) in seen:
+            raise InputError(path, "is the output of two inputs or options; one would replace the other")
+        seen.add(os.path.abspath(path))
 
 
 def cmd_check_config(args):
