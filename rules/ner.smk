@@ -34,7 +34,7 @@ rule finetune_ner:
         "logs/finetune_ner/{model}/{dataset}/seed{seed}.log",
     conda:
         "../environment.yml"
-    # On a GPU a fine-tuning's CPU side is one Python thread (8 jobs at 1 thread each ran at 4.8x one job on an
+    # On a GPU a fine-tuning's CPU side is one Python thread (8 jobs at 1 thread each ran at 4.2-4.8x one job on an
     # H100, benchmarks/results/h100-ner-bert-base-8-jobs.txt); more would let --cores cap the jobs below gpu_slots.
     threads: 1 if GPU_PER_JOB else config["threads"]
     resources:
