@@ -199,6 +199,18 @@ def test_base_model_reruns_into_its_own_previous_output(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == first and "config.json" in first
 
 
+def test_base_model_from_the_hub_that_cannot_be_fetched_is_one_line_naming_it(tmp_path, capsys):
+    """A teacher on the hub with no network (tests run offline) and nothing cached: one line naming the hub id and
+    revision."""
+    config = yaml.safe_load((REPO / "config/paper.yaml").read_text())
+    config["teacher"] = {"name": "T", "hub_id": "compact-biomed-tests/no-such-model", "revision": "v1"}
+    (tmp_path / "hub.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    out = tmp_path / "teacher"
+    assert main(["base-model", "teacher", "--config", str(tmp_path / "hub.yaml"), "--out", str(out)]) == 1
+    one_error_line(capsys, "base-model", "compact-biomed-tests/no-such-model @ v1")
+    assert not out.exists()
+
+
 def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_dir):
     corpus, out = tmp_path / "corpus.parquet", tmp_path / "shard"
     pq.write_table(pa.table({"text": ["Aspirin reduces fever.", "Cisplatin hurts."]}), corpus)

@@ -7,13 +7,14 @@ models of the same architecture classes, with a WordPiece tokenizer trained on t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
-from .io import atomic_path, read_json, write_json
+from .io import InputError, atomic_path, read_json, write_json
 from .tokenizer import build_wordpiece
 
 SOURCE_FILE = "source.json"  # where a local model came from, for the model cards of what is trained on it
@@ -44,11 +45,28 @@ def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, toke
     AutoTokenizer would lower-case; the official code used bert-base-cased's identical cased vocabulary.
     """
     with atomic_path(out_dir, is_dir=True, step="base-model") as tmp:
-        AutoTokenizer.from_pretrained(
-            tokenizer_id or hub_id, revision=None if tokenizer_id else revision
-        ).save_pretrained(tmp)
-        AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision).save_pretrained(tmp)
+        with hub_errors(tokenizer_id or hub_id, None if tokenizer_id else revision):
+            tokenizer = AutoTokenizer.from_pretrained(
+                tokenizer_id or hub_id, revision=None if tokenizer_id else revision
+            )
+        tokenizer.save_pretrained(tmp)
+        with hub_errors(hub_id, revision):
+            model = AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision)
+        model.save_pretrained(tmp)
         write_json(tmp / SOURCE_FILE, {"hub_id": hub_id, "revision": revision, "tokenizer_hub_id": tokenizer_id})
+
+
+@contextlib.contextmanager
+def hub_errors(repo: str, revision: str | None):
+    """The hub's failures (no network and nothing cached, unknown repository or revision) as one line naming the
+    repository and revision; transformers raises OSError for most of them."""
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+
+    try:
+        yield
+    except (OSError, HfHubHTTPError, HFValidationError) as error:
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        raise InputError(f"{repo} @ {revision or 'main'}", f"{type(error).__name__}: {first_line}") from None
 
 
 def corpus_texts(corpus_parquet: str | Path) -> list[str]:
