@@ -23,10 +23,10 @@ rule pretrain:
         gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
     params:
         # The job reads its settings from the config (compact_biomed.pretrain.Settings); these copies make
-        # Snakemake rerun it when they change (it compares params, not the config).
+        # Snakemake rerun it when they change (it compares params, not the config). Not the speed settings.
         recipe=lambda wc: config["models"][wc.student]["recipe"],
         student=lambda wc: config["models"][wc.student].get("student", {}),
-        train=lambda wc: cfg.train_settings(config, wc.student),
+        train=lambda wc: cfg.learning_settings(config, wc.student),
         seed=lambda wc: config["models"][wc.student]["seed"],
         checkpoint_dir=lambda wc: f"results/checkpoints/{wc.student}",
     script:

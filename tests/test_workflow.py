@@ -313,6 +313,22 @@ def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):
 
 
 @pytest.mark.slow
+def test_speed_settings_leave_a_finished_pretraining_alone_and_a_learning_setting_reruns_it(demo_workdir, tmp_path):
+    """`compile`, `packing`, the micro-batch and the data-loading workers train the same model faster: turning them
+    on must not redo finished pre-trainings and every fine-tuning after them. A setting that changes what is
+    learned does."""
+    config = yaml.safe_load((demo_workdir / "config/config.yaml").read_text())
+    config["train_defaults"].update(compile=True, packing=True, per_device_batch_size=4, dataloader_workers=1)
+    (tmp_path / "faster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))  # params compare in order
+    result = snakemake("--cores", "2", "-n", "--configfile", str(tmp_path / "faster.yaml"), cwd=demo_workdir)
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+    config["train_defaults"]["max_grad_norm"] = 0.5  # no model of the demo sets its own
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    result = snakemake("--cores", "2", "-n", "--configfile", str(tmp_path / "other.yaml"), cwd=demo_workdir)
+    assert result.returncode == 0 and job_counts(result.stdout)["pretrain"] == len(config["models"])
+
+
+@pytest.mark.slow
 def test_demo_runs_end_to_end_from_real_training(demo_workdir):
     workdir = demo_workdir  # the demo ran (and succeeded) in the fixture, once for the whole session
     table = (workdir / "results/tables/ner_f1.md").read_text()

@@ -238,6 +238,16 @@ def train_settings(config: dict, model: str) -> dict:
     return settings
 
 
+# Train settings that make the same model faster or leaner (README, config/README): changing them must not redo a
+# finished pre-training, nor every fine-tuning after it.
+SPEED_TRAIN_KEYS = ("compile", "packing", "per_device_batch_size", "dataloader_workers")
+
+
+def learning_settings(config: dict, model: str) -> dict:
+    """The train settings of `model` that can change the trained model: all but SPEED_TRAIN_KEYS."""
+    return {key: value for key, value in train_settings(config, model).items() if key not in SPEED_TRAIN_KEYS}
+
+
 def tokenizer_owner(config: dict, model: str) -> str:
     """Whose tokenizer a model's pre-training data uses: the teacher's for distillation, its own otherwise."""
     return model if config["models"][model]["recipe"] == "continual_mlm" else "teacher"
