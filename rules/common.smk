@@ -13,6 +13,7 @@ sys.path.insert(0, str(SRC))
 os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for environment.yml
 
 from compact_biomed import config as cfg
+from compact_biomed.io import foreign_files
 from compact_biomed.ner import data as ner_data
 from compact_biomed.smk import RUN_ID, prepend_pythonpath
 from snakemake.exceptions import WorkflowError
@@ -24,6 +25,17 @@ try:  # also fills in the schema's defaults, as for the CLI
     cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", model_checks=workflow.is_main_process)
 except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
+
+if workflow.is_main_process:
+    # Snakemake deletes a folder output before its job reruns, with whatever a user put in it (and a fine-tuning
+    # would refuse its folder only after training): such files stop the run before any job starts.
+    foreign = foreign_files("results")
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise WorkflowError(
+            f"{os.path.abspath(foreign[0])}{more}: not written by the pipeline, in one of its output folders, "
+            "which a rerun deletes; move it elsewhere"
+        )
 
 TRAINED_MODELS = cfg.trained_models(config)  # pre-trained here from a recipe
 PRETRAINED_MODELS = cfg.pretrained_models(config)  # published models, fine-tuned as they are

@@ -14,6 +14,8 @@ import yaml
 from conftest import REPO, copy_workflow, huggingface_pubmed_dataset
 from conftest import run_snakemake as snakemake
 
+from compact_biomed.io import OUTPUT_MARKER
+
 
 def job_counts(output: str) -> dict[str, int]:
     """The 'Job stats' table of a dry run as {rule: count}."""
@@ -166,6 +168,27 @@ def test_on_a_gpu_workstation_resources_without_gpu_slots_are_refused_in_one_lin
         target, "--forcerun", "--cores", "1", "--resources", "gpu=1", "gpu_slots=4", cwd=workdir, extra_env=env
     )
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_a_users_file_in_an_output_folder_stops_the_run_before_snakemake_deletes_it(tmp_path):
+    """Snakemake deletes a folder output before its job reruns, and a fine-tuning's folder would be refused only
+    after training: a file the pipeline did not write in one of its output folders (the folder's marker lists
+    its own) is one line before any job starts, and stays."""
+    workdir = copy_workflow(tmp_path / "workdir")
+    model = workdir / "results/models/DistilBioBERT"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    (model / OUTPUT_MARKER).write_text("pretrain\nconfig.json\n")
+    result = snakemake("-n", "--cores", "1", cwd=workdir)
+    assert result.returncode == 0, result.stdout[-3000:]  # its own files only: fine
+    (model / "notes.txt").write_text("mine")
+    for args in (["-n"], []):
+        result = snakemake(*args, "--cores", "1", cwd=workdir)
+        output = result.stdout + result.stderr
+        error = [line for line in output.splitlines() if "notes.txt" in line]
+        assert result.returncode != 0 and len(error) == 1, output[-3000:]
+        assert str(model / "notes.txt") in error[0] and (model / "notes.txt").read_text() == "mine"
+    assert not (workdir / "results/teacher").exists()  # no job ran
 
 
 def test_slurm_profile_groups_ner_jobs_eight_to_one_gpu_job():

@@ -126,6 +126,17 @@ def folder_files(folder: Path) -> list[str]:
     )
 
 
+def foreign_files(root: str | os.PathLike) -> list[Path]:
+    """Files under `root` inside folder outputs (those with a marker that lists its files) that their step did not
+    write, sorted. A marker of an older version lists none: nothing to compare there."""
+    found = []
+    for marker in sorted(Path(root).rglob(OUTPUT_MARKER)):
+        listed = marker_lines(marker.parent)
+        if len(listed) > 1:
+            found += [marker.parent / name for name in sorted(set(folder_files(marker.parent)) - set(listed[1:]))]
+    return found
+
+
 def current_umask() -> int:
     """The process's umask, read without changing it where Linux shows it (since 4.7): setting it to read it, the
     only other way, would briefly change it for every thread."""
