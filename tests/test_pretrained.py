@@ -161,6 +161,17 @@ def test_a_folder_that_is_not_an_encoder_names_the_key(tmp_path, bert_dir):
             cfg.check(released_style({"X": {"pretrained": {"path": str(folder)}}}), SCHEMA)
 
 
+def test_a_truncated_weights_file_names_the_key_and_the_file(tmp_path, bert_dir):
+    """A copy cut short (a full disk, an interrupted transfer): one line at the config check, not a traceback from
+    safetensors when the fine-tuning loads it."""
+    cut = tmp_path / "cut"
+    shutil.copytree(bert_dir, cut)
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(cfg.ConfigError, match=rf"'models.X.pretrained.path': {cut}: model.safetensors is cut short"):
+        cfg.check(released_style({"X": {"pretrained": {"path": str(cut)}}}), SCHEMA)
+
+
 def test_a_deberta_v2_folder_whose_tokenizer_is_spm_model_is_an_encoder(tmp_path, bert_dir):
     """DeBERTa-v2/v3 checkpoints ship their SentencePiece vocabulary as spm.model, which their tokenizer loads."""
     deberta = tmp_path / "deberta"

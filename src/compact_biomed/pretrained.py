@@ -90,7 +90,22 @@ def encoder_problem(folder: Path) -> str | None:
         return "no weights (model.safetensors or pytorch_model.bin)"
     if not any(name in files for name in TOKENIZER_VOCABULARIES):
         return f"no tokenizer (one of {', '.join(TOKENIZER_VOCABULARIES)})"
-    return None
+    return next(filter(None, (safetensors_problem(folder / name) for name in sorted(files))), None)
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file would not load (cut short, not safetensors), or None: its header says where every
+    tensor lies, and opening it checks that the file covers them; the tensors are not read."""
+    from safetensors import SafetensorError, safe_open
+
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(path, "pt"):
+            return None
+    except (SafetensorError, OSError) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"{path.name} is cut short or not a safetensors file ({detail})"
 
 
 # ---------------------------------------------------------------------------------------------------------------
