@@ -184,6 +184,8 @@ def test_manifest_rejects_missing_or_mixed_shards(corpus, tokenizer_dir, tmp_pat
         write_manifest([paper, packed], tmp_path / "m.json")
     with pytest.raises(InputError, match="repeat"):
         write_manifest([paper, paper], tmp_path / "m.json")
+    with pytest.raises(InputError, match=r"shard 1 of 2 missing"):  # a set of one of its two shards: a partial corpus
+        write_manifest([paper], tmp_path / "m.json")
     assert not (tmp_path / "m.json").exists()
 
 

@@ -265,3 +265,9 @@ def _check_consistent(out_json, entries: list[dict]) -> None:
     indices = [entry["shard"] for entry in entries]
     if len(set(indices)) != len(indices):
         raise InputError(out_json, f"shard indices repeat: {indices}")
+    total = entries[0]["num_shards"]
+    missing = sorted(set(range(total)) - set(indices))
+    if missing:
+        raise InputError(
+            out_json, f"shard {', '.join(map(str, missing))} of {total} missing: pre-training would see a part"
+        )
