@@ -11,7 +11,8 @@ batch shapes. Rows, with random batches (the paper's) on both sides:
   against one job's.
 
 Columns: training samples/s of the whole job, its first and last epoch's rate (first/last = warm-up cost), test
-F1 in both scorings (seqeval, mean over seeds) and the seconds the process took. The model is either --model-dir
+F1 in both scorings (seqeval, mean over seeds), the seconds the process took and on CUDA the most GPU memory one
+job held (k jobs on one GPU need about k times it). The model is either --model-dir
 or a random BERT of --shape with a WordPiece vocabulary trained offline on the training text.
 
     PYTHONPATH=src python benchmarks/bench_ner.py                    # CPU: tiny shape, 3 seeds, a few minutes
@@ -83,6 +84,8 @@ def worker(args) -> None:
     metrics.update(
         span, process_seconds=round(time.time() - PROCESS_START, 2), samples=metrics["train_sentences"] * hp["epochs"]
     )
+    if torch.cuda.is_available():  # what the job held on the GPU at most: k jobs need about k times it
+        metrics["gpu_gib"] = torch.cuda.max_memory_reserved() / 2**30
     print(RESULT + json.dumps(metrics), flush=True)
 
 
@@ -179,6 +182,7 @@ def summarise(label: str, pad: str, jobs: int, runs: list[list[dict]]) -> dict |
         **{mode: f1_spread([m["test"][mode]["f1"] for m in flat]) for mode in ("paper", "word")},
         "process": statistics.median(m["process_seconds"] for m in flat),
         "runs": len(flat),
+        "gpu_gib": max((m.get("gpu_gib", 0.0) for m in flat), default=0.0),
     }
 
 
@@ -191,14 +195,15 @@ def table(rows: list[dict]) -> list[str]:
     lines = [
         (
             f"{'arm':<12}{'pad':>6}{'jobs':>5}{'samples/s':>11}{'epoch 1':>9}{'last ep':>9}{'1st/last':>9}"
-            f"{'paper F1 (sd)':>15}{'word F1 (sd)':>15}{'proc s':>8}{'runs':>5}"
+            f"{'paper F1 (sd)':>15}{'word F1 (sd)':>15}{'proc s':>8}{'runs':>5}{'GPU GiB':>9}"
         )
     ]
     for r in rows:
+        gpu = f"{r['gpu_gib']:.1f}" if r["gpu_gib"] else "-"  # the most one of its jobs held
         lines.append(
             f"{r['label']:<12}{r['pad']:>6}{r['jobs']:>5}{r['rate']:>11.1f}{r['first']:>9.1f}"
             f"{r['last']:>9.1f}{r['first'] / r['last']:>9.2f}{spread(r['paper']):>15}{spread(r['word']):>15}"
-            f"{r['process']:>8.1f}{r['runs']:>5}"
+            f"{r['process']:>8.1f}{r['runs']:>5}{gpu:>9}"
         )
     return lines
 
