@@ -796,7 +796,7 @@ def train_and_export(settings: Settings) -> dict:
             train.mlm_probability,
             settings.seed,
             packing=use_packing(train, objective),
-            row_multiple=PACKED_ROW_MULTIPLE if next(objective.parameters()).device.type == "cuda" else 1,
+            row_multiple=PACKED_ROW_MULTIPLE if args.device.type == "cuda" else 1,  # the Trainer's device
         ),
     )
     if finished_at(resume_from, train.max_steps):
