@@ -44,29 +44,29 @@ def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, toke
     `tokenizer_id` takes the tokenizer from another repository: BioBERT v1.2 ships a bare vocab.txt, which
     AutoTokenizer would lower-case; the official code used bert-base-cased's identical cased vocabulary.
     """
+    tokenizer_repo, tokenizer_revision = (tokenizer_id, None) if tokenizer_id else (hub_id, revision)
     with atomic_path(out_dir, is_dir=True, step="base-model") as tmp:
-        with hub_errors(tokenizer_id or hub_id, None if tokenizer_id else revision):
-            tokenizer = AutoTokenizer.from_pretrained(
-                tokenizer_id or hub_id, revision=None if tokenizer_id else revision
-            )
+        with hub_errors(f"{tokenizer_repo} @ {tokenizer_revision or 'main'}"):
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_repo, revision=tokenizer_revision)
         tokenizer.save_pretrained(tmp)
-        with hub_errors(hub_id, revision):
+        with hub_errors(f"{hub_id} @ {revision or 'main'}"):
             model = AutoModelForMaskedLM.from_pretrained(hub_id, revision=revision)
         model.save_pretrained(tmp)
         write_json(tmp / SOURCE_FILE, {"hub_id": hub_id, "revision": revision, "tokenizer_hub_id": tokenizer_id})
 
 
 @contextlib.contextmanager
-def hub_errors(repo: str, revision: str | None):
-    """The hub's failures (no network and nothing cached, unknown repository or revision) as one line naming the
-    repository and revision; transformers raises OSError for most of them."""
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError
+def hub_errors(path: str, where: str | None = None):
+    """The hub's failures (no network and nothing cached, unknown repository or revision) as one line naming
+    `path` (and `where`, if given); huggingface_hub's and transformers' are OSErrors but for HFValidationError."""
+    from huggingface_hub.errors import HFValidationError
 
     try:
         yield
-    except (OSError, HfHubHTTPError, HFValidationError) as error:
+    except (OSError, HFValidationError) as error:
         first_line = (str(error).strip().splitlines() or [""])[0]
-        raise InputError(f"{repo} @ {revision or 'main'}", f"{type(error).__name__}: {first_line}") from None
+        prefix = f"{where}: " if where else ""
+        raise InputError(path, f"{prefix}{type(error).__name__}: {first_line}") from None
 
 
 def corpus_texts(corpus_parquet: str | Path) -> list[str]:

@@ -13,7 +13,7 @@ import shutil
 from fnmatch import fnmatch
 from pathlib import Path
 
-from .base_models import SOURCE_FILE
+from .base_models import SOURCE_FILE, hub_errors
 from .io import InputError, atomic_path, folder_digest, write_json
 
 CONFIG_FILE = "config.json"
@@ -198,13 +198,8 @@ def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
 def fetch_hub_row(source: dict, dest: Path, key: str) -> dict:
     """`fetch_hub`, with the hub's errors (unknown repository or revision, no network and nothing cached) as one
     line naming the row's key."""
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
-
-    try:
+    with hub_errors(key, f"{source['hub_id']} @ {source['revision']}"):
         return fetch_hub(source, dest)
-    except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OSError) as error:
-        where = f"{source['hub_id']} @ {source['revision']}"
-        raise InputError(key, f"{where}: {type(error).__name__}: {str(error).strip().splitlines()[0]}") from None
 
 
 def fetch_hub(source: dict, dest: Path) -> dict:
