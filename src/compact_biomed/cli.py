@@ -80,8 +80,7 @@ def cmd_fetch_pubmed(args):
     from . import pubmed
 
     base_url = given(args.base_url, section(load_config(args.config), "pubmed")["base_url"])
-    names = [name.removesuffix(".xml.gz") for name in args.names]
-    check_new_files(args, *(Path(args.out_dir) / f"{n}.xml.gz{suffix}" for n in names for suffix in ("", ".md5")))
+    check_new_files(args, *(path for name in args.names for path in pubmed.fetched_paths(name, args.out_dir)))
     for name in args.names:
         pubmed.fetch(name, args.out_dir, base_url=base_url, local_dir=args.local_dir)
 

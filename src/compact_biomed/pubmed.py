@@ -84,6 +84,12 @@ def file_md5(path) -> str:
 # ------------------------------------------------------------------------------------------------ fetching
 
 
+def fetched_paths(name: str, out_dir) -> tuple[Path, Path]:
+    """Where `fetch` puts baseline file `name` (with or without .xml.gz) and its md5 sidecar."""
+    final = Path(out_dir) / f"{name.removesuffix('.xml.gz')}.xml.gz"
+    return final, final.with_name(final.name + ".md5")
+
+
 def fetch(name: str, out_dir, base_url: str | None = None, local_dir=None) -> Path:
     """Produce `out_dir/<name>.xml.gz` and its `.md5` sidecar, copied from `local_dir` or downloaded from `base_url`
     (the config's `pubmed.base_url`).
@@ -92,9 +98,7 @@ def fetch(name: str, out_dir, base_url: str | None = None, local_dir=None) -> Pa
     A download is one attempt: a failure (network or md5) leaves nothing and is one line; Snakemake's `retries:`
     reruns the job. Returns the path of the .xml.gz.
     """
-    name = name.removesuffix(".xml.gz")
-    final = Path(out_dir) / f"{name}.xml.gz"
-    sidecar_final = final.with_name(final.name + ".md5")
+    final, sidecar_final = fetched_paths(name, out_dir)
     if local_dir is not None:
         _copy_verified(Path(local_dir) / final.name, final, sidecar_final)
     elif base_url is None:
