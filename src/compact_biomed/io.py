@@ -86,7 +86,7 @@ def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None
     if marker[:1] == [step]:
         if len(marker) == 1:  # an older version's marker: the step only, no file list
             raise InputError(final, f"was written by an older '{step}' that listed no files: remove it yourself")
-        foreign = sorted(set(folder_files(final)) - set(marker[1:]))
+        foreign = unlisted_files(final, marker)
         if foreign:
             more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
             raise InputError(
@@ -133,8 +133,13 @@ def foreign_files(root: str | os.PathLike) -> list[Path]:
     for marker in sorted(Path(root).rglob(OUTPUT_MARKER)):
         listed = marker_lines(marker.parent)
         if len(listed) > 1:
-            found += [marker.parent / name for name in sorted(set(folder_files(marker.parent)) - set(listed[1:]))]
+            found += [marker.parent / name for name in unlisted_files(marker.parent, listed)]
     return found
+
+
+def unlisted_files(folder: Path, marker: list[str]) -> list[str]:
+    """The files in a folder output that its marker (marker_lines: the step, then its files) does not list."""
+    return sorted(set(folder_files(folder)) - set(marker[1:]))
 
 
 def current_umask() -> int:
