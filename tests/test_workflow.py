@@ -93,24 +93,24 @@ def test_paper_dag_has_every_stage_for_7_models_5_datasets_5_seeds():
     assert "demo_pubmed" not in counts
 
 
-def job_resources(output: str) -> dict[str, list[str]]:
-    """Per rule of a dry run, the 'resources:' line of each of its jobs."""
+def job_field(output: str, field: str) -> dict[str, list[str | None]]:
+    """Per rule of a dry run, the value of each of its jobs' `field:` line (None where the job has none)."""
     found = {}
     for block in output.split("rule ")[1:]:
         rule = block.split(":", 1)[0]
-        match = re.search(r"^\s*resources: (.*)$", block, re.MULTILINE)
-        found.setdefault(rule, []).append(match[1] if match else "")
+        match = re.search(rf"^\s*{field}: (.*)$", block, re.MULTILINE)
+        found.setdefault(rule, []).append(match[1] if match else None)
     return found
+
+
+def job_resources(output: str) -> dict[str, list[str]]:
+    """Per rule of a dry run, the 'resources:' line of each of its jobs."""
+    return {rule: [line or "" for line in lines] for rule, lines in job_field(output, "resources").items()}
 
 
 def job_threads(output: str) -> dict[str, list[int]]:
     """Per rule of a dry run, the threads of each of its jobs (Snakemake prints the line only above 1)."""
-    found = {}
-    for block in output.split("rule ")[1:]:
-        rule = block.split(":", 1)[0]
-        match = re.search(r"^\s*threads: (\d+)$", block, re.MULTILINE)
-        found.setdefault(rule, []).append(int(match[1]) if match else 1)
-    return found
+    return {rule: [int(line or 1) for line in lines] for rule, lines in job_field(output, "threads").items()}
 
 
 def with_a_gpu(tmp_path) -> dict:
