@@ -6,9 +6,9 @@ batch shapes. Rows, with random batches (the paper's) on both sides:
 
 * loop     - the previous loop, batches padded to their longest window;
 * trainer  - the Trainer job, batches padded to a multiple of 1 (exact), 8 or 64 (`pad_to_multiple_of`);
-* k Trainer jobs started at once (--jobs, one or more k, a row each; default 4 on CUDA, none on CPU): their
-  aggregate rate (all their training samples over the span from the first start to the last end of training)
-  against one job's.
+* k Trainer jobs started at once (--jobs, one or more k, a row each for every pad; default 4 on CUDA, none on
+  CPU): their aggregate rate (all their training samples over the span from the first start to the last end of
+  training) against one job's at the same pad.
 
 Columns: training samples/s of the whole job, its first and last epoch's rate (first/last = warm-up cost), test
 F1 in both scorings (seqeval, mean over seeds), the seconds the process took and on CUDA the most GPU memory one
@@ -268,9 +268,8 @@ def data_folder(args, tmp: Path) -> Path:
 def plan(args, cuda: bool) -> list[tuple[str, int | None, int]]:
     """(arm, pad_to_multiple_of, jobs) rows in the order they run: the most important first on a budget."""
     pads = args.pad_multiples or ([64, 8] if cuda else [1])
-    rows = [("trainer", pad, 1) for pad in pads]
-    # before the other pads: the 1-vs-k figures matter more
-    rows[1:1] = [("trainer", max(pads), jobs) for jobs in sorted(set(args.jobs)) if jobs > 1]
+    # each pad's 1-job row, then its k-job rows: a 1-vs-k ratio needs both from the same pad
+    rows = [("trainer", pad, jobs) for pad in pads for jobs in sorted({1, *args.jobs})]
     return rows if args.no_loop else [("loop", None, 1), *rows]
 
 
