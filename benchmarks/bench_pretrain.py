@@ -290,7 +290,7 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
             train_dataset=pretrain.IndexedExamples(rows),
             processing_class=tokenizer,
             callbacks=[timer],
-            data_collator=pretrain.ReproducibleMaskingCollator(tokenizer, train.mlm_probability, 0, train.packing),
+            data_collator=pretrain.masking_collator(tokenizer, train, objective, 0, training_args.device),
         )
         if args.device == "cuda":
             torch.cuda.reset_peak_memory_stats()

@@ -746,6 +746,20 @@ def use_packing(train: TrainSettings, objective: recipes.PretrainingObjective) -
     return train.packing and allowed
 
 
+def masking_collator(
+    tokenizer, train: TrainSettings, objective: recipes.PretrainingObjective, seed: int, device: torch.device
+) -> ReproducibleMaskingCollator:
+    """The collator for `train` on the Trainer's `device` (TrainingArguments.device; the model may still be on the
+    CPU when it is built): packed rows where allowed, their count rounded up on CUDA (PACKED_ROW_MULTIPLE)."""
+    return ReproducibleMaskingCollator(
+        tokenizer,
+        train.mlm_probability,
+        seed,
+        packing=use_packing(train, objective),
+        row_multiple=PACKED_ROW_MULTIPLE if device.type == "cuda" else 1,
+    )
+
+
 def train_and_export(settings: Settings) -> dict:
     """Pre-train one compact model in this process (alone, or as one torchrun worker) and export it to
     `settings.out_dir`; returns a summary.
@@ -791,13 +805,7 @@ def train_and_export(settings: Settings) -> dict:
         args=args,
         train_dataset=IndexedExamples(rows),
         processing_class=tokenizer,
-        data_collator=ReproducibleMaskingCollator(
-            tokenizer,
-            train.mlm_probability,
-            settings.seed,
-            packing=use_packing(train, objective),
-            row_multiple=PACKED_ROW_MULTIPLE if args.device.type == "cuda" else 1,  # the Trainer's device
-        ),
+        data_collator=masking_collator(tokenizer, train, objective, settings.seed, args.device),
     )
     if finished_at(resume_from, train.max_steps):
         print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
