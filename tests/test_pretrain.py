@@ -332,6 +332,31 @@ def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_
     assert again["final_losses"] == first["final_losses"]
 
 
+def test_a_compiled_step_needs_memory_to_spare_beyond_the_eager_probe():
+    """CompactBioBERT's eager step (39.9 GiB on an H100) fits a 48 GB GPU's budget, its compiled step (48.7 GiB)
+    does not: with `compile` the probe's peak must fit with COMPILED_MEMORY_FACTOR's margin."""
+    gib = 2**30
+    budget = pretrain.MEMORY_HEADROOM * 48 * gib
+    assert pretrain.step_fits(int(39.0 * gib), gib, budget, compiled=False)
+    assert not pretrain.step_fits(int(39.0 * gib), gib, budget, compiled=True)
+    assert pretrain.step_fits(int(30.0 * gib), gib, budget, compiled=True)
+
+
+def test_auto_micro_batch_probes_for_the_compiled_step(monkeypatch):
+    """choose_micro_batch tells the probe whether the step will be compiled."""
+    seen = []
+
+    def fits(objective, batch_size, probe, compiled):
+        seen.append(compiled)
+        return True
+
+    monkeypatch.setattr(pretrain, "fits_device_memory", fits)
+    for compiled in (False, True):
+        train = train_with(per_device_batch_size="auto", global_batch_size=4, compile=compiled)
+        assert pretrain.choose_micro_batch(train, torch.nn.Linear(2, 2), 16, 100) == 4
+    assert seen == [False, True]
+
+
 def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(
     tmp_path, tiny_bert_dir, teacher_shard, monkeypatch
 ):
@@ -339,9 +364,10 @@ def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(
     step on the model, and trains exactly as a run with per_device_batch_size 2 set by hand."""
     probed = []
 
-    def two_fit(objective, batch_size, probe):
+    def two_fit(objective, batch_size, probe, compiled):
         pretrain.probe_step(objective, batch_size, probe)  # the real probe: it must leave no trace
         probed.append((batch_size, probe.max_length))
+        assert not compiled
         return batch_size <= 2
 
     with monkeypatch.context() as patch:
