@@ -581,10 +581,16 @@ def test_packing_is_off_with_a_line_where_citations_would_mix(tmp_path, start_mo
 @pytest.mark.skipif(
     not shutil.which(os.environ.get("CXX", "g++")), reason="torch.compile on a CPU needs a C++ compiler"
 )
-def test_compiled_training_step_has_the_eager_losses(tmp_path, start_models):
+@pytest.mark.parametrize("recipe_name", ["continual_mlm", "compactbiobert"])
+def test_compiled_training_step_has_the_eager_losses(tmp_path, start_models, tiny_bert_dir, teacher_shard, recipe_name):
     """`compile` on: the same per-step losses and weights as eager (fp32 on a CPU); dropout draws from aten's
-    generator as in eager (fallback_random), so that the runs can be compared. Slow: compiling takes ~30 s here."""
-    start_dir, shard = start_models["distilbert"]  # 2 layers: the quickest to compile
+    generator as in eager (fallback_random), so that the runs can be compared. A continual run, and CompactBioBERT,
+    whose terms read both models' attention maps. Slow: compiling takes ~30 s here."""
+    if recipe_name == "continual_mlm":
+        start_dir, shard = start_models["distilbert"]  # 2 layers: the quickest to compile
+        models = {"start_dir": start_dir}
+    else:
+        shard, models = teacher_shard, {"teacher_dir": tiny_bert_dir}
     runs, graphs = {}, {}
     for compiled in (False, True):
         out = tmp_path / f"out-{compiled}"
@@ -592,12 +598,12 @@ def test_compiled_training_step_has_the_eager_losses(tmp_path, start_models):
         with torch._inductor.config.patch(fallback_random=True):
             run(
                 settings(
-                    "continual_mlm",
+                    recipe_name,
                     [shard],
                     out,
                     tmp_path / f"ck-{compiled}",
                     train_with(max_steps=2, compile=compiled),
-                    start_dir=start_dir,
+                    **models,
                 )
             )
         graphs[compiled] = torch._dynamo.utils.counters["stats"]["unique_graphs"] - before
