@@ -264,18 +264,6 @@ def test_fit_dense_only_for_tinybiobert(teacher):
     assert objective_for("distilbiobert", teacher).fit_dense is None
 
 
-@pytest.mark.parametrize("recipe_name", ["distilbiobert", "continual_mlm"])
-def test_objective_traces_as_one_graph_for_torch_compile(teacher, recipe_name):
-    """No graph break in the objective (train.compile_objective's settings): the losses average without a branch on
-    their data-dependent sizes, which split DistilBioBERT's compiled step into 6 graphs. (The recipes that read
-    attention maps still break inside transformers' output capturing.)"""
-    objective = objective_for(recipe_name, teacher).train()
-    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True):
-        explained = torch._dynamo.explain(objective)(*make_batch(teacher.config.vocab_size))
-    torch._dynamo.reset()
-    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
-
-
 @pytest.mark.parametrize("recipe_name", list(recipes.RECIPES))
 def test_batch_without_masked_positions_is_finite_and_trains(teacher, recipe_name):
     objective = objective_for(recipe_name, teacher).train()

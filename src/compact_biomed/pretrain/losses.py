@@ -5,9 +5,7 @@ Conventions shared by every function:
   same order (see `recipes.masked_positions`);
 - `attention_mask` is the usual (batch, seq) 1 = token / 0 = padding mask;
 - a batch with nothing to average over (no masked position, no token) gives 0, still attached to the autograd graph
-  so that every parameter receives a (zero) gradient, which DDP needs. Never NaN. Averages are written as a sum
-  over at least one (`_per`), not as a branch on an empty selection: under torch.compile such a branch on a
-  data-dependent size split the graph at every loss (DistilBioBERT: 6 graphs);
+  so that every parameter receives a (zero) gradient, which DDP needs. Never NaN;
 - everything is computed in at least float32, whatever the autocast dtype of the forward pass.
 
 Reductions follow the official scripts exactly (paper spec §1.2-§1.4); the quirky ones say so where they happen.
@@ -26,12 +24,9 @@ def _upcast(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
-def _per(total: torch.Tensor, count: torch.Tensor | int) -> torch.Tensor:
-    """`total` averaged over `count` items (a tensor, or a size that may be symbolic under torch.compile); 0 stays
-    0 when there are none, since a sum over nothing is 0."""
-    if isinstance(count, torch.Tensor):
-        return total / count.clamp(min=1)
-    return total / torch.sym_max(count, 1)
+def _zero_like_graph(tensor: torch.Tensor) -> torch.Tensor:
+    """A zero that depends on `tensor`, for reductions over an empty selection."""
+    return _upcast(tensor).sum() * 0.0
 
 
 def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -39,15 +34,19 @@ def masked_lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     logits: (n_masked, vocab); targets: (n_masked,) token ids.
     """
-    return _per(F.cross_entropy(_upcast(logits), targets, reduction="sum"), logits.shape[0])
+    if logits.shape[0] == 0:
+        return _zero_like_graph(logits)
+    return F.cross_entropy(_upcast(logits), targets)
 
 
 def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """DistilBERT's L_ce: T^2 * KL(softmax(t/T) || softmax(s/T)), "batchmean" = summed over the vocabulary and
     averaged over masked rows (spec §1.2; CompactBioBERT's L_out is the same with T = 1, spec §1.3)."""
+    if student_logits.shape[0] == 0:
+        return _zero_like_graph(student_logits)
     log_p_student = F.log_softmax(_upcast(student_logits) / temperature, dim=-1)
     p_teacher = F.softmax(_upcast(teacher_logits) / temperature, dim=-1)
-    kl = _per(F.kl_div(log_p_student, p_teacher, reduction="sum"), student_logits.shape[0])  # batchmean
+    kl = F.kl_div(log_p_student, p_teacher, reduction="batchmean")
     return kl * temperature**2
 
 
@@ -56,23 +55,25 @@ def soft_cross_entropy(
 ) -> torch.Tensor:
     """TinyBERT's prediction-layer loss: mean over masked rows of -sum_v p_t(v) log p_s(v), both at temperature T,
     without the T^2 factor (spec §1.4)."""
+    if student_logits.shape[0] == 0:
+        return _zero_like_graph(student_logits)
     log_p_student = F.log_softmax(_upcast(student_logits) / temperature, dim=-1)
     p_teacher = F.softmax(_upcast(teacher_logits) / temperature, dim=-1)
-    return _per(-(p_teacher * log_p_student).sum(), student_logits.shape[0])
+    return -(p_teacher * log_p_student).sum(dim=-1).mean()
 
 
 def hidden_cosine(
     student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, attention_mask: torch.Tensor
 ) -> torch.Tensor:
     """Mean over non-padding tokens of 1 - cos(h_s, h_t): `CosineEmbeddingLoss` with target +1 on the tokens
-    whose attention_mask is 1 (spec §1.2 L_cos, §1.3 L_hid). Hidden: (batch, seq, dim), same dim for both.
-    Every token is scored and the padding's weighed 0 (no boolean index: static shapes for torch.compile)."""
-    student_rows = _upcast(student_hidden).flatten(0, -2)
-    teacher_rows = _upcast(teacher_hidden).flatten(0, -2)
+    whose attention_mask is 1 (spec §1.2 L_cos, §1.3 L_hid). Hidden: (batch, seq, dim), same dim for both."""
+    keep = attention_mask.bool()
+    student_rows = _upcast(student_hidden[keep])
+    teacher_rows = _upcast(teacher_hidden[keep])
+    if student_rows.shape[0] == 0:
+        return _zero_like_graph(student_hidden)
     target = student_rows.new_ones(student_rows.shape[0])
-    per_token = F.cosine_embedding_loss(student_rows, teacher_rows, target, reduction="none")
-    keep = attention_mask.flatten().to(per_token.dtype)
-    return _per((per_token * keep).sum(), keep.sum())
+    return F.cosine_embedding_loss(student_rows, teacher_rows, target)
 
 
 def attention_kl(
@@ -86,13 +87,16 @@ def attention_kl(
     Attention probabilities (batch, heads, query, key); the query rows of padding tokens are dropped (every head,
     every key column kept); eps is added to both distributions; `KLDivLoss(reduction="mean")` then averages
     t * (log t - log s) over ALL remaining elements, i.e. the per-row KL is also divided by the key length.
-    Padding rows are computed and weighed 0 rather than indexed out (static shapes for torch.compile).
     """
-    target = _upcast(teacher_attention) + eps
-    elementwise = target * (torch.log(target) - torch.log(_upcast(student_attention) + eps))
-    keep = attention_mask[:, None, :, None].to(elementwise.dtype)  # query rows
-    heads, keys = elementwise.shape[1], elementwise.shape[3]
-    return _per((elementwise * keep).sum(), keep.sum() * heads * keys)
+    keep = attention_mask.bool()
+    # (batch, query, heads, key) so that the boolean mask selects query rows
+    student_rows = _upcast(student_attention.transpose(1, 2)[keep])
+    teacher_rows = _upcast(teacher_attention.transpose(1, 2)[keep])
+    if student_rows.numel() == 0:
+        return _zero_like_graph(student_attention)
+    log_student = torch.log(student_rows + eps)
+    target = teacher_rows + eps
+    return (target * (torch.log(target) - log_student)).mean()
 
 
 def attention_mse(student_attention: torch.Tensor, teacher_attention: torch.Tensor) -> torch.Tensor:

@@ -441,9 +441,7 @@ def compile_objective(objective: torch.nn.Module) -> None:
     terms and CompactBioBERT's attention KL average over padding too (spec §1.3, §1.4), so their loss would change.
     The MLM heads and the losses select masked rows / real tokens by boolean index, whose size depends on the data:
     traced too (below), else each such index breaks the graph (DistilBioBERT: 15 graphs, 2.9x the time to compile
-    on a CPU). The losses average without branching on those sizes (losses._per), so DistilBioBERT's step and the
-    continual models' are one graph; the recipes that read attention maps still break in transformers' output
-    capturing (CompactBioBERT, TinyBioBERT: 6 graphs on transformers 5.23).
+    on a CPU). The losses' checks for an empty selection (`if rows == 0`) still split it at each loss (6 graphs).
     """
     torch._dynamo.config.capture_dynamic_output_shape_ops = True
     objective.compile()
