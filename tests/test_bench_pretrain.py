@@ -135,7 +135,8 @@ def test_packed_arm_beside_ours_for_the_models_that_pack(tmp_path):
 
 def test_bench_collates_as_the_pipeline_on_the_trainers_device(tmp_path, monkeypatch):
     """The bench's Trainer gets the pipeline's collator (train.masking_collator) for the Trainer's device: on CUDA
-    that rounds packed row counts up to a multiple of 8, without which a packed step ran at 0.6x on an H100."""
+    that rounds packed row counts up to a multiple of 8, without which DistilBioBERT's compiled+packed step ran at
+    0.83x of eager on an H100 (1.49x with it)."""
     bench = load_benchmark("bench_pretrain")
     calls = []
 
