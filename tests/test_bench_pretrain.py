@@ -140,9 +140,10 @@ def test_bench_collates_as_the_pipeline_on_the_trainers_device(tmp_path, monkeyp
     bench = load_benchmark("bench_pretrain")
     calls = []
 
-    def recording(tokenizer, train, objective, seed, device, collator=bench.pretrain.masking_collator):
-        calls.append((train.packing, device.type))
-        return collator(tokenizer, train, objective, seed, device)
+    def recording(tokenizer, train, objective, seed, device, masking_collator=bench.pretrain.masking_collator):
+        collator = masking_collator(tokenizer, train, objective, seed, device)
+        calls.append((collator.packing, device.type))
+        return collator
 
     monkeypatch.setattr(bench.pretrain, "masking_collator", recording)
     argv = ["--device", "cpu", "--shape", "tiny", "--models", "DistilBioBERT", "--no-official", "--packing"]

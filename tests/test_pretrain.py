@@ -333,7 +333,7 @@ def test_a_finished_run_rerun_is_exported_again_without_training(tmp_path, tiny_
 
 
 def test_a_compiled_step_needs_memory_to_spare_beyond_the_eager_probe():
-    """CompactBioBERT's eager step (39.9 GiB on an H100) fits a 48 GB GPU's budget, its compiled step (48.7 GiB)
+    """CompactBioBERT's eager step (39.9 GiB on an H100) fits a 48 GiB GPU's budget, its compiled step (48.7 GiB)
     does not: with `compile` the probe's peak must fit with COMPILED_MEMORY_FACTOR's margin."""
     gib = 2**30
     budget = pretrain.MEMORY_HEADROOM * 48 * gib
@@ -528,6 +528,19 @@ def test_packing_collator_keeps_every_citation_and_its_masks(tiny_bert_dir, mixe
     tokenizer.padding_side = "left"
     with pytest.raises(ValueError, match="packing reads each citation from the start of its row"):
         pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)
+
+
+def test_masking_collator_rounds_packed_rows_on_the_trainers_cuda_device_only(tiny_bert_dir):
+    """train.masking_collator, which train_and_export and bench_pretrain both use: packed rows rounded up to
+    PACKED_ROW_MULTIPLE on a CUDA device (a new shape per row count is slow there), exact elsewhere."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    objective = recipes.PretrainingObjective(
+        recipes.get_recipe("continual_mlm"), AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
+    )
+    for device, multiple in (("cuda", pretrain.PACKED_ROW_MULTIPLE), ("cpu", 1)):
+        collator = pretrain.masking_collator(tokenizer, train_with(packing=True), objective, 0, torch.device(device))
+        assert (collator.packing, collator.row_multiple) == (True, multiple)
+    assert pretrain.PACKED_ROW_MULTIPLE > 1
 
 
 def test_packed_run_has_the_padded_runs_losses(tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch):

@@ -11,8 +11,8 @@ import math
 
 from ..config import train_settings
 
-# Eager, padded rates: config/paper.yaml compiles or packs every model's step (1.20-1.74x these on the same GPU,
-# the README's cost table), so the requests hold with those settings off too.
+# Eager, padded rates: config/paper.yaml compiles or packs every model's step (1.20-1.74x the eager step of the same
+# run, the README's cost table), so the requests hold with those settings off too.
 # One NVIDIA H100 80GB, 2026-11-26 (benchmarks/results/h100-pretrain.txt); issue #13's H200 ran 2-13% faster.
 STEPS_PER_SECOND = {
     "DistilBioBERT": 8.72,

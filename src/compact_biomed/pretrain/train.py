@@ -453,8 +453,8 @@ def compile_objective(objective: torch.nn.Module) -> None:
 
 MEMORY_HEADROOM = 0.9  # share of the device's memory a step may take: the allocator fragments the rest
 # The probe runs eagerly, and a compiled step can hold more: CompactBioBERT's held 48.7 GiB against 39.9 eager on an
-# H100 (1.22x; benchmarks/results/h100-pretrain-compiled-four.txt); the four other models compiled there held less
-# than eager (BioTinyBERT has not been compiled on a GPU).
+# H100 (1.22x; benchmarks/results/h100-pretrain-compiled-four.txt); the three others there, and DistilBioBERT
+# (h100-pretrain-distil-compile.txt), held less than eager (BioTinyBERT has not been compiled on a GPU).
 COMPILED_MEMORY_FACTOR = 1.25
 
 
