@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
-from .io import InputError, atomic_path, read_json, write_json
+from .io import InputError, atomic_path, first_line, read_json, write_json
 from .tokenizer import build_wordpiece
 
 SOURCE_FILE = "source.json"  # where a local model came from, for the model cards of what is trained on it
@@ -64,9 +64,8 @@ def hub_errors(path: str, where: str | None = None):
     try:
         yield
     except (OSError, HFValidationError) as error:
-        first_line = (str(error).strip().splitlines() or [""])[0]
         prefix = f"{where}: " if where else ""
-        raise InputError(path, f"{prefix}{type(error).__name__}: {first_line}") from None
+        raise InputError(path, f"{prefix}{type(error).__name__}: {first_line(error)}") from None
 
 
 def corpus_texts(corpus_parquet: str | Path) -> list[str]:

@@ -21,6 +21,11 @@ class InputError(Exception):
         self.problem = problem
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message ("" for none): a library's error as part of a one-line problem."""
+    return (str(error).strip().splitlines() or [""])[0]
+
+
 # Marks a folder as one step's output: the file holds the step's name (the same as its CLI command's), then every
 # file the step wrote. Only such a folder is ever replaced, and only while it holds nothing else.
 OUTPUT_MARKER = ".compact-biomed-output"

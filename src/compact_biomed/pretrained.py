@@ -14,7 +14,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from .base_models import SOURCE_FILE, hub_errors
-from .io import InputError, atomic_path, folder_digest, write_json
+from .io import InputError, atomic_path, first_line, folder_digest, write_json
 
 CONFIG_FILE = "config.json"
 # What fine-tuning reads: config, weights (safetensors preferred, single or sharded), tokenizer files.
@@ -104,8 +104,7 @@ def safetensors_problem(path: Path) -> str | None:
         with safe_open(path, "pt"):
             return None
     except (SafetensorError, OSError) as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"{path.name} is cut short or not a safetensors file ({detail})"
+        return f"{path.name} is cut short or not a safetensors file ({first_line(error) or type(error).__name__})"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -249,7 +248,7 @@ def load_problem(folder: Path) -> str | None:
         AutoConfig.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, KeyError) as error:
-        return f"does not load: {str(error).splitlines()[0]}"
+        return f"does not load: {first_line(error)}"
     if not tokenizer.is_fast:
         return "needs a fast tokenizer (word alignment for NER); add a tokenizer.json"
     return case_problem(tokenizer)
