@@ -26,6 +26,7 @@ the Trainer through the pipeline's collator; its time to collate one global batc
     PYTHONPATH=src python benchmarks/bench_pretrain.py --shape tiny                             # CPU, seconds
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --compile --no-official --warmup 5
     PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --compile --packing --no-official --warmup 6
+    PYTHONPATH=src python benchmarks/bench_pretrain.py --device cuda --impls compiled+packed --models DistilBioBERT --profile 5
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.autograd import DeviceType
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
     AutoModelForMaskedLM,
@@ -226,12 +228,14 @@ def graphs_compiled() -> int:
 
 class StepTimer(TrainerCallback):
     """Times the steps after `warmup`, stopping after `steps` of them or once `seconds` have passed; also the
-    warm-up steps' seconds and the graphs torch.compile compiled during the timed steps."""
+    warm-up steps' seconds and the graphs torch.compile compiled during the timed steps. With `profile` > 0, then
+    records that many more steps with torch.profiler (untimed: the profiler slows them)."""
 
-    def __init__(self, warmup: int, steps: int, seconds: float, device: str):
+    def __init__(self, warmup: int, steps: int, seconds: float, device: str, profile: int = 0):
         self.warmup, self.steps, self.seconds, self.device = warmup, steps, seconds, device
         self.start, self.timed, self.elapsed = None, 0, 0.0
         self.began, self.warmup_seconds, self.graphs, self.graphs_timed = None, 0.0, 0, 0
+        self.profile, self.profiler, self.profiled_from, self.profile_wall, self.profiled = profile, None, 0, 0.0, 0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.began = self._now()
@@ -242,14 +246,59 @@ class StepTimer(TrainerCallback):
         return time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.warmup:
+        if self.profiler is not None:
+            if not self.profiled and state.global_step - self.profiled_from >= self.profile:
+                self.profile_wall = self._now() - self.profile_wall  # the profiler still records: its kernels end
+                self.profiler.stop()
+                self.profiled = state.global_step - self.profiled_from
+                control.should_training_stop = True
+        elif state.global_step == self.warmup:
             self.start = self._now()
             self.warmup_seconds, self.graphs = self.start - self.began, graphs_compiled()
         elif state.global_step > self.warmup:
             self.timed, self.elapsed = state.global_step - self.warmup, self._now() - self.start
             self.graphs_timed = graphs_compiled() - self.graphs
             if self.timed >= self.steps or (self.timed >= 2 and self.elapsed >= self.seconds):
-                control.should_training_stop = True
+                control.should_training_stop = self.profile == 0
+                if self.profile:
+                    self._start_profiler(state.global_step)
+
+    def _start_profiler(self, step: int) -> None:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if self.device == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self.profiler, self.profiled_from = torch.profiler.profile(activities=activities), step
+        self.profiler.start()
+        self.profile_wall = time.perf_counter()
+
+
+# host calls that wait for the GPU: a data-dependent shape (boolean index, nonzero) or a value read on the host
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+
+
+def profile_summary(events, steps: int, wall_s: float, device: str, top: int = 12) -> dict:
+    """Per profiled step: wall ms, the ms the device spent in its own work (CUDA: kernels, copies; a CPU: the ops'
+    own time), the host's waits for the GPU, and the `top` kernels (or CPU ops) by their own time."""
+    on_device = device == "cuda"
+    own = [
+        e
+        for e in events
+        if not e.is_user_annotation
+        and (e.device_type == DeviceType.CUDA if on_device else e.device_type == DeviceType.CPU)
+        and not e.key.startswith(("cuda", "ProfilerStep"))
+    ]
+    own_us = (lambda e: e.self_device_time_total) if on_device else (lambda e: e.self_cpu_time_total)
+    total_us = sum(own_us(e) for e in own)
+    # minus StepTimer's own synchronize at the end of the profiled steps
+    waits = sum(e.count for e in events if e.key in SYNC_CALLS) - int(on_device)
+    ranked = sorted(own, key=own_us, reverse=True)[:top]
+    return {
+        "steps": steps,
+        "wall_ms": 1000 * wall_s / steps,
+        "busy_ms": total_us / 1000 / steps,
+        "waits": waits / steps if on_device else None,
+        "top": [(e.key, e.count / steps, own_us(e) / 1000 / steps, 100 * own_us(e) / max(total_us, 1)) for e in ranked],
+    }
 
 
 def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, tokenizer) -> dict:
@@ -260,7 +309,7 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
     train = TrainSettings(  # the schema's train_defaults, but the shapes and the timed steps
         **{
             **schema_defaults("train_defaults"),
-            "max_steps": args.warmup + args.steps,
+            "max_steps": args.warmup + args.steps + args.profile,
             "global_batch_size": shape.global_batch,
             "per_device_batch_size": shape.official_micro_batch if official else "auto",
             "learning_rate": 1e-4,
@@ -277,7 +326,7 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
     )
     if train.compile:  # as train_and_export: after the micro-batch probe
         pretrain.compile_objective(objective)
-    timer = StepTimer(args.warmup, args.steps, args.seconds, args.device)
+    timer = StepTimer(args.warmup, args.steps, args.seconds, args.device, args.profile)
     with tempfile.TemporaryDirectory() as tmp:
         training_args = pretrain.training_arguments(train, tmp, seed=0)
         if official:  # transformers 4.17's Trainer had no fused AdamW
@@ -308,6 +357,9 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
         "loss": loss,
         "graphs_timed": timer.graphs_timed if train.compile else 0,
     }
+    if timer.profiled:
+        events = timer.profiler.key_averages()
+        result["profile"] = profile_summary(events, timer.profiled, timer.profile_wall, args.device)
     del trainer, objective
     if train.compile:
         torch._dynamo.reset()  # the next model compiles afresh
@@ -469,6 +521,21 @@ def report(results: list[dict], peak: float, collate: dict, shape: Shape, device
         + markdown(COLUMNS, table_rows(results, peak))
         + "\n"
         + markdown(RATIO_COLUMNS, ratio_rows(results))
+        + "".join(profile_section(r, device) for r in results if "profile" in r)
+    )
+
+
+def profile_section(result: dict, device: str) -> str:
+    """--profile: where one run's step time went."""
+    p = result["profile"]
+    own = "kernels and copies" if device == "cuda" else "the ops' own CPU time"
+    waits = "" if p["waits"] is None else f"; the host waited for the GPU {p['waits']:.3g} times"
+    rows = [[name[:90], f"{calls:.3g}", f"{ms:.3g}", f"{share:.1f}"] for name, calls, ms, share in p["top"]]
+    return (
+        f"\n## Profile: {result['model']} {result['impl']}, {p['steps']} steps after the timed ones\n"
+        f"Per step: {p['wall_ms']:.3g} ms wall, {p['busy_ms']:.3g} ms in {own} "
+        f"({100 * p['busy_ms'] / p['wall_ms']:.0f}% of the wall){waits}.\n\n"
+        + markdown(["kernel" if device == "cuda" else "op", "calls/step", "ms/step", f"% of {own}"], rows)
     )
 
 
@@ -483,6 +550,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (the first counts the FLOPs)")
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps at most per run")
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="then profile this many steps per run: where the step's time goes"
+    )
     parser.add_argument("--budget", type=float, help="start no run after this many seconds (the rest: skipped)")
     parser.add_argument("--workers", type=int, help="dataloader workers (default: 4 on cuda, 0 on cpu)")
     parser.add_argument(

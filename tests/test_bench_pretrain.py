@@ -1,6 +1,8 @@
 """benchmarks/bench_pretrain.py at a tiny shape on the CPU: every model, both implementations, the full table."""
 
+import re
 import shutil
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -149,3 +151,63 @@ def test_bench_collates_as_the_pipeline_on_the_trainers_device(tmp_path, monkeyp
     argv = ["--device", "cpu", "--shape", "tiny", "--models", "DistilBioBERT", "--no-official", "--packing"]
     assert bench.main([*argv, "--warmup", "1", "--steps", "1", "--seconds", "0", "--out", str(tmp_path / "b")]) == 0
     assert calls == [(False, "cpu"), (True, "cpu")]
+
+
+def test_profile_says_where_each_runs_step_time_went(tmp_path):
+    """--profile N: N steps after the timed ones under torch.profiler, per run a section with the wall and the ops'
+    own time per step and the ops that took most; the timed rows are those of a run without it."""
+    bench = load_benchmark("bench_pretrain")
+    out = tmp_path / "bench.txt"
+    argv = ["--device", "cpu", "--shape", "tiny", "--models", "DistilBioBERT", "BioTinyBERT", "--no-official"]
+    argv += ["--warmup", "1", "--steps", "2", "--seconds", "0", "--profile", "3", "--out", str(out)]
+    assert bench.main(argv) == 0
+    text = out.read_text()
+    assert [row[:2] for row in table(text, "model | impl")[1:]] == [["DistilBioBERT", "ours"], ["BioTinyBERT", "ours"]]
+    sections = text.split("\n## Profile: ")[1:]
+    assert [s.splitlines()[0] for s in sections] == [
+        f"{model} ours, 3 steps after the timed ones" for model in ("DistilBioBERT", "BioTinyBERT")
+    ]
+    for section in sections:
+        wall, busy = (float(x) for x in re.search(r"Per step: (\S+) ms wall, (\S+) ms in", section).groups())
+        assert 0 < busy < wall
+        ops = table(section, "op |")[1:]
+        assert 5 <= len(ops) <= 12 and all(op[0] for op in ops)
+        shares = [float(op[3]) for op in ops]
+        assert shares == sorted(shares, reverse=True) and sum(shares) <= 100.1
+    linear = {op[0]: float(op[1]) for op in table(sections[0], "op |")[1:]}
+    assert linear.get("aten::addmm", 0) + linear.get("aten::mm", 0) > 0  # the step's matrix products were seen
+
+
+def test_profile_summary_counts_gpu_kernels_and_the_hosts_waits():
+    """On CUDA: kernels' and copies' own time (not the CPU ops that launched them, nor user annotations' GPU ranges),
+    per step; the host's synchronisations less the timer's own final one."""
+    bench = load_benchmark("bench_pretrain")
+    cuda, cpu = bench.DeviceType.CUDA, bench.DeviceType.CPU
+
+    def event(key, device, own_us=0, count=1, annotation=False):
+        return SimpleNamespace(
+            key=key,
+            device_type=device,
+            self_device_time_total=own_us,
+            self_cpu_time_total=0,
+            count=count,
+            is_user_annotation=annotation,
+        )
+
+    events = [
+        event("aten::mm", cpu, own_us=0, count=4),
+        event("sm90_gemm_bf16", cuda, own_us=6000, count=4),
+        event("triton_poi_fused_gelu_0", cuda, own_us=2000, count=2),
+        event("Memcpy DtoH (Device -> Pinned)", cuda, own_us=40, count=6),
+        event("Optimizer.step#AdamW.step", cuda, own_us=9000, annotation=True),
+        event("cudaStreamSynchronize", cpu, count=6),
+        event("cudaDeviceSynchronize", cpu, count=1),
+    ]
+    summary = bench.profile_summary(events, steps=2, wall_s=0.01, device="cuda", top=2)
+    assert summary["wall_ms"] == pytest.approx(5.0)
+    assert summary["busy_ms"] == pytest.approx(8040 / 1000 / 2)
+    assert summary["waits"] == 3.0
+    assert summary["top"] == [
+        ("sm90_gemm_bf16", 2.0, 3.0, pytest.approx(100 * 6000 / 8040)),
+        ("triton_poi_fused_gelu_0", 1.0, 1.0, pytest.approx(100 * 2000 / 8040)),
+    ]
