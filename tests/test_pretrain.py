@@ -14,6 +14,7 @@ from conftest import REPO, TINY_TEXTS, make_tiny_bert, tiny_train
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 from snakemake.utils import validate
+from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLanguageModeling, TrainerCallback
 
 from compact_biomed.base_models import SOURCE_FILE, random_init
@@ -762,3 +763,45 @@ def test_torchrun_workers_read_the_settings_back(tmp_path):
     )
     launch.write_settings(made, tmp_path / "settings.json")
     assert launch.read_settings(tmp_path / "settings.json") == made
+
+
+def test_training_steps_read_nothing_back_from_the_device_between_logging_steps(
+    tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch
+):
+    """Each host read of a device value (`.item()`, `bool(tensor)`) waits for the GPU to finish all queued work and
+    leaves it idle until the host queues more. Between logging steps, a packed DistilBioBERT run (whose masks reach
+    SDPA as they are) makes none, in its Trainer loop as in its step: transformers' Trainer checked every micro-batch's
+    loss for NaN on the host (`logging_nan_inf_filter`), which is off."""
+    reads = [0]  # host reads of device values, per micro-batch since the last one began
+    collating = [False]  # the collator's reads are of host tensors (in dataloader workers on a GPU machine)
+
+    class CountingReads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default and not collating[0]:
+                reads[-1] += 1
+            return func(*args, **(kwargs or {}))
+
+    def marking_step(self, *args, training_step=pretrain.PretrainTrainer.training_step, **kwargs):
+        reads.append(0)
+        return training_step(self, *args, **kwargs)
+
+    def marked_collator(*args, masking_collator=pretrain.masking_collator):
+        collator = masking_collator(*args)
+
+        def collate(examples):
+            collating[0] = True
+            try:
+                return collator(examples)
+            finally:
+                collating[0] = False
+
+        return collate
+
+    monkeypatch.setattr(pretrain.PretrainTrainer, "training_step", marking_step)
+    monkeypatch.setattr(pretrain, "masking_collator", marked_collator)
+    train = train_with(packing=True, max_steps=4, logging_steps=4)
+    with CountingReads():
+        run(settings("distilbiobert", [mixed_lengths_shard], tmp_path / "o", tmp_path / "c", train, tiny_bert_dir))
+    micro_batches = reads[1:]
+    assert len(micro_batches) == 8  # 4 steps of 2 micro-batches
+    assert micro_batches[:-1] == [0] * 7 and micro_batches[-1] > 0  # the last: the log and the end of training

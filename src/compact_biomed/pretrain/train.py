@@ -413,6 +413,9 @@ def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> 
         max_grad_norm=train.max_grad_norm,
         logging_strategy="steps",
         logging_steps=train.logging_steps,
+        # on, the Trainer reads every micro-batch's loss back to test it for NaN: a host sync that idles the GPU,
+        # for a log that then hides the NaN (the weights take its step either way). Off, a diverged run logs NaN
+        logging_nan_inf_filter=False,
         save_total_limit=train.save_total_limit,
         seed=seed,
         data_seed=seed,
