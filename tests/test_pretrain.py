@@ -20,7 +20,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLan
 from compact_biomed.base_models import SOURCE_FILE, random_init
 from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError
-from compact_biomed.pretrain import Settings, TrainSettings, launch, recipes, run
+from compact_biomed.pretrain import Diverged, Settings, TrainSettings, launch, recipes, run
 from compact_biomed.pretrain import train as pretrain
 
 torch.set_num_threads(1)
@@ -805,3 +805,24 @@ def test_training_steps_read_nothing_back_from_the_device_between_logging_steps(
     micro_batches = reads[1:]
     assert len(micro_batches) == 8  # 4 steps of 2 micro-batches
     assert micro_batches[:-1] == [0] * 7 and micro_batches[-1] > 0  # the last: the log and the end of training
+
+
+def test_a_run_whose_loss_turns_nan_stops_at_that_log_in_one_line(tmp_path, tiny_bert_dir, teacher_shard, monkeypatch):
+    """A loss that turns NaN at step 2 (of 4, logged every step) ends the run there with one line naming the model
+    and the step; nothing is exported and no checkpoint holds the NaN step. Before, the Trainer's NaN filter logged
+    the earlier steps' mean instead and the run trained NaN weights to the end and exported them."""
+    calls = [0]
+
+    def nan_from_step_2(self, *args, forward=recipes.PretrainingObjective.forward, **kwargs):
+        calls[0] += 1  # 2 micro-batches per step
+        out = forward(self, *args, **kwargs)
+        return {**out, "loss": out["loss"] * float("nan")} if calls[0] > 2 else out
+
+    monkeypatch.setattr(recipes.PretrainingObjective, "forward", nan_from_step_2)
+    out, checkpoints = tmp_path / "out", tmp_path / "ck"
+    train = train_with(max_steps=4, logging_steps=1, save_steps=1)
+    with pytest.raises(Diverged) as error:
+        run(settings("distilbiobert", [teacher_shard], out, checkpoints, train, tiny_bert_dir, model_name="Tiny"))
+    assert str(error.value).startswith("models.Tiny: the loss logged at step 2 is nan: training diverged;")
+    assert not out.exists()
+    assert sorted(p.name for p in checkpoints.glob("run-*/checkpoint-*")) == ["checkpoint-1"]

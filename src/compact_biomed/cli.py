@@ -15,6 +15,7 @@ import yaml
 
 from . import config as cfg
 from .io import InputError, check_replaceable
+from .pretrain import Diverged
 
 
 def load_config(path: str) -> dict:
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (InputError, cfg.ConfigError) as error:
+    except (InputError, cfg.ConfigError, Diverged) as error:
         print(f"compact-biomed {args.step}: error: {error}", file=sys.stderr)
         return 1
     return 0

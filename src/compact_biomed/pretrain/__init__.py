@@ -14,6 +14,10 @@ from pathlib import Path
 from ..config import ConfigError, train_settings
 
 
+class Diverged(RuntimeError):
+    """A run's logged loss is not finite: it stops there (train.StopIfDiverged), in one line naming the model."""
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """A model's training hyper-parameters (config/schema.yaml's `train`, whose `train_defaults` hold the defaults:

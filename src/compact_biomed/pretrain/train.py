@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -33,6 +34,7 @@ from transformers import (
     AutoTokenizer,
     DataCollatorForLanguageModeling,
     Trainer,
+    TrainerCallback,
     TrainerState,
     TrainingArguments,
     set_seed,
@@ -43,7 +45,7 @@ from ..base_models import hub_id, source_name
 from ..config import ConfigError
 from ..io import InputError, atomic_path, folder_digest
 from ..shards import STATS_NAME
-from . import Settings, TrainSettings, recipes
+from . import Diverged, Settings, TrainSettings, recipes
 
 FIT_DENSE_FILE = "fit_dense.safetensors"
 RUN_FINGERPRINT_FILE = "run.json"
@@ -271,6 +273,24 @@ class PretrainTrainer(Trainer):
         if objective.fit_dense is not None:
             objective.fit_dense.load_state_dict(
                 safetensors.torch.load_file(os.path.join(resume_from_checkpoint, FIT_DENSE_FILE))
+            )
+
+
+class StopIfDiverged(TrainerCallback):
+    """Ends the run at the first logged loss that is not finite (its window's mean: one NaN step makes it NaN):
+    the weights are NaN or soon will be, and every later step would spend GPU time on them. The Trainer logs before
+    it saves, so that step's checkpoint is not written; the export, after training, is not either."""
+
+    def __init__(self, model_name: str):
+        self.model_name = model_name
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            raise Diverged(
+                f"models.{self.model_name}: the loss logged at step {state.global_step} is {loss}: training diverged;"
+                f" the checkpoints before it stay in {args.output_dir}, and a lower learning_rate or more"
+                " warmup_steps starts a new run"
             )
 
 
@@ -820,6 +840,7 @@ def train_and_export(settings: Settings) -> dict:
         train_dataset=IndexedExamples(rows),
         processing_class=tokenizer,
         data_collator=masking_collator(tokenizer, train, objective, settings.seed, args.device),
+        callbacks=[StopIfDiverged(settings.model_name)],
     )
     if finished_at(resume_from, train.max_steps):
         print(f"{resume_from} is the finished run's last checkpoint: exporting it, no further training", flush=True)
