@@ -20,7 +20,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLan
 from compact_biomed.base_models import SOURCE_FILE, random_init
 from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError
-from compact_biomed.pretrain import Diverged, Settings, TrainSettings, launch, recipes, run
+from compact_biomed.pretrain import Diverged, Settings, TrainSettings, launch, losses, recipes, run
 from compact_biomed.pretrain import train as pretrain
 
 torch.set_num_threads(1)
@@ -469,7 +469,7 @@ def test_masking_depends_only_on_seed_and_example_indices(tiny_bert_dir, teacher
     torch.manual_seed(123)  # a different global RNG state must not matter
     again = collator(examples.__getitems__([3, 8, 1]))
     other = collator(examples.__getitems__([3, 8, 2]))
-    assert set(first) == {"input_ids", "attention_mask", "labels"}
+    assert set(first) == {"input_ids", "attention_mask", "labels", "masked_index", "token_index"}
     assert all(torch.equal(first[k], again[k]) for k in first)
     assert not torch.equal(first["labels"][:2], other["labels"][:2])
     torch.manual_seed(0)
@@ -497,6 +497,22 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
     assert len(lengths) > 1  # batches with padding
 
 
+@pytest.mark.parametrize("packing", [False, True])
+def test_collator_gives_the_flat_indices_of_masked_and_real_positions(tiny_bert_dir, teacher_shard, packing):
+    """The indices select what the masks select, in the same order (recipes' rows, losses.rows_at)."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    examples = pretrain.IndexedExamples(pretrain.load_shards([teacher_shard]))
+    collator = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=packing)
+    batch = collator(examples.__getitems__(list(range(len(examples)))))
+    masked, real = batch["labels"] != -100, batch["attention_mask"].bool()
+    assert masked.sum() > 0 and (~real).sum() > 0  # masked positions, and padding
+    hidden = torch.randn(*batch["input_ids"].shape, 5)
+    for index, mask in ((batch["masked_index"], masked), (batch["token_index"], real)):
+        assert index.dtype == torch.long and index.dim() == 1
+        assert torch.equal(losses.rows_at(hidden, index), hidden[mask])
+        assert torch.equal(losses.rows_at(batch["labels"], index), batch["labels"][mask])
+
+
 @pytest.fixture(scope="module")
 def mixed_lengths_shard(tmp_path_factory, tiny_bert_dir):
     """Titles and abstracts: citations of 3-6 and of 32 tokens, as PubMed's title-only citations among abstracts."""
@@ -514,7 +530,15 @@ def test_packing_collator_keeps_every_citation_and_its_masks(tiny_bert_dir, mixe
     rows = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)(
         examples.__getitems__(indices)
     )
-    assert set(rows) == {"input_ids", "attention_mask", "labels", "position_ids", "segments"}
+    assert set(rows) == {
+        "input_ids",
+        "attention_mask",
+        "labels",
+        "position_ids",
+        "segments",
+        "masked_index",
+        "token_index",
+    }
     assert rows["input_ids"].shape[1] == plain["input_ids"].shape[1] and len(rows["input_ids"]) < len(indices)
     citations = {key: [] for key in ("input_ids", "labels")}
     for row in range(len(rows["input_ids"])):
@@ -768,16 +792,22 @@ def test_torchrun_workers_read_the_settings_back(tmp_path):
 def test_training_steps_read_nothing_back_from_the_device_between_logging_steps(
     tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch
 ):
-    """Each host read of a device value (`.item()`, `bool(tensor)`) waits for the GPU to finish all queued work and
-    leaves it idle until the host queues more. Between logging steps, a packed DistilBioBERT run (whose masks reach
-    SDPA as they are) makes none, in its Trainer loop as in its step: transformers' Trainer checked every micro-batch's
-    loss for NaN on the host (`logging_nan_inf_filter`), which is off."""
+    """Each host read of a device value (`.item()`, `bool(tensor)`, a selection by boolean mask, sized by its count)
+    waits for the GPU to finish all queued work and leaves it idle until the host queues more. Between logging steps,
+    a packed DistilBioBERT run (whose masks reach SDPA as they are) makes none, in its Trainer loop as in its step.
+    Before, each micro-batch made 7: transformers' Trainer checked its loss for NaN on the host (2 reads;
+    `logging_nan_inf_filter`, now off), and the objective selected rows by mask 5 times (now by the collator's
+    indices)."""
     reads = [0]  # host reads of device values, per micro-batch since the last one began
     collating = [False]  # the collator's reads are of host tensors (in dataloader workers on a GPU machine)
 
     class CountingReads(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten._local_scalar_dense.default and not collating[0]:
+            by_mask = func is torch.ops.aten.index.Tensor and any(
+                i is not None and i.dtype == torch.bool for i in args[1]
+            )
+            host_read = by_mask or func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.nonzero.default)
+            if host_read and not collating[0]:
                 reads[-1] += 1
             return func(*args, **(kwargs or {}))
 

@@ -242,6 +242,30 @@ def test_objective_matches_plain_official_style_computation(teacher, recipe_name
     assert out["loss"].item() == pytest.approx(expected.item(), abs=1e-6)
 
 
+@pytest.mark.parametrize("recipe_name", list(recipes.RECIPES))
+@pytest.mark.parametrize("masked", [True, False])
+def test_selecting_by_the_collators_indices_equals_selecting_by_masks(teacher, recipe_name, masked):
+    """The collator's flat indices (train.selections) select the rows the masks select: the same terms and
+    gradients, to the bit, with dropout on (the same draws), and for a batch with no masked position."""
+    objective = objective_for(recipe_name, teacher).train()
+    input_ids, attention_mask, labels = make_batch(teacher.config.vocab_size, masked=masked)
+    indices = pretrain.selections({"labels": labels, "attention_mask": attention_mask})
+    assert len(indices["masked_index"]) == (6 if masked else 0) and len(indices["token_index"]) == 10 + 7 + 4
+    results = []
+    for extra in ({}, indices):
+        torch.manual_seed(1)
+        objective.zero_grad()
+        out = objective(input_ids, attention_mask, labels, **extra)
+        out["loss"].backward()
+        grads = {name: p.grad.clone() for name, p in objective.student.named_parameters() if p.grad is not None}
+        results.append((out["terms"], grads))
+    (mask_terms, mask_grads), (index_terms, index_grads) = results
+    assert mask_terms.keys() == index_terms.keys()
+    assert all(torch.equal(index_terms[name], value) for name, value in mask_terms.items())
+    assert mask_grads.keys() == index_grads.keys()
+    assert all(torch.equal(index_grads[name], grad) for name, grad in mask_grads.items())
+
+
 @pytest.mark.parametrize("teacher_dropout", [True, False])
 def test_teacher_is_frozen_and_dropout_switch(teacher, teacher_dropout):
     objective = objective_for("compactbiobert", teacher, teacher_dropout)

@@ -3,7 +3,9 @@
 Conventions shared by every function:
 - logits arrive already restricted to the masked positions: shape (n_masked, vocab), student and teacher rows in the
   same order (see `recipes.masked_positions`);
-- `attention_mask` is the usual (batch, seq) 1 = token / 0 = padding mask;
+- `tokens` are the real (non-padding) positions: the usual (batch, seq) 1 = token / 0 = padding mask, or the flat
+  row-major indices of its ones, which the collator computes (train.selections): selecting by
+  indices needs no host sync, selecting by a mask on a GPU does (its count sizes the result);
 - a batch with nothing to average over (no masked position, no token) gives 0, still attached to the autograd graph
   so that every parameter receives a (zero) gradient, which DDP needs. Never NaN;
 - everything is computed in at least float32, whatever the autocast dtype of the forward pass.
@@ -22,6 +24,15 @@ ATTENTION_EPS = 1e-12  # spec §1.3: the official attention KL adds 1e-12 to bot
 def _upcast(tensor: torch.Tensor) -> torch.Tensor:
     """bf16/fp16 activations (autocast) -> float32; float32/float64 unchanged."""
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
+
+
+def rows_at(tensor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """(batch, seq, ...) -> (n, ...): the rows at `positions`, a (batch, seq) mask (bool or 0/1) or the 1-D flat
+    row-major indices of its ones, in row-major order either way."""
+    if positions.dim() == 2:
+        return tensor[positions.bool()]
+    seq = tensor.shape[1]
+    return tensor[positions // seq, positions % seq]  # no copy of a non-contiguous tensor (attention maps)
 
 
 def _zero_like_graph(tensor: torch.Tensor) -> torch.Tensor:
@@ -62,14 +73,11 @@ def soft_cross_entropy(
     return -(p_teacher * log_p_student).sum(dim=-1).mean()
 
 
-def hidden_cosine(
-    student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, attention_mask: torch.Tensor
-) -> torch.Tensor:
-    """Mean over non-padding tokens of 1 - cos(h_s, h_t): `CosineEmbeddingLoss` with target +1 on the tokens
-    whose attention_mask is 1 (spec §1.2 L_cos, §1.3 L_hid). Hidden: (batch, seq, dim), same dim for both."""
-    keep = attention_mask.bool()
-    student_rows = _upcast(student_hidden[keep])
-    teacher_rows = _upcast(teacher_hidden[keep])
+def hidden_cosine(student_hidden: torch.Tensor, teacher_hidden: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Mean over non-padding tokens of 1 - cos(h_s, h_t): `CosineEmbeddingLoss` with target +1 on the real
+    tokens (spec §1.2 L_cos, §1.3 L_hid). Hidden: (batch, seq, dim), same dim for both."""
+    student_rows = _upcast(rows_at(student_hidden, tokens))
+    teacher_rows = _upcast(rows_at(teacher_hidden, tokens))
     if student_rows.shape[0] == 0:
         return _zero_like_graph(student_hidden)
     target = student_rows.new_ones(student_rows.shape[0])
@@ -79,7 +87,7 @@ def hidden_cosine(
 def attention_kl(
     student_attention: torch.Tensor,
     teacher_attention: torch.Tensor,
-    attention_mask: torch.Tensor,
+    tokens: torch.Tensor,
     eps: float = ATTENTION_EPS,
 ) -> torch.Tensor:
     """CompactBioBERT's attention loss for one layer pair (spec §1.3, a reproduced quirk).
@@ -88,10 +96,9 @@ def attention_kl(
     every key column kept); eps is added to both distributions; `KLDivLoss(reduction="mean")` then averages
     t * (log t - log s) over ALL remaining elements, i.e. the per-row KL is also divided by the key length.
     """
-    keep = attention_mask.bool()
-    # (batch, query, heads, key) so that the boolean mask selects query rows
-    student_rows = _upcast(student_attention.transpose(1, 2)[keep])
-    teacher_rows = _upcast(teacher_attention.transpose(1, 2)[keep])
+    # (batch, query, heads, key) so that the query rows are selected
+    student_rows = _upcast(rows_at(student_attention.transpose(1, 2), tokens))
+    teacher_rows = _upcast(rows_at(teacher_attention.transpose(1, 2), tokens))
     if student_rows.numel() == 0:
         return _zero_like_graph(student_attention)
     log_student = torch.log(student_rows + eps)

@@ -292,7 +292,7 @@ def encode(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
-    masked: torch.Tensor,
+    masked: torch.Tensor,  # the masked positions: (batch, seq) bool, or flat indices (losses.rows_at)
     hidden_states: bool = False,
     attentions: bool = False,
     position_ids: torch.Tensor | None = None,
@@ -308,7 +308,10 @@ def encode(
             output_attentions=attentions,
         )
         return EncoderPass(
-            out.logits[masked], out.hidden_states[-1], out.hidden_states if hidden_states else None, out.attentions
+            losses.rows_at(out.logits, masked),
+            out.hidden_states[-1],
+            out.hidden_states if hidden_states else None,
+            out.attentions,
         )
     out = model.base_model(
         input_ids=input_ids,
@@ -318,7 +321,7 @@ def encode(
         output_attentions=attentions,
     )
     last = out.last_hidden_state
-    return EncoderPass(head(last[masked]), last, out.hidden_states, out.attentions)
+    return EncoderPass(head(losses.rows_at(last, masked)), last, out.hidden_states, out.attentions)
 
 
 # Architectures whose output at a position depends only on the positions it attends to and on its position id, so
@@ -355,8 +358,8 @@ def segment_mask(segments: torch.Tensor, model: PreTrainedModel) -> torch.Tensor
 
 @dataclass
 class Batch:
-    attention_mask: torch.Tensor  # (batch, seq)
-    masked: torch.Tensor  # (batch, seq) bool
+    tokens: torch.Tensor  # the real positions: the (batch, seq) attention mask or flat indices (losses.rows_at)
+    masked: torch.Tensor  # the masked positions: (batch, seq) bool or flat indices
     targets: torch.Tensor  # (n_masked,) original token ids at masked positions
 
 
@@ -370,7 +373,7 @@ def distilbiobert_terms(
     return {
         "mlm": losses.masked_lm_loss(s.masked_logits, batch.targets),
         "ce": losses.soft_target_kl(s.masked_logits, t.masked_logits, RECIPES["distilbiobert"].temperature),
-        "cos": losses.hidden_cosine(s.last_hidden, t.last_hidden, batch.attention_mask),
+        "cos": losses.hidden_cosine(s.last_hidden, t.last_hidden, batch.tokens),
     }
 
 
@@ -379,11 +382,9 @@ def compactbiobert_terms(
 ) -> dict[str, torch.Tensor]:
     return {
         "mlm": losses.masked_lm_loss(s.masked_logits, batch.targets),
-        "att": sum(
-            losses.attention_kl(s.attentions[i], t.attentions[j], batch.attention_mask) for i, j in layout.attention
-        ),
+        "att": sum(losses.attention_kl(s.attentions[i], t.attentions[j], batch.tokens) for i, j in layout.attention),
         "hid": sum(
-            losses.hidden_cosine(s.hidden_states[i], t.hidden_states[j], batch.attention_mask) for i, j in layout.hidden
+            losses.hidden_cosine(s.hidden_states[i], t.hidden_states[j], batch.tokens) for i, j in layout.hidden
         ),
         "out": losses.soft_target_kl(s.masked_logits, t.masked_logits, RECIPES["compactbiobert"].temperature),
     }
@@ -464,11 +465,16 @@ class PretrainingObjective(nn.Module):
         labels: torch.Tensor,
         position_ids: torch.Tensor | None = None,
         segments: torch.Tensor | None = None,
+        masked_index: torch.Tensor | None = None,
+        token_index: torch.Tensor | None = None,
     ) -> dict:
         """`segments` and `position_ids` (the train setting `packing`, where packs_rows): several citations to a
-        row (train.pack_rows), each attending to itself only; `attention_mask` then marks the real positions."""
-        masked = masked_positions(labels)
-        batch = Batch(attention_mask, masked, labels[masked])
+        row (train.pack_rows), each attending to itself only; `attention_mask` then marks the real positions.
+        `masked_index`, `token_index`: the flat indices of the masked and of the real positions, as the collator
+        gives them, so that no selection waits for the GPU; without them, the masks select."""
+        masked = masked_positions(labels) if masked_index is None else masked_index
+        tokens = attention_mask if token_index is None else token_index
+        batch = Batch(tokens, masked, losses.rows_at(labels, masked))
         layers = needs_hidden_states(self.recipe)
         maps = self.recipe.attention_maps
         if segments is not None and not packs_rows(self.recipe, self.model_types()):

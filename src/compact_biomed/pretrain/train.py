@@ -144,7 +144,27 @@ class ReproducibleMaskingCollator(DataCollatorForLanguageModeling):
             )
         # only what the objective takes (spec §2: no token_type_ids, no special_tokens_mask)
         batch = {key: batch[key] for key in ("input_ids", "attention_mask", "labels")}
-        return pack_rows(batch, self.tokenizer.pad_token_id, self.row_multiple) if self.packing else batch
+        if self.packing:
+            batch = pack_rows(batch, self.tokenizer.pad_token_id, self.row_multiple)
+        return {**batch, **selections(batch)}
+
+
+def selections(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The flat indices of a batch's masked and of its real positions, for the objective to select rows with (the
+    same rows, in the same order, as the boolean masks): computed here, on the host, they cost the GPU no sync.
+    With the masks on a GPU, each selection waited for all work queued before it (its count sizes its result)."""
+    return {
+        "masked_index": (batch["labels"].flatten() != IGNORE_INDEX).nonzero().squeeze(1),
+        "token_index": batch["attention_mask"].flatten().nonzero().squeeze(1),
+    }
+
+
+def mark_selections_dynamic(batch: dict[str, torch.Tensor]) -> None:
+    """The selections' sizes change with every batch: a compiled step takes them as symbols from its first
+    compilation, rather than compiling once for the first batch's sizes and once more at the second's."""
+    for key in ("masked_index", "token_index"):
+        if key in batch:
+            torch._dynamo.maybe_mark_dynamic(batch[key], 0)
 
 
 def first_fit(lengths: list[int], width: int) -> list[tuple[int, int]]:
@@ -232,6 +252,7 @@ class PretrainTrainer(Trainer):
         self._term_steps = 0.0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mark_selections_dynamic(inputs)
         outputs = model(**inputs)
         if model.training:
             self._accumulate_terms(outputs["terms"])
@@ -462,9 +483,11 @@ def compile_objective(objective: torch.nn.Module) -> None:
     (dynamic=None) compile the first batch static and, at the first batch of other sizes, once more with those
     sizes symbolic. No length buckets (padding each batch on to a multiple of 64): TinyBioBERT's att and rep
     terms and CompactBioBERT's attention KL average over padding too (spec §1.3, §1.4), so their loss would change.
-    The MLM heads and the losses select masked rows / real tokens by boolean index, whose size depends on the data:
+    The MLM heads and the losses select masked rows / real tokens by the collator's indices (`selections`), whose
+    sizes are inputs' sizes, symbolic from the first compilation (mark_selections_dynamic): DistilBioBERT's objective
+    is one graph. Selected by boolean masks, as a batch without the indices still is, the sizes come from the data:
     traced too (below), else each such index breaks the graph (DistilBioBERT: 15 graphs, 2.9x the time to compile
-    on a CPU). The losses' checks for an empty selection (`if rows == 0`) still split it at each loss (6 graphs).
+    on a CPU); even so the losses' checks for an empty selection (`if rows == 0`) split it at each loss.
     """
     torch._dynamo.config.capture_dynamic_output_shape_ops = True
     objective.compile()
