@@ -529,7 +529,7 @@ def profile_section(result: dict, device: str) -> str:
     """--profile: where one run's step time went."""
     p = result["profile"]
     own = "kernels and copies" if device == "cuda" else "the ops' own CPU time"
-    waits = "" if p["waits"] is None else f"; the host waited for the GPU {p['waits']:.3g} times"
+    waits = "" if p["waits"] is None else f"; {p['waits']:.3g} host synchronisations with the GPU"
     rows = [[name[:90], f"{calls:.3g}", f"{ms:.3g}", f"{share:.1f}"] for name, calls, ms, share in p["top"]]
     return (
         f"\n## Profile: {result['model']} {result['impl']}, {p['steps']} steps after the timed ones\n"
@@ -551,7 +551,11 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=10, help="timed optimizer steps at most per run")
     parser.add_argument("--seconds", type=float, default=3.0, help="stop timing a run after this (>= 2 steps)")
     parser.add_argument(
-        "--profile", type=int, default=0, help="then profile this many steps per run: where the step's time goes"
+        "--profile",
+        type=int,
+        default=0,
+        help="then profile this many steps per run: where the step's time goes (they count in the mean loss and the "
+        "learning-rate schedule: compare losses between runs with the same --profile)",
     )
     parser.add_argument("--budget", type=float, help="start no run after this many seconds (the rest: skipped)")
     parser.add_argument("--workers", type=int, help="dataloader workers (default: 4 on cuda, 0 on cpu)")

@@ -856,3 +856,25 @@ def test_a_run_whose_loss_turns_nan_stops_at_that_log_in_one_line(tmp_path, tiny
     assert str(error.value).startswith("models.Tiny: the loss logged at step 2 is nan: training diverged;")
     assert not out.exists()
     assert sorted(p.name for p in checkpoints.glob("run-*/checkpoint-*")) == ["checkpoint-1"]
+
+
+@pytest.mark.parametrize("nan_from, kept", [(3, []), (5, ["checkpoint-3"])])
+def test_a_loss_that_turns_nan_between_logs_is_caught_before_any_checkpoint_or_export(
+    tmp_path, tiny_bert_dir, teacher_shard, monkeypatch, nan_from, kept
+):
+    """Logging every 4 steps and saving every 3 of 5: a NaN from step 3 is caught at step 3's checkpoint, before
+    it is written; one from step 5, the last, before the export. Before, both were saved and the second exported."""
+    calls = [0]
+
+    def nan_later(self, *args, forward=recipes.PretrainingObjective.forward, **kwargs):
+        calls[0] += 1  # 2 micro-batches per step
+        out = forward(self, *args, **kwargs)
+        return {**out, "loss": out["loss"] * float("nan")} if calls[0] > 2 * (nan_from - 1) else out
+
+    monkeypatch.setattr(recipes.PretrainingObjective, "forward", nan_later)
+    out, checkpoints = tmp_path / "out", tmp_path / "ck"
+    train = train_with(max_steps=5, logging_steps=4, save_steps=3)
+    with pytest.raises(Diverged, match=f"logged at step {nan_from} is nan"):
+        run(settings("distilbiobert", [teacher_shard], out, checkpoints, train, tiny_bert_dir))
+    assert not out.exists()
+    assert sorted(p.name for p in checkpoints.glob("run-*/checkpoint-*")) == kept

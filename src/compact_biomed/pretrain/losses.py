@@ -28,9 +28,13 @@ def _upcast(tensor: torch.Tensor) -> torch.Tensor:
 
 def rows_at(tensor: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """(batch, seq, ...) -> (n, ...): the rows at `positions`, a (batch, seq) mask (bool or 0/1) or the 1-D flat
-    row-major indices of its ones, in row-major order either way."""
+    row-major indices (int64) of its ones, in row-major order either way."""
     if positions.dim() == 2:
         return tensor[positions.bool()]
+    if positions.dim() != 1 or positions.dtype != torch.long:
+        raise ValueError(
+            f"positions: a (batch, seq) mask or 1-D int64 indices, not {positions.dim()}-D {positions.dtype}"
+        )
     seq = tensor.shape[1]
     return tensor[positions // seq, positions % seq]  # no copy of a non-contiguous tensor (attention maps)
 

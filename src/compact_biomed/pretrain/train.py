@@ -161,7 +161,8 @@ def selections(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def mark_selections_dynamic(batch: dict[str, torch.Tensor]) -> None:
     """The selections' sizes change with every batch: a compiled step takes them as symbols from its first
-    compilation, rather than compiling once for the first batch's sizes and once more at the second's."""
+    compilation. Where the batch's shape stays the same (padded batches at the paper's shapes: nearly always 192 x
+    256), that saves compiling once more at the second batch; where it changes too, the recompilation comes anyway."""
     for key in ("masked_index", "token_index"):
         if key in batch:
             torch._dynamo.maybe_mark_dynamic(batch[key], 0)
@@ -299,11 +300,16 @@ class PretrainTrainer(Trainer):
 
 class StopIfDiverged(TrainerCallback):
     """Ends the run at the first logged loss that is not finite (its window's mean: one NaN step makes it NaN):
-    the weights are NaN or soon will be, and every later step would spend GPU time on them. The Trainer logs before
-    it saves, so that step's checkpoint is not written; the export, after training, is not either."""
+    the weights are NaN or soon will be, and every later step would spend GPU time on them. It also logs at every
+    step that saves a checkpoint and at the last step, and the Trainer logs before it saves: no checkpoint and no
+    export holds a step the check has not seen."""
 
     def __init__(self, model_name: str):
         self.model_name = model_name
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save or state.global_step >= state.max_steps:
+            control.should_log = True
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
@@ -442,7 +448,9 @@ def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> 
     accumulation = gradient_accumulation_steps(train.global_batch_size, train.per_device_batch_size, process_count())
     save_steps = train.save_steps or 0  # 0 / None: no intermediate checkpoint, hence no resume
     checkpointing = {"save_strategy": "steps", "save_steps": save_steps} if save_steps else {"save_strategy": "no"}
-    return TrainingArguments(
+    precision = precision_flags(train.precision)
+    pinned = torch.cuda.is_available()
+    args = TrainingArguments(
         output_dir=checkpoint_dir,
         max_steps=train.max_steps,
         per_device_train_batch_size=train.per_device_batch_size,
@@ -455,13 +463,16 @@ def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> 
         logging_strategy="steps",
         logging_steps=train.logging_steps,
         # on, the Trainer reads every micro-batch's loss back to test it for NaN: a host sync that idles the GPU,
-        # for a log that then hides the NaN (the weights take its step either way). Off, a diverged run logs NaN
-        logging_nan_inf_filter=False,
+        # for a log that then hides the NaN (the weights take its step either way). Off, a diverged run logs NaN and
+        # stops (StopIfDiverged). fp16 keeps it: its GradScaler skips an overflowing step (and syncs anyway)
+        logging_nan_inf_filter=precision["fp16"],
         save_total_limit=train.save_total_limit,
         seed=seed,
         data_seed=seed,
         dataloader_num_workers=train.dataloader_workers,
-        dataloader_pin_memory=torch.cuda.is_available(),
+        dataloader_pin_memory=pinned,
+        # batches copied to the GPU from pinned memory without the host waiting for the copy (and so for the step)
+        accelerator_config={"non_blocking": pinned},
         # one kernel for all parameters (transformers' default on torch >= 2.8). No TF32: under bf16 autocast no
         # matrix product is left in fp32, and a run set to fp32 asked for fp32
         optim="adamw_torch_fused",
@@ -470,8 +481,14 @@ def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> 
         report_to="none",
         disable_tqdm=True,
         **checkpointing,
-        **precision_flags(train.precision),
+        **precision,
     )
+    if (
+        torch.cuda.device_count() > 1 and args.n_gpu > 1
+    ):  # one process, several visible GPUs: the Trainer would wrap the model in DataParallel, which
+        # grows the global batch and splits the collator's indices from their rows; torchrun runs a process per GPU
+        args._n_gpu = 1
+    return args
 
 
 def compile_objective(objective: torch.nn.Module) -> None:
