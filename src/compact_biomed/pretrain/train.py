@@ -483,10 +483,9 @@ def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> 
         **checkpointing,
         **precision,
     )
-    if (
-        torch.cuda.device_count() > 1 and args.n_gpu > 1
-    ):  # one process, several visible GPUs: the Trainer would wrap the model in DataParallel, which
-        # grows the global batch and splits the collator's indices from their rows; torchrun runs a process per GPU
+    # One process, several visible GPUs: the Trainer would wrap the model in DataParallel, which grows the global
+    # batch and splits the collator's indices from their rows. torchrun runs a process per GPU (launch.torchrun)
+    if torch.cuda.device_count() > 1 and args.n_gpu > 1:
         args._n_gpu = 1
     return args
 
