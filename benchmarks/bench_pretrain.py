@@ -235,7 +235,8 @@ class StepTimer(TrainerCallback):
         self.warmup, self.steps, self.seconds, self.device = warmup, steps, seconds, device
         self.start, self.timed, self.elapsed = None, 0, 0.0
         self.began, self.warmup_seconds, self.graphs, self.graphs_timed = None, 0.0, 0, 0
-        self.profile, self.profiler, self.profiled_from, self.profile_wall, self.profiled = profile, None, 0, 0.0, 0
+        self.profile, self.profiler, self.profiled_from, self.profiled = profile, None, 0, 0
+        self.profile_began, self.profile_wall = 0.0, 0.0
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.began = self._now()
@@ -248,7 +249,7 @@ class StepTimer(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.profiler is not None:
             if not self.profiled and state.global_step - self.profiled_from >= self.profile:
-                self.profile_wall = self._now() - self.profile_wall  # the profiler still records: its kernels end
+                self.profile_wall = self._now() - self.profile_began  # the profiler still records: its kernels end
                 self.profiler.stop()
                 self.profiled = state.global_step - self.profiled_from
                 control.should_training_stop = True
@@ -269,7 +270,7 @@ class StepTimer(TrainerCallback):
             activities.append(torch.profiler.ProfilerActivity.CUDA)
         self.profiler, self.profiled_from = torch.profiler.profile(activities=activities), step
         self.profiler.start()
-        self.profile_wall = time.perf_counter()
+        self.profile_began = time.perf_counter()
 
 
 # host calls that wait for the GPU: a data-dependent shape (boolean index, nonzero) or a value read on the host

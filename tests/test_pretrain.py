@@ -837,18 +837,23 @@ def test_training_steps_read_nothing_back_from_the_device_between_logging_steps(
     assert micro_batches[:-1] == [0] * 7 and micro_batches[-1] > 0  # the last: the log and the end of training
 
 
+def loss_nan_from_step(monkeypatch, step: int, micro_batches: int = 2) -> None:
+    """The objective's loss is NaN from optimizer step `step` on (TRAIN: 2 micro-batches per step)."""
+    calls = [0]
+
+    def nan_later(self, *args, forward=recipes.PretrainingObjective.forward, **kwargs):
+        calls[0] += 1
+        out = forward(self, *args, **kwargs)
+        return {**out, "loss": out["loss"] * float("nan")} if calls[0] > micro_batches * (step - 1) else out
+
+    monkeypatch.setattr(recipes.PretrainingObjective, "forward", nan_later)
+
+
 def test_a_run_whose_loss_turns_nan_stops_at_that_log_in_one_line(tmp_path, tiny_bert_dir, teacher_shard, monkeypatch):
     """A loss that turns NaN at step 2 (of 4, logged every step) ends the run there with one line naming the model
     and the step; nothing is exported and no checkpoint holds the NaN step. Before, the Trainer's NaN filter logged
     the earlier steps' mean instead and the run trained NaN weights to the end and exported them."""
-    calls = [0]
-
-    def nan_from_step_2(self, *args, forward=recipes.PretrainingObjective.forward, **kwargs):
-        calls[0] += 1  # 2 micro-batches per step
-        out = forward(self, *args, **kwargs)
-        return {**out, "loss": out["loss"] * float("nan")} if calls[0] > 2 else out
-
-    monkeypatch.setattr(recipes.PretrainingObjective, "forward", nan_from_step_2)
+    loss_nan_from_step(monkeypatch, 2)
     out, checkpoints = tmp_path / "out", tmp_path / "ck"
     train = train_with(max_steps=4, logging_steps=1, save_steps=1)
     with pytest.raises(Diverged) as error:
@@ -864,14 +869,7 @@ def test_a_loss_that_turns_nan_between_logs_is_caught_before_any_checkpoint_or_e
 ):
     """Logging every 4 steps and saving every 3 of 5: a NaN from step 3 is caught at step 3's checkpoint, before
     it is written; one from step 5, the last, before the export. Before, both were saved and the second exported."""
-    calls = [0]
-
-    def nan_later(self, *args, forward=recipes.PretrainingObjective.forward, **kwargs):
-        calls[0] += 1  # 2 micro-batches per step
-        out = forward(self, *args, **kwargs)
-        return {**out, "loss": out["loss"] * float("nan")} if calls[0] > 2 * (nan_from - 1) else out
-
-    monkeypatch.setattr(recipes.PretrainingObjective, "forward", nan_later)
+    loss_nan_from_step(monkeypatch, nan_from)
     out, checkpoints = tmp_path / "out", tmp_path / "ck"
     train = train_with(max_steps=5, logging_steps=4, save_steps=3)
     with pytest.raises(Diverged, match=f"logged at step {nan_from} is nan"):

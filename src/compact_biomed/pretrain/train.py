@@ -154,7 +154,7 @@ def selections(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     same rows, in the same order, as the boolean masks): computed here, on the host, they cost the GPU no sync.
     With the masks on a GPU, each selection waited for all work queued before it (its count sizes its result)."""
     return {
-        "masked_index": (batch["labels"].flatten() != IGNORE_INDEX).nonzero().squeeze(1),
+        "masked_index": recipes.masked_positions(batch["labels"]).flatten().nonzero().squeeze(1),
         "token_index": batch["attention_mask"].flatten().nonzero().squeeze(1),
     }
 
