@@ -863,6 +863,31 @@ def test_a_run_whose_loss_turns_nan_stops_at_that_log_in_one_line(tmp_path, tiny
     assert sorted(p.name for p in checkpoints.glob("run-*/checkpoint-*")) == ["checkpoint-1"]
 
 
+def test_a_retry_of_a_diverged_run_stops_before_loading_its_models(tmp_path, tiny_bert_dir, teacher_shard, monkeypatch):
+    """A diverged run's retry (Snakemake's retries, SLURM's requeue) resumes its last checkpoint on the same batches
+    and diverges again: it stops at once instead, in one line saying how to resume anyway. Before, each retry loaded,
+    queued and trained up to save_steps steps to the same NaN."""
+    loss_nan_from_step(monkeypatch, 2)
+    out, checkpoints = tmp_path / "out", tmp_path / "ck"
+    train = train_with(max_steps=3, save_steps=1)
+    job = settings("distilbiobert", [teacher_shard], out, checkpoints, train, tiny_bert_dir, model_name="Tiny")
+    with pytest.raises(Diverged, match="logged at step 2 is nan"):
+        run(job)
+    monkeypatch.undo()  # the loss is finite again: only the marker can stop the retry
+    loaded = []
+    monkeypatch.setattr(pretrain, "build_objective", lambda *args: loaded.append(args))
+    with pytest.raises(Diverged) as error:
+        run(job)
+    assert loaded == []
+    (marker,) = checkpoints.glob(f"run-*/{pretrain.DIVERGED_FILE}")
+    assert str(error.value).startswith("models.Tiny: the loss logged at step 2 is nan: training diverged;")
+    assert str(error.value).endswith(f"delete {marker} to resume it from its last checkpoint anyway")
+    assert "\n" not in str(error.value)
+    monkeypatch.undo()
+    marker.unlink()  # the user's way to retry: resumes checkpoint-1 and, the loss finite now, finishes
+    assert run(job)["resumed_from"].endswith("checkpoint-1") and out.is_dir()
+
+
 @pytest.mark.parametrize("nan_from, kept", [(3, []), (5, ["checkpoint-3"])])
 def test_a_loss_that_turns_nan_between_logs_is_caught_before_any_checkpoint_or_export(
     tmp_path, tiny_bert_dir, teacher_shard, monkeypatch, nan_from, kept

@@ -43,12 +43,13 @@ from transformers import (
 from .. import IGNORE_INDEX
 from ..base_models import hub_id, source_name
 from ..config import ConfigError
-from ..io import InputError, atomic_path, folder_digest
+from ..io import InputError, atomic_path, folder_digest, write_text
 from ..shards import STATS_NAME
 from . import Diverged, Settings, TrainSettings, recipes
 
 FIT_DENSE_FILE = "fit_dense.safetensors"
 RUN_FINGERPRINT_FILE = "run.json"
+DIVERGED_FILE = "diverged.txt"  # in a run's folder: the line its divergence ended with (StopIfDiverged)
 SHARD_COLUMNS = ("input_ids", "special_tokens_mask")
 CHECKPOINT_RE = re.compile(r"checkpoint-(\d+)")
 RUN_DIR_PREFIX = "run-"
@@ -314,11 +315,25 @@ class StopIfDiverged(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            raise Diverged(
+            message = (
                 f"models.{self.model_name}: the loss logged at step {state.global_step} is {loss}: training diverged;"
                 f" the checkpoints before it stay in {args.output_dir}, and a lower learning_rate or more"
                 " warmup_steps starts a new run"
             )
+            if args.should_save:
+                write_text(Path(args.output_dir) / DIVERGED_FILE, message + "\n")
+            raise Diverged(message)
+
+
+def check_not_diverged(run: Path) -> None:
+    """A diverged run, retried, resumes its last checkpoint on the same batches and diverges at the same step: so a
+    retry (Snakemake's retries, SLURM's requeue) stops at once, before anything loads."""
+    marker = run / DIVERGED_FILE
+    if marker.is_file():
+        raise Diverged(
+            f"{marker.read_text().strip()}. That was an earlier attempt of this run, so this one stopped at once: "
+            f"delete {marker} to resume it from its last checkpoint anyway"
+        )
 
 
 def is_complete_checkpoint(path: Path) -> bool:
@@ -848,6 +863,8 @@ def train_and_export(settings: Settings) -> dict:
     with config_key(f"{row}.train"):
         check_batch_sizes(settings.train)  # before anything loads
     rows = load_shards(settings.shard_dirs)
+    fingerprint = run_fingerprint(settings)
+    check_not_diverged(run_dir(settings.checkpoint_dir, fingerprint))
     objective, tokenizer = build_objective(settings, spec)
     if len(tokenizer) > objective.student.config.vocab_size:
         raise InputError(
@@ -864,7 +881,6 @@ def train_and_export(settings: Settings) -> dict:
         flush=True,
     )
 
-    fingerprint = run_fingerprint(settings)
     args.output_dir = str(run_dir(settings.checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
     if args.should_save:
         open_run_dir(settings.checkpoint_dir, fingerprint)
