@@ -8,7 +8,9 @@ import pytest
 from conftest import tiny_train
 
 from compact_biomed import pretrain
+from compact_biomed.config import ConfigError
 from compact_biomed.pretrain import launch
+from compact_biomed.pretrain.train import check_batch_sizes
 
 SETTINGS = pretrain.Settings(
     model_name="TinyBioBERT",
@@ -58,3 +60,16 @@ def test_several_visible_gpus_launch_torchrun_whose_workers_train_in_process(mon
     assert json.loads(settings_file.read_text())["train"] == dataclasses.asdict(settings.train)
     pretrain.run(launch.read_settings(settings_file))  # what each worker does (`python -m ...launch FILE`)
     assert trained == [settings]  # the same settings, shard_dirs a tuple again
+
+
+def test_a_workers_one_line_error_ends_the_launching_job_in_that_line(tmp_path):
+    """A real torchrun (one CPU worker): the worker's clean error (batch sizes that do not divide, checked before
+    anything loads) is the launching process's error, in the same one line, so the job's console shows it. Before,
+    the job ended in a CalledProcessError and the line was left among the workers' tracebacks in the log."""
+    train = dataclasses.replace(SETTINGS.train, per_device_batch_size=3)
+    settings = dataclasses.replace(SETTINGS, checkpoint_dir=str(tmp_path / "ckpt"), train=train)
+    with pytest.raises(ConfigError) as expected:
+        check_batch_sizes(train)
+    with pytest.raises(pretrain.WorkerError) as error:
+        launch.torchrun(settings, 1)
+    assert str(error.value) == f"invalid config value at 'models.TinyBioBERT.train': {expected.value}"

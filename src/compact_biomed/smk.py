@@ -11,11 +11,11 @@ from pathlib import Path
 
 from .config import ConfigError
 from .io import InputError
-from .pretrain import Diverged
+from .pretrain import Diverged, WorkerError
 
-# Bad input (and a diverged pre-training run), reported in one line. Not ValueError: one raised inside torch or numpy
-# is a bug and keeps its traceback.
-CLEAN_ERRORS = (InputError, ConfigError, FileNotFoundError, Diverged)
+# Bad input (and a diverged pre-training run, also as a torchrun worker's), reported in one line. Not ValueError: one
+# raised inside torch or numpy is a bug and keeps its traceback.
+CLEAN_ERRORS = (InputError, ConfigError, FileNotFoundError, Diverged, WorkerError)
 # One id per Snakemake run, set by the Snakefile and inherited by its jobs (local or sbatch --export=ALL): it tells
 # a retry's `.failed` log (same run) from one an earlier run left behind.
 RUN_ID = "COMPACT_BIOMED_RUN_ID"

@@ -18,6 +18,10 @@ class Diverged(RuntimeError):
     """A run's logged loss is not finite: it stops there (train.StopIfDiverged), in one line naming the model."""
 
 
+class WorkerError(RuntimeError):
+    """A torchrun worker's one-line error (bad input, a diverged run), raised again by the process that launched it."""
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """A model's training hyper-parameters (config/schema.yaml's `train`, whose `train_defaults` hold the defaults:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from . import Settings, TrainSettings, run
+from ..io import write_text
+from . import Settings, TrainSettings, WorkerError, run
 
 SETTINGS_FILE = "launch_args.json"  # in the checkpoint folder, beside the runs
+ERROR_FILE = "launch_error.txt"  # there too: the first worker's one-line error, for the launching process
 
 
 def visible_gpus() -> int:
@@ -47,13 +50,32 @@ def read_settings(path: str | Path) -> Settings:
 
 
 def torchrun(settings: Settings, nproc: int) -> None:
-    """`run(settings)` in `nproc` torchrun workers, one per GPU."""
+    """`run(settings)` in `nproc` torchrun workers, one per GPU; a worker's one-line error is raised here again."""
     settings_file = Path(settings.checkpoint_dir) / SETTINGS_FILE
     write_settings(settings, settings_file)
+    error_file = settings_file.with_name(ERROR_FILE)
+    error_file.unlink(missing_ok=True)  # an earlier launch's
     command = torchrun_command(settings_file, nproc)
     print(" ".join(command), file=sys.stderr, flush=True)
-    subprocess.run(command, check=True)
+    try:
+        subprocess.run(command, check=True)
+    except subprocess.CalledProcessError:
+        if not error_file.is_file():
+            raise
+        raise WorkerError(error_file.read_text().strip()) from None
 
 
-if __name__ == "__main__":  # one torchrun worker
-    run(read_settings(sys.argv[1]))
+def worker(settings_file: str) -> None:
+    """One torchrun worker: `run` the settings; the first process leaves a one-line error for the launcher."""
+    from ..smk import CLEAN_ERRORS
+
+    try:
+        run(read_settings(settings_file))
+    except CLEAN_ERRORS as error:
+        if os.environ.get("RANK", "0") == "0":
+            write_text(Path(settings_file).with_name(ERROR_FILE), f"{error}\n")
+        raise
+
+
+if __name__ == "__main__":
+    worker(sys.argv[1])
