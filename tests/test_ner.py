@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import shared_path
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 from compact_biomed.ner import SCORINGS
@@ -469,3 +470,33 @@ def test_seqeval_scores_equal_the_previous_scorer_on_real_tags_with_noise():
     ours = ner.entity_scores(gold, pred)
     assert {key: ours[key] for key in expected} == pytest.approx(expected, abs=1e-12)
     assert 0.3 < ours["f1"] < 0.95  # the noise matters: this is not a trivial all-equal case
+
+
+def test_a_training_step_reads_one_value_back_from_the_device_between_logging_steps(
+    tiny_bert_dir, toy_data_dir, tmp_path, monkeypatch
+):
+    """A read of a device value makes the host wait for the GPU's queued work, which then idles while the host
+    launches the next. A training step reads one value back: transformers' SDPA mask checks whether the batch holds
+    padding (`padding_mask.all()`, to choose its kernel). Before, there were 3: transformers' NaN filter also read
+    every step's loss (`logging_nan_inf_filter`); the log now shows a NaN loss as it is."""
+    from transformers import Trainer
+
+    reads = [0]  # host reads of device values, per training step since the last one began
+
+    class CountingReads(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:
+                reads[-1] += 1
+            return func(*args, **(kwargs or {}))
+
+    def marking_step(self, *args, training_step=Trainer.training_step, **kwargs):
+        reads.append(0)
+        return training_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", marking_step)
+    hp = {**QUICK, "epochs": 1, "logging_steps": 100, "max_train_sentences": 48, "max_eval_sentences": 4}
+    with CountingReads():
+        ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
+    steps = reads[1:]
+    assert len(steps) == 6  # 48 windows / 8
+    assert steps[:-1] == [1] * 5 and steps[-1] > 1  # the last: the end of training and the predictions

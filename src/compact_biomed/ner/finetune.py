@@ -272,6 +272,10 @@ def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) ->
         report_to="none",
         disable_tqdm=True,
         dataloader_pin_memory=cuda,
+        # The host need not wait for the GPU: batches copied from pinned memory without waiting for the copy, and
+        # no read of each step's loss for the NaN filter (a NaN loss is logged as it is)
+        accelerator_config={"non_blocking": cuda},
+        logging_nan_inf_filter=False,
     )
 
 
