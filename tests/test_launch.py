@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import subprocess
 import sys
 
 import pytest
@@ -73,3 +74,14 @@ def test_a_workers_one_line_error_ends_the_launching_job_in_that_line(tmp_path):
     with pytest.raises(pretrain.WorkerError) as error:
         launch.torchrun(settings, 1)
     assert str(error.value) == f"invalid config value at 'models.TinyBioBERT.train': {expected.value}"
+    assert not (tmp_path / "ckpt" / launch.ERROR_FILE).exists()  # read once: a later failure is not taken for it
+
+
+def test_workers_that_fail_without_a_line_fail_the_job_as_they_did_not_with_an_earlier_line(monkeypatch, tmp_path):
+    """A worker killed or failing with a bug leaves no line: the job fails with torchrun's exit status, never with
+    the line an earlier launch left behind."""
+    settings = dataclasses.replace(SETTINGS, checkpoint_dir=str(tmp_path))
+    (tmp_path / launch.ERROR_FILE).write_text("an earlier launch's error\n")
+    monkeypatch.setattr(launch, "torchrun_command", lambda *args: [sys.executable, "-c", "raise SystemExit(1)"])
+    with pytest.raises(subprocess.CalledProcessError):
+        launch.torchrun(settings, 2)

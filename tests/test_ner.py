@@ -472,13 +472,13 @@ def test_seqeval_scores_equal_the_previous_scorer_on_real_tags_with_noise():
     assert 0.3 < ours["f1"] < 0.95  # the noise matters: this is not a trivial all-equal case
 
 
-def test_a_training_step_reads_one_value_back_from_the_device_between_logging_steps(
+def test_a_training_step_reads_at_most_one_value_back_from_the_device_between_logging_steps(
     tiny_bert_dir, toy_data_dir, tmp_path, monkeypatch
 ):
     """A read of a device value makes the host wait for the GPU's queued work, which then idles while the host
-    launches the next. A training step reads one value back: transformers' SDPA mask checks whether the batch holds
-    padding (`padding_mask.all()`, to choose its kernel). Before, there were 3: transformers' NaN filter also read
-    every step's loss (`logging_nan_inf_filter`); the log now shows a NaN loss as it is."""
+    launches the next. A training step reads at most one value back: transformers' SDPA mask checks whether the batch
+    holds padding (`padding_mask.all()`, to choose its kernel). Before, there were 3: transformers' NaN filter also
+    read every step's loss (`logging_nan_inf_filter`); the log now shows a NaN loss as it is."""
     from transformers import Trainer
 
     reads = [0]  # host reads of device values, per training step since the last one began
@@ -499,4 +499,4 @@ def test_a_training_step_reads_one_value_back_from_the_device_between_logging_st
         ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
     steps = reads[1:]
     assert len(steps) == 6  # 48 windows / 8
-    assert steps[:-1] == [1] * 5 and steps[-1] > 1  # the last: the end of training and the predictions
+    assert max(steps[:-1]) <= 1 and steps[-1] > 1  # the last: the end of training and the predictions

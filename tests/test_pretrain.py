@@ -865,7 +865,7 @@ def test_a_run_whose_loss_turns_nan_stops_at_that_log_in_one_line(tmp_path, tiny
 
 def test_a_retry_of_a_diverged_run_stops_before_loading_its_models(tmp_path, tiny_bert_dir, teacher_shard, monkeypatch):
     """A diverged run's retry (Snakemake's retries, SLURM's requeue) resumes its last checkpoint on the same batches
-    and diverges again: it stops at once instead, in one line saying how to resume anyway. Before, each retry loaded,
+    and diverges again: it stops at once instead, in one line saying how to retry anyway. Before, each retry loaded,
     queued and trained up to save_steps steps to the same NaN."""
     loss_nan_from_step(monkeypatch, 2)
     out, checkpoints = tmp_path / "out", tmp_path / "ck"
@@ -881,7 +881,7 @@ def test_a_retry_of_a_diverged_run_stops_before_loading_its_models(tmp_path, tin
     assert loaded == []
     (marker,) = checkpoints.glob(f"run-*/{pretrain.DIVERGED_FILE}")
     assert str(error.value).startswith("models.Tiny: the loss logged at step 2 is nan: training diverged;")
-    assert str(error.value).endswith(f"delete {marker} to resume it from its last checkpoint anyway")
+    assert str(error.value).endswith(f"delete {marker} to retry it anyway (from its last checkpoint, if any)")
     assert "\n" not in str(error.value)
     monkeypatch.undo()
     marker.unlink()  # the user's way to retry: resumes checkpoint-1 and, the loss finite now, finishes

@@ -13,8 +13,8 @@ from .config import ConfigError
 from .io import InputError
 from .pretrain import Diverged, WorkerError
 
-# Bad input (and a diverged pre-training run, also as a torchrun worker's), reported in one line. Not ValueError: one
-# raised inside torch or numpy is a bug and keeps its traceback.
+# Bad input and a diverged pre-training run, reported in one line (a torchrun worker's comes back as WorkerError).
+# Not ValueError: one raised inside torch or numpy is a bug and keeps its traceback.
 CLEAN_ERRORS = (InputError, ConfigError, FileNotFoundError, Diverged, WorkerError)
 # One id per Snakemake run, set by the Snakefile and inherited by its jobs (local or sbatch --export=ALL): it tells
 # a retry's `.failed` log (same run) from one an earlier run left behind.

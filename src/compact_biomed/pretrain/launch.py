@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from ..io import write_text
 from . import Settings, TrainSettings, WorkerError, run
 
 SETTINGS_FILE = "launch_args.json"  # in the checkpoint folder, beside the runs
-ERROR_FILE = "launch_error.txt"  # there too: the first worker's one-line error, for the launching process
+ERROR_FILE = "launch_error.txt"  # there too: a worker's one-line error, for the launching process
 
 
 def visible_gpus() -> int:
@@ -62,18 +61,20 @@ def torchrun(settings: Settings, nproc: int) -> None:
     except subprocess.CalledProcessError:
         if not error_file.is_file():
             raise
-        raise WorkerError(error_file.read_text().strip()) from None
+        line = error_file.read_text().strip()
+        error_file.unlink()
+        raise WorkerError(line) from None
 
 
 def worker(settings_file: str) -> None:
-    """One torchrun worker: `run` the settings; the first process leaves a one-line error for the launcher."""
+    """One torchrun worker: `run` the settings, leaving a clean error's line for the launcher. Every worker writes
+    it (atomically; the workers run the same checks), as torchrun stops the others once one has failed."""
     from ..smk import CLEAN_ERRORS
 
     try:
         run(read_settings(settings_file))
     except CLEAN_ERRORS as error:
-        if os.environ.get("RANK", "0") == "0":
-            write_text(Path(settings_file).with_name(ERROR_FILE), f"{error}\n")
+        write_text(Path(settings_file).with_name(ERROR_FILE), f"{error}\n")
         raise
 
 

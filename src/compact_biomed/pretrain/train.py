@@ -320,19 +320,22 @@ class StopIfDiverged(TrainerCallback):
                 f" the checkpoints before it stay in {args.output_dir}, and a lower learning_rate or more"
                 " warmup_steps starts a new run"
             )
-            if args.should_save:
+            # every process writes it (atomically, the same line): torchrun may stop the others once one has raised
+            try:
                 write_text(Path(args.output_dir) / DIVERGED_FILE, message + "\n")
+            except (OSError, InputError) as error:
+                print(f"could not record the divergence for retries: {error}", flush=True)
             raise Diverged(message)
 
 
 def check_not_diverged(run: Path) -> None:
     """A diverged run, retried, resumes its last checkpoint on the same batches and diverges at the same step: so a
-    retry (Snakemake's retries, SLURM's requeue) stops at once, before anything loads."""
+    retry (Snakemake's retries, SLURM's requeue) stops at once, before any model loads."""
     marker = run / DIVERGED_FILE
     if marker.is_file():
         raise Diverged(
             f"{marker.read_text().strip()}. That was an earlier attempt of this run, so this one stopped at once: "
-            f"delete {marker} to resume it from its last checkpoint anyway"
+            f"delete {marker} to retry it anyway (from its last checkpoint, if any)"
         )
 
 
