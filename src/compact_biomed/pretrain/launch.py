@@ -1,4 +1,5 @@
-"""Pre-training across every GPU of the job with torchrun: the command, and the settings its workers read.
+"""Pre-training across every GPU of the job with torchrun: the command, the settings its workers read, and the
+one-line error a worker leaves for the job.
 
 A SLURM job that holds several GPUs runs one process per GPU (`torch.distributed.run --standalone`); the
 Trainer then splits each step over them and the gradient accumulation keeps the global batch as configured.
@@ -6,13 +7,14 @@ Trainer then splits each step over them and the gradient accumulation keeps the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from ..io import write_text
+from ..io import InputError, write_text
 from . import Settings, TrainSettings, WorkerError, run
 
 SETTINGS_FILE = "launch_args.json"  # in the checkpoint folder, beside the runs
@@ -74,7 +76,8 @@ def worker(settings_file: str) -> None:
     try:
         run(read_settings(settings_file))
     except CLEAN_ERRORS as error:
-        write_text(Path(settings_file).with_name(ERROR_FILE), f"{error}\n")
+        with contextlib.suppress(OSError, InputError):  # not written: the launcher reports torchrun's failure
+            write_text(Path(settings_file).with_name(ERROR_FILE), f"{error}\n")
         raise
 
 

@@ -530,9 +530,10 @@ def compile_objective(objective: torch.nn.Module) -> None:
 
 def install_output_hooks(objective: recipes.PretrainingObjective) -> None:
     """transformers installs the hooks that capture hidden states and attention maps at the first forward that asks
-    for them, under a lock torch.compile cannot trace: a compiled step that came first broke into graphs at each
-    (CompactBioBERT: 14 breaks, 7 graphs), where one after the eager micro-batch probe (`auto`) is one graph.
-    Installed here, before compiling, either way is one graph. A transformers without this function: the breaks."""
+    for them, under a lock torch.compile cannot trace. A step compiled before any eager one (a hand-set micro-batch)
+    broke into graphs at each model (CompactBioBERT: 14 breaks, 7 graphs); one after the eager micro-batch probe
+    (`auto`) was one graph. Installed here, before compiling, it is one graph either way (without this function in
+    transformers, the breaks come back)."""
     from transformers.utils import output_capturing
 
     install = getattr(output_capturing, "maybe_install_capturing_hooks", None)
