@@ -500,3 +500,13 @@ def test_a_training_step_reads_at_most_one_value_back_from_the_device_between_lo
     steps = reads[1:]
     assert len(steps) == 6  # 48 windows / 8
     assert max(steps[:-1]) <= 1 and steps[-1] > 1  # the last: the end of training and the predictions
+
+
+def test_a_job_that_sees_several_gpus_trains_on_one_with_the_papers_batch(monkeypatch, tmp_path):
+    """A fine-tuning job on a workstation with several GPUs sees them all (Snakemake gives a local job no GPU of its
+    own). Before, the Trainer wrapped the model in DataParallel over all of them, which multiplied the batch by the
+    GPU count (16 became 64 on 4 GPUs), away from the paper's protocol. A job keeps to one GPU, as pre-training does."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # what transformers counts as this process's GPUs
+    hp = ner.resolve_hparams({"batch_size": 16})
+    args = ner.training_arguments(str(tmp_path), hp, seed=1, train_windows=160)
+    assert args.n_gpu == 1 and args.train_batch_size == 16

@@ -905,3 +905,11 @@ def test_a_loss_that_turns_nan_between_logs_is_caught_before_any_checkpoint_or_e
         run(settings("distilbiobert", [teacher_shard], out, checkpoints, train, tiny_bert_dir))
     assert not out.exists()
     assert sorted(p.name for p in checkpoints.glob("run-*/checkpoint-*")) == kept
+
+
+def test_a_process_that_sees_several_gpus_trains_on_one_with_the_configured_batch(monkeypatch, tmp_path):
+    """One process that sees several GPUs would get DataParallel from the Trainer: a bigger global batch and the
+    collator's indices split from their rows. It keeps to one GPU; several GPUs train through torchrun."""
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # what transformers counts as this process's GPUs
+    args = pretrain.training_arguments(train_with(global_batch_size=8, per_device_batch_size=4), str(tmp_path), 1)
+    assert args.n_gpu == 1 and args.train_batch_size == 4 and args.gradient_accumulation_steps == 2

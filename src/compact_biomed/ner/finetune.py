@@ -38,7 +38,7 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from .. import IGNORE_INDEX
+from .. import IGNORE_INDEX, one_gpu
 from .. import config as cfg
 from ..io import InputError, atomic_path, write_json
 from .data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: F401  (read_split: public API)
@@ -252,7 +252,7 @@ def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) ->
     clipping at 1, no evaluation or checkpoints during training; bf16 on CUDA, fp32 on CPU."""
     total_steps = math.ceil(train_windows / hp["batch_size"]) * hp["epochs"]
     cuda = torch.cuda.is_available()
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=scratch,
         seed=seed,
         learning_rate=hp["learning_rate"],
@@ -277,6 +277,7 @@ def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) ->
         accelerator_config={"non_blocking": cuda},
         logging_nan_inf_filter=False,
     )
+    return one_gpu(args)
 
 
 def bf16() -> bool:

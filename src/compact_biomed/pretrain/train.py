@@ -40,7 +40,7 @@ from transformers import (
     set_seed,
 )
 
-from .. import IGNORE_INDEX
+from .. import IGNORE_INDEX, one_gpu
 from ..base_models import hub_id, source_name
 from ..config import ConfigError
 from ..io import InputError, atomic_path, folder_digest, write_text
@@ -501,11 +501,7 @@ def training_arguments(train: TrainSettings, checkpoint_dir: str, seed: int) -> 
         **checkpointing,
         **precision,
     )
-    # One process, several visible GPUs: the Trainer would wrap the model in DataParallel, which grows the global
-    # batch and splits the collator's indices from their rows. torchrun runs a process per GPU (launch.torchrun)
-    if torch.cuda.device_count() > 1 and args.n_gpu > 1:
-        args._n_gpu = 1
-    return args
+    return one_gpu(args)
 
 
 def compile_objective(objective: torch.nn.Module) -> None:
