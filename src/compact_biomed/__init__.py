@@ -8,10 +8,11 @@ IGNORE_INDEX = -100
 
 
 def one_gpu(args):
-    """Trainer arguments that keep a process to one GPU. A process that sees several (a local job on a workstation
-    with several GPUs) gets a Trainer that wraps the model in DataParallel, multiplying the batch by the GPU count
-    (fine-tuning's 16 becomes 64 on 4 GPUs) and splitting pre-training's collator indices from their rows. Several
-    GPUs train one model through torchrun, a process each (pretrain.launch)."""
+    """Keep a process's Trainer to one GPU (in place; returns `args`). A process that sees several (a local job on a
+    workstation with several GPUs) would get a Trainer that wraps the model in DataParallel, multiplying the batch by
+    the GPU count (fine-tuning's 16 would be 64 on 4 GPUs) and splitting pre-training's collator indices from their
+    rows. Pre-training spreads over several GPUs through torchrun, a process each (pretrain.launch); fine-tuning
+    uses one."""
     import torch
 
     if torch.cuda.device_count() > 1 and args.n_gpu > 1:

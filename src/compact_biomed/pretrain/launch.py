@@ -1,8 +1,9 @@
 """Pre-training across every GPU of the job with torchrun: the command, the settings its workers read, and the
 one-line error a worker leaves for the job.
 
-A SLURM job that holds several GPUs runs one process per GPU (`torch.distributed.run --standalone`); the
-Trainer then splits each step over them and the gradient accumulation keeps the global batch as configured.
+A job that holds several GPUs (on SLURM, or locally with `--set-resources pretrain:gpu=N`) runs one process per GPU
+(`torch.distributed.run --standalone`); the Trainer then splits each step over them and the gradient accumulation
+keeps the global batch as configured.
 """
 
 from __future__ import annotations

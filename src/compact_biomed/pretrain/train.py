@@ -526,10 +526,10 @@ def compile_objective(objective: torch.nn.Module) -> None:
 
 def install_output_hooks(objective: recipes.PretrainingObjective) -> None:
     """transformers installs the hooks that capture hidden states and attention maps at the first forward that asks
-    for them, under a lock torch.compile cannot trace. A step compiled before any eager one (a hand-set micro-batch)
-    broke into graphs at each model (CompactBioBERT: 14 breaks, 7 graphs); one after the eager micro-batch probe
-    (`auto`) was one graph. Installed here, before compiling, it is one graph either way (without this function in
-    transformers, the breaks come back)."""
+    for them, under a lock torch.compile cannot trace. A step compiled before any eager one (a hand-set micro-batch,
+    or `auto` off CUDA) broke into graphs at each model (CompactBioBERT: 14 breaks, 7 graphs); one compiled after the
+    eager micro-batch probe (`auto` on CUDA) was one graph. With the hooks installed here, the step is one graph
+    either way (a transformers without this function installs nothing here: the breaks come back)."""
     from transformers.utils import output_capturing
 
     install = getattr(output_capturing, "maybe_install_capturing_hooks", None)
