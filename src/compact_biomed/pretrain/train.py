@@ -880,7 +880,8 @@ def train_and_export(settings: Settings) -> dict:
         check_batch_sizes(settings.train)  # before anything loads
     rows = load_shards(settings.shard_dirs)
     fingerprint = run_fingerprint(settings)
-    check_not_diverged(run_dir(settings.checkpoint_dir, fingerprint))
+    run = run_dir(settings.checkpoint_dir, fingerprint)  # the run's folder, named by its inputs' content
+    check_not_diverged(run)
     objective, tokenizer = build_objective(settings, spec)
     if len(tokenizer) > objective.student.config.vocab_size:
         raise InputError(
@@ -897,7 +898,7 @@ def train_and_export(settings: Settings) -> dict:
         flush=True,
     )
 
-    args.output_dir = str(run_dir(settings.checkpoint_dir, fingerprint))  # known only now that the inputs are hashed
+    args.output_dir = str(run)
     if args.should_save:
         open_run_dir(settings.checkpoint_dir, fingerprint)
         remove_incomplete_checkpoints(args.output_dir)
