@@ -2,6 +2,7 @@
 once per test session for every test that inspects its results."""
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -62,6 +63,32 @@ def make_tiny_bert(folder: Path, seed: int = 0) -> Path:
             "max_position_embeddings": 128,
         },
     )
+    return folder
+
+
+def make_tiny_roberta(folder: Path) -> Path:
+    """A 2-layer random RobertaForMaskedLM with a byte-level BPE tokenizer (GPT-2's kind), as a HF directory."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizer
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(TINY_TEXTS, vocab_size=400, special_tokens=specials, show_progress=False)
+    model = json.loads(bpe.to_str())["model"]
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
+    tokenizer = RobertaTokenizer(vocab=model["vocab"], merges=merges)  # from vocab_file, 5 tokens (transformers 5)
+    tokenizer.save_pretrained(folder)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=130,  # 128 positions after RoBERTa's padding offset
+    )
+    torch.manual_seed(0)
+    RobertaForMaskedLM(config).save_pretrained(folder)
     return folder
 
 

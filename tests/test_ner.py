@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import make_tiny_roberta, shared_path
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
@@ -197,6 +197,27 @@ def test_word_without_pieces_does_not_shift_labels_with_the_real_tokenizer(tiny_
     labels = ner.align_labels(word_ids, [TAG_IDS[t] for t in tags], "every_piece")
     fever = [i for i, w in enumerate(word_ids) if w == 3]
     assert all(labels[i] == TAG_IDS["I"] for i in fever)  # fever keeps its own tag, not "O" of reduces
+
+
+def test_a_byte_level_bpe_encoder_gets_the_pieces_of_running_text(tmp_path, toy_data_dir):
+    # RoBERTa's tokenizer reads a pre-split word as text with no space before it, i.e. pieces it rarely saw in
+    # pre-training ("in", "duced" for " induced"); transformers 5 no longer refuses it, so the words must get a space.
+    from transformers import AutoTokenizer
+
+    model_dir = make_tiny_roberta(tmp_path / "roberta")
+    words = ["Cisplatin", "induced", "nephrotoxicity", "in", "patients"]
+
+    def pieces(tokenizer):
+        split = ner.encode_split(tokenizer, [(words, ["O"] * len(words))], {"O": 0}, 64, "every_piece", "test.tsv")
+        return tokenizer.convert_ids_to_tokens(split.input_ids[0].tolist())[1:-1]
+
+    plain = AutoTokenizer.from_pretrained(model_dir)  # the tokenizer as saved
+    running = plain.tokenize(" " + " ".join(words))  # the words inside a sentence
+    assert pieces(ner.load_tokenizer(model_dir)) == running
+    assert pieces(plain) != running
+
+    metrics = ner.finetune(model_dir, toy_data_dir, tmp_path / "run", seed=1, hparams={**QUICK, "epochs": 1})
+    assert 0 <= metrics["test"]["word"]["f1"] <= 1
 
 
 def test_words_from_pieces_round_trip_and_pieceless_word_becomes_O():

@@ -376,6 +376,13 @@ def check_model_dir(model_dir) -> None:
         raise InputError(model_dir, problem)
 
 
+def load_tokenizer(model_dir):
+    """The model's tokenizer, reading each pre-split word as a word inside running text: byte-level BPE
+    (RoBERTa, GPT-2) and SentencePiece tokenizers need `add_prefix_space` for that (transformers' own docs and
+    run_ner.py); WordPiece ignores it."""
+    return AutoTokenizer.from_pretrained(model_dir, add_prefix_space=True)
+
+
 def load_token_classifier(model_dir, id2label: dict):
     """The masked-LM model with its MLM head dropped and a new token-classification head.
 
@@ -440,7 +447,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     id2label = dict(enumerate(labels))
 
     check_model_dir(model_dir)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_tokenizer(model_dir)
     set_seed(seed)  # before building the model: the new classification head is drawn from this seed
     model = load_token_classifier(model_dir, id2label)
     max_length = window_length(model, hp["max_length"])

@@ -123,12 +123,10 @@ def measure(
     Parameters are those of the encoder (`base_model`): the same for every dataset, independent of the
     NER head. `sentences_per_second` over all datasets is total sentences / total forward time.
     """
-    from transformers import AutoTokenizer
-
     if threads:
         torch.set_num_threads(int(threads))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = ner.load_tokenizer(model_dir)  # the pieces fine-tuning sees
     speeds, parameters = {}, {}
     for dataset, test_tsv in test_sets.items():
         speeds[dataset], parameters = dataset_speed(
