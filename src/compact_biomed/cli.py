@@ -15,7 +15,7 @@ import yaml
 
 from . import config as cfg
 from .io import InputError, check_replaceable
-from .pretrain import Diverged
+from .smk import CLEAN_ERRORS
 
 
 def load_config(path: str) -> dict:
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (InputError, cfg.ConfigError, Diverged) as error:
+    except CLEAN_ERRORS as error:  # the errors a workflow job reports in one line
         print(f"compact-biomed {args.step}: error: {error}", file=sys.stderr)
         return 1
     return 0
