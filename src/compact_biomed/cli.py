@@ -17,6 +17,9 @@ from . import config as cfg
 from .io import InputError, check_replaceable
 from .smk import CLEAN_ERRORS
 
+# The clone's demo config, found beside the schema, so that a step run from a user's own folder finds it too.
+DEMO_CONFIG = cfg.SCHEMA.parent / "config.yaml"
+
 
 def load_config(path: str) -> dict:
     existing(path)
@@ -234,7 +237,9 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     def with_config(sub):
-        sub.add_argument("--config", default="config/config.yaml", help="workflow config (default: the demo)")
+        sub.add_argument(
+            "--config", default=str(DEMO_CONFIG), help="workflow config (default: the demo's, %(default)s)"
+        )
         return sub
 
     with_config(step("check-config", cmd_check_config, "validate a config file against the schema"))
