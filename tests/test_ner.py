@@ -290,6 +290,22 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
         ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "every_piece", "x.tsv")
 
 
+def test_the_window_fits_the_positions_of_bert_and_of_roberta_like_models(tmp_path, tiny_bert_dir):
+    # RoBERTa's position ids start after its padding id: its 130 position embeddings hold 128 tokens, BERT's 128 too
+    roberta_dir = make_tiny_roberta(tmp_path / "roberta")
+    for model_dir, positions in ((tiny_bert_dir, 128), (roberta_dir, 130)):
+        model = ner.load_token_classifier(model_dir, {0: "O"})
+        assert model.config.max_position_embeddings == positions
+        window = ner.window_length(model, 512)
+        assert window == 128
+        words = ["in"] * 300  # one piece each: the windows are full
+        split = ner.encode_split(
+            ner.load_tokenizer(model_dir), [(words, ["O"] * 300)], {"O": 0}, window, "first_piece", "x"
+        )
+        assert max(map(len, split.input_ids)) == window
+        model(input_ids=torch.as_tensor(split.input_ids[0])[None])  # a full window runs
+
+
 # --- fine-tuning ---------------------------------------------------------------------------------------
 
 QUICK = {"learning_rate": 5e-3, "epochs": 4, "batch_size": 8, "max_length": 16, "threads": 1}

@@ -411,9 +411,14 @@ def load_token_classifier(model_dir, id2label: dict):
 
 
 def window_length(model, requested: int) -> int:
-    """max_length, capped by the model's position embeddings (small demo models have fewer than 512)."""
+    """max_length, capped by the positions the model has: small demo models have fewer than 512, and RoBERTa-like
+    models (a position embedding with a padding id) number their positions from after that id."""
     positions = getattr(model.config, "max_position_embeddings", None)
-    return min(requested, positions) if positions else requested
+    if not positions:
+        return requested
+    embedding = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+    padding_id = getattr(embedding, "padding_idx", None)
+    return min(requested, positions - (padding_id + 1 if padding_id is not None else 0))
 
 
 def write_predictions(path: Path, sentences: list[Sentence], predicted: list[list[str]]) -> None:
