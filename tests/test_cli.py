@@ -3,6 +3,7 @@
 import gzip
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -260,6 +261,17 @@ def test_missing_model_dir_is_one_line_naming_it(tmp_path, capsys):
     assert main(args) == 1
     assert "no such file or folder" in one_error_line(capsys, "finetune-ner", missing)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_lowercasing_tokenizer_of_a_cased_vocabulary_is_refused_by_hand_too(tmp_path, tiny_bert_dir, capsys):
+    bare = tmp_path / "bare"  # the weights and a cased vocab.txt alone: AutoTokenizer lower-cases
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        shutil.copy(tiny_bert_dir / name, bare / name)
+    out = tmp_path / "out"
+    assert main(finetune_args(bare, tmp_path, out)) == 1
+    assert "lower-cases text" in one_error_line(capsys, "finetune-ner", bare)
+    assert not out.exists()
 
 
 def test_yaml_syntax_error_is_one_line_naming_file_and_line(tmp_path, capsys):

@@ -2,6 +2,7 @@
 hub client leaves it, so that no test touches the network), their checks and their provenance."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -98,17 +99,35 @@ def test_a_repository_neither_cached_nor_reachable_is_one_line_naming_the_key(tm
     assert not (tmp_path / "out").exists()
 
 
-def test_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused(tmp_path, bert_dir):
-    # BioBERT v1.2's bare vocab.txt: AutoTokenizer lower-cases, so capitalised words would be lost
-    folder = tmp_path / "bare"
+def bare_vocabulary(folder, bert_dir):
+    """`bert_dir`'s model with its cased vocab.txt alone, as BioBERT v1.2 ships (AutoTokenizer lower-cases it)."""
     folder.mkdir()
     for name in ("config.json", "model.safetensors", "vocab.txt"):
         shutil.copy(bert_dir / name, folder / name)
     vocab = (folder / "vocab.txt").read_text().splitlines()
     assert sum(t[:1].isupper() for t in vocab) / len(vocab) > 0.05  # the demo vocabulary is cased
-    with pytest.raises(InputError, match=r"^models.X.pretrained: .*lower-cases text .*tokenizer_hub_id"):
+    return folder
+
+
+def test_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused_with_advice_that_works(tmp_path, bert_dir):
+    folder = bare_vocabulary(tmp_path / "bare", bert_dir)
+    advice = 'add a tokenizer_config.json holding {"do_lower_case": false} to the folder'
+    with pytest.raises(
+        InputError, match=rf"^models.X.pretrained: {folder}: .*lower-cases text .*; {re.escape(advice)}$"
+    ):
         pretrained.fetch({"path": str(folder)}, tmp_path / "out", key="models.X.pretrained")
     assert not (tmp_path / "out").exists()  # nothing half-made
+    (folder / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+    pretrained.fetch({"path": str(folder)}, tmp_path / "out", key="models.X.pretrained")
+    assert AutoTokenizer.from_pretrained(tmp_path / "out").tokenize("Aspirin") == ["Aspirin"]
+
+
+def test_a_hub_row_with_a_lowercasing_tokenizer_is_told_to_take_another(tmp_path, hub_cache, bert_dir):
+    snapshot = hub_cache / "snapshots" / COMMIT
+    shutil.rmtree(snapshot)
+    bare_vocabulary(snapshot, bert_dir)
+    with pytest.raises(InputError, match=r"^k: org/tiny: .*lower-cases text .*; set tokenizer_hub_id to the cased"):
+        pretrained.fetch({"hub_id": "org/tiny", "revision": "main"}, tmp_path / "out", key="k")
 
 
 def test_missing_model_type_is_taken_from_the_architecture(tmp_path, bert_dir):
@@ -139,6 +158,11 @@ def released_style(rows: dict) -> dict:
             "a pretrained row is fine-tuned as it is",
         ),
         ({"pretrained": {"hub_id": "a/b", "revision": "main", "path": "x"}}, "models.X.pretrained", "exactly one"),
+        (  # a folder's tokenizer is its own: the option was ignored
+            {"pretrained": {"path": "x", "tokenizer_hub_id": "a/b"}},
+            "models.X.pretrained",
+            "a local folder .'path'. takes no tokenizer_hub_id",
+        ),
         ({"pretrained": {"path": "/nonexistent/model"}}, "models.X.pretrained.path", "no such folder"),
         ({}, "models.X", r"give 'recipe' \(train it\) or 'pretrained'"),
     ],

@@ -207,6 +207,12 @@ def check_row(name: str, model: dict) -> None:
         raise ConfigError(
             f"invalid config value at '{key}.pretrained': give exactly one of 'hub_id' (with 'revision') or 'path'"
         )
+    hub_only = sorted(set(source) - {"path"}) if "path" in source else []
+    if hub_only:
+        raise ConfigError(
+            f"invalid config value at '{key}.pretrained': a local folder ('path') takes no {', '.join(hub_only)}: "
+            f"its weights and tokenizer are the folder's own"
+        )
 
 
 def check_pretrained_folders(config: dict) -> None:

@@ -187,7 +187,7 @@ def fetch(source: dict, out_dir: str | Path, key: str) -> dict:
         added = add_model_type(tmp)
         if added:
             provenance["model_type_added"] = added
-        problem = encoder_problem(tmp) or load_problem(tmp)
+        problem = encoder_problem(tmp) or load_problem(tmp, FOLDER_CASE_ADVICE if "path" in source else HUB_CASE_ADVICE)
         if problem:
             raise InputError(key, f"{source.get('hub_id') or source['path']}: {problem}")
         write_json(tmp / SOURCE_FILE, provenance)
@@ -240,7 +240,12 @@ def add_model_type(folder: Path) -> str | None:
     return model_type_of(config)
 
 
-def load_problem(folder: Path) -> str | None:
+# How to give a model whose tokenizer lower-cases a cased vocabulary its cased tokenizer (case_problem).
+HUB_CASE_ADVICE = "set tokenizer_hub_id to the cased tokenizer it was trained with (e.g. google-bert/bert-base-cased)"
+FOLDER_CASE_ADVICE = 'add a tokenizer_config.json holding {"do_lower_case": false} to the folder'
+
+
+def load_problem(folder: Path, case_advice: str) -> str | None:
     """Why the folder's tokenizer or config does not load with the Auto classes fine-tuning uses, or None."""
     from transformers import AutoConfig, AutoTokenizer
 
@@ -251,7 +256,8 @@ def load_problem(folder: Path) -> str | None:
         return f"does not load: {first_line(error)}"
     if not tokenizer.is_fast:
         return "needs a fast tokenizer (word alignment for NER); add a tokenizer.json"
-    return case_problem(tokenizer)
+    problem = case_problem(tokenizer)
+    return problem and f"{problem}; {case_advice}"
 
 
 def case_problem(tokenizer) -> str | None:
@@ -260,10 +266,7 @@ def case_problem(tokenizer) -> str | None:
     vocab = tokenizer.get_vocab()
     cased = sum(token[:1].isupper() for token in vocab) / max(len(vocab), 1)
     if cased > 0.05 and tokenizer.tokenize("Aspirin")[0].islower():
-        return (
-            f"its tokenizer lower-cases text but {cased:.0%} of its vocabulary is capitalised; set "
-            f"tokenizer_hub_id to the cased tokenizer it was trained with (e.g. google-bert/bert-base-cased)"
-        )
+        return f"its tokenizer lower-cases text but {cased:.0%} of its vocabulary is capitalised"
     return None
 
 

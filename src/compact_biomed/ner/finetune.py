@@ -376,6 +376,16 @@ def check_model_dir(model_dir) -> None:
         raise InputError(model_dir, problem)
 
 
+def check_case(model_dir, tokenizer) -> None:
+    """One line for a cased vocabulary behind a lower-casing tokenizer: the workflow's fetch_pretrained refuses
+    such a row, and a folder given by hand would otherwise train on lower-cased pieces without a word."""
+    from ..pretrained import FOLDER_CASE_ADVICE, case_problem
+
+    problem = case_problem(tokenizer)
+    if problem:
+        raise InputError(model_dir, f"{problem}; {FOLDER_CASE_ADVICE}")
+
+
 def load_tokenizer(model_dir):
     """The model's tokenizer, reading each pre-split word as a word inside running text: byte-level BPE
     (RoBERTa, GPT-2) and SentencePiece tokenizers need `add_prefix_space` for that (transformers' own docs and
@@ -453,6 +463,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
 
     check_model_dir(model_dir)
     tokenizer = load_tokenizer(model_dir)
+    check_case(model_dir, tokenizer)
     set_seed(seed)  # before building the model: the new classification head is drawn from this seed
     model = load_token_classifier(model_dir, id2label)
     max_length = window_length(model, hp["max_length"])
