@@ -6,7 +6,7 @@ CORES ?= 2
 export HF_HUB_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 
-.PHONY: setup demo test browser lint format dry-run-paper clean
+.PHONY: setup demo test browser lint format dry-run-paper
 
 setup: $(VENV)/.installed
 
@@ -47,5 +47,3 @@ format: setup
 dry-run-paper: setup
 	$(BIN)/snakemake -n --configfile config/paper.yaml
 
-clean:
-	rm -rf results logs resources .snakemake

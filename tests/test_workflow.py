@@ -30,6 +30,17 @@ def test_lint_is_clean(configfile):
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def test_make_clean_leaves_the_users_datasets_and_checkpoints(tmp_path):
+    # `make clean` was `rm -rf results logs resources .snakemake`: the NER sets users put under resources/ and
+    # the pre-training checkpoints (GPU-days at the paper's scale) went with it
+    mine = [tmp_path / "resources/biobert/NER/MySet/train.tsv", tmp_path / "results/checkpoints/X/run-1/state.pt"]
+    for path in mine:
+        path.parent.mkdir(parents=True)
+        path.write_text("mine")
+    subprocess.run(["make", "-f", REPO / "Makefile", "clean"], cwd=tmp_path, capture_output=True, check=False)
+    assert all(path.read_text() == "mine" for path in mine)
+
+
 def test_conda_environment_installs_this_checkout(tmp_path):
     # `--sdm conda`: Snakemake copies environment.yml to .snakemake/conda/<hash>.yaml; conda writes its pip list to
     # a requirements file there and runs pip in that folder, with the workflow's environment variables.
