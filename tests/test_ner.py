@@ -1,6 +1,7 @@
 """NER: file validation, dev split, sub-token alignment, both scorings, windows, and fine-tuning end to end."""
 
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -288,6 +289,30 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
         assert ids_a.tolist() == ids_b.tolist() and labels_a.tolist() == labels_b.tolist()
     with pytest.raises(InputError, match=r"x.tsv: sentence 2 of the split: word 0 alone has"):
         ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "every_piece", "x.tsv")
+
+
+@pytest.mark.parametrize("saved_labels", [7, 3])
+def test_a_folder_with_its_own_ner_head_gets_a_new_head_and_keeps_its_encoder(tmp_path, tiny_bert_dir, saved_labels):
+    # e.g. an encoder someone fine-tuned for another NER task: its head, of another size or not, is not ours
+    from transformers import AutoModelForTokenClassification
+
+    folder = tmp_path / "ner-model"
+    trained = AutoModelForTokenClassification.from_pretrained(tiny_bert_dir, num_labels=saved_labels)
+    torch.nn.init.ones_(trained.classifier.bias)  # as no head is drawn
+    trained.save_pretrained(folder)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        if (tiny_bert_dir / name).exists():
+            shutil.copy(tiny_bert_dir / name, folder / name)
+    saved = AutoModelForTokenClassification.from_pretrained(folder).state_dict()
+    labels = {0: "O", 1: "B", 2: "I"}
+    model = ner.load_token_classifier(folder, labels)
+    fresh = ner.load_token_classifier(tiny_bert_dir, labels)  # the masked LM: its head is drawn anew
+    for key, value in model.state_dict().items():
+        if key.startswith("classifier."):
+            assert value.shape[0] == 3 and not (value.shape == saved[key].shape and torch.equal(value, saved[key]))
+            assert value.std().item() == pytest.approx(fresh.state_dict()[key].std().item(), rel=0.5, abs=1e-6)
+        else:
+            assert torch.equal(value, saved[key]), key
 
 
 def test_the_window_fits_the_positions_of_bert_and_of_roberta_like_models(tmp_path, tiny_bert_dir):

@@ -46,6 +46,7 @@ from .data import Sentence, dev_file, load_dataset_dir, read_split  # noqa: F401
 # Which pieces of a word carry its label in training (label_mode_train): every piece, as the official code, or only
 # the first, the others IGNORE_INDEX (the BioBERT/BLURB convention).
 LABEL_MODES = ("every_piece", "first_piece")
+HEAD_PREFIX = "classifier."  # the token-classification head's weights (BERT, RoBERTa, DistilBERT, ELECTRA...)
 # Fewer distinct batch shapes: fresh GPU jobs of the old loop ran 3.1x faster than with exact padding (issue 14's
 # H200 probe). On an H100 each new shape costs cuDNN's attention a new plan, about 5 ms a call
 # (benchmarks/results/h100-length-split-probe.txt).
@@ -398,6 +399,7 @@ def load_token_classifier(model_dir, id2label: dict):
 
     Only the new head may be missing from the saved model: anything else means the encoder would be
     fine-tuned from random weights, which must fail loudly (it replaces the library's verbose load report).
+    A folder's own token-classification head (a model fine-tuned on another NER set) is replaced by a new one.
     """
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
@@ -409,15 +411,30 @@ def load_token_classifier(model_dir, id2label: dict):
             id2label=id2label,
             label2id={label: i for i, label in id2label.items()},
             output_loading_info=True,
+            ignore_mismatched_sizes=True,  # a saved head of another size; any other mismatch is refused below
         )
     finally:
         hf_logging.set_verbosity(verbosity)
         if bars:
             hf_logging.enable_progress_bar()
-    missing = sorted(key for key in info["missing_keys"] if not key.startswith("classifier."))
+    mismatched = sorted(key for key, *_ in info["mismatched_keys"] if not key.startswith(HEAD_PREFIX))
+    if mismatched:
+        raise InputError(model_dir, f"weights whose shapes differ from its config.json's, e.g. {mismatched[:3]}")
+    missing = sorted(key for key in info["missing_keys"] if not key.startswith(HEAD_PREFIX))
     if missing:
         raise InputError(model_dir, f"model lacks encoder weights, e.g. {missing[:3]} ({len(missing)} missing)")
+    if not any(key.startswith(HEAD_PREFIX) for key in info["missing_keys"]):
+        draw_new_head(model)
     return model
+
+
+def draw_new_head(model) -> None:
+    """Draw the head again, as transformers draws a missing one (normal with the config's initializer_range, zero
+    bias): a head loaded from the folder would start fine-tuning from another task's labels, not from the seed."""
+    std = getattr(model.config, "initializer_range", 0.02)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.classifier.weight, std=std)
+        torch.nn.init.zeros_(model.classifier.bias)
 
 
 def window_length(model, requested: int) -> int:
