@@ -274,6 +274,14 @@ def test_a_lowercasing_tokenizer_of_a_cased_vocabulary_is_refused_by_hand_too(tm
     assert not out.exists()
 
 
+def test_a_missing_parsed_file_is_named_as_missing(tmp_path, capsys):
+    missing = tmp_path / "parsed" / "*.parquet"  # a shell glob that matched nothing
+    args = ["build-corpus", str(missing), "--out", str(tmp_path / "c.parquet"), "--stats", str(tmp_path / "s.json")]
+    assert main(args) == 1
+    assert one_error_line(capsys, "build-corpus", missing).endswith(": no such file or folder\n")
+    assert not (tmp_path / "c.parquet").exists() and not (tmp_path / "s.json").exists()
+
+
 def test_yaml_syntax_error_is_one_line_naming_file_and_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("threads: 2\nmodels:\n  a: [1, 2\nner: {}\n")

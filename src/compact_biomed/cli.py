@@ -111,6 +111,7 @@ def cmd_build_corpus(args):
     from . import corpus
 
     text_format = given(args.text_format, section(load_config(args.config), "pubmed")["text_format"])
+    existing(*args.parsed)
     check_new_files(args, args.out, args.stats)
     print(corpus.build_corpus(args.parsed, args.out, args.stats, text_format=text_format))
 
