@@ -53,6 +53,21 @@ def test_invalid_value_names_the_key(mutate, key):
         cfg.check(config, SCHEMA)
 
 
+def test_a_number_read_as_text_is_named_with_the_way_to_write_it():
+    config = load("config.yaml")
+    config["ner"]["hparams"] = yaml.safe_load("{learning_rate: 3e-3, epochs: 4}")  # YAML 1.1: no dot, a string
+    with pytest.raises(cfg.ConfigError) as error:
+        cfg.check(config, SCHEMA)
+    assert str(error.value) == (
+        "invalid config value at 'ner.hparams.learning_rate': '3e-3' is not of type 'number' "
+        "(YAML reads 3e-3 as text: write 3.0e-3)"
+    )
+    config = load("config.yaml")
+    config["ner"]["seeds"] = ["1"]  # snakemake --config 'ner={seeds: [1]}'
+    with pytest.raises(cfg.ConfigError, match=r"'ner.seeds.0': '1' is not of type 'integer' \(a number given as text"):
+        cfg.check(config, SCHEMA)
+
+
 def test_pubmed_range_expands_to_numbered_files():
     config = {"pubmed": {"files": {"prefix": "pubmed25n", "first": 1, "last": 1274}}}
     names = cfg.pubmed_names(config)

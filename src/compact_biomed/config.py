@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import re
 from pathlib import Path
 
 import jsonschema
@@ -73,7 +74,27 @@ def load_schema(schema_path: str | Path) -> dict:
 def raise_first(errors, where: list[str]) -> None:
     error = best_match(errors)
     if error is not None:
-        raise ConfigError(f"invalid config value at '{dotted([*where, *error.absolute_path])}': {error.message}")
+        raise ConfigError(
+            f"invalid config value at '{dotted([*where, *error.absolute_path])}': {error.message}{number_hint(error)}"
+        )
+
+
+def number_hint(error) -> str:
+    """How to write a number that arrived as text: PyYAML reads 3e-3 (no dot, YAML 1.1) as a string, and
+    `snakemake --config` passes a nested value such as `ner={seeds: [1]}` as one."""
+    value, expected = error.instance, error.validator_value
+    if error.validator != "type" or not isinstance(value, str):
+        return ""
+    if not {"number", "integer"} & ({expected} if isinstance(expected, str) else set(expected)):
+        return ""
+    if re.fullmatch(r"[+-]?\d+[eE][+-]?\d+", value):
+        mantissa, exponent = re.split("[eE]", value)
+        return f" (YAML reads {value} as text: write {mantissa}.0e{exponent})"
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    return " (a number given as text, as snakemake --config passes nested values: set it in a --configfile)"
 
 
 def filling_validator(schema: dict) -> jsonschema.Validator:
