@@ -150,6 +150,6 @@ def ner_split_files(wildcards):
     """The files fine-tuning reads: fetched and generated sets have all four splits; a local folder needs only
     train, test and train_dev.tsv or devel.tsv, as for the CLI (the config check found them)."""
     folder = f"{config['ner']['data_dir']}/{wildcards.dataset}"
-    if cfg.ner_source(config) == "local":
+    if cfg.dataset_source(config, wildcards.dataset) == "local":
         return [str(path) for path in ner_data.split_files(folder)]
     return expand(f"{folder}/{{split}}.tsv", split=SPLITS)

@@ -1,8 +1,10 @@
 # NER fine-tuning: every table row (the teacher baseline, the compact or released models) x dataset x seed,
 # scored with seqeval.
 DATA_DIR = config["ner"]["data_dir"]
+# The datasets fetch_ner extracts; any other is a folder of the user's in DATA_DIR, read where it is.
+ARCHIVE_DATASETS = [name for name in DATASETS if cfg.dataset_source(config, name) == "archive"]
 
-if config["ner"]["archive_url"]:
+if ARCHIVE_DATASETS:
 
     localrules:
         fetch_ner,
@@ -10,7 +12,7 @@ if config["ner"]["archive_url"]:
     rule fetch_ner:
         # BioBERT's datasets.tar.gz, the paper's source; datasets/NER/<name>/ is extracted into data_dir.
         output:
-            expand(f"{DATA_DIR}/{{dataset}}/{{split}}.tsv", dataset=DATASETS, split=SPLITS),
+            expand(f"{DATA_DIR}/{{dataset}}/{{split}}.tsv", dataset=ARCHIVE_DATASETS, split=SPLITS),
         log:
             "logs/fetch_ner.log",
         retries: 3  # a failed download leaves nothing behind and is retried as a job
@@ -18,7 +20,7 @@ if config["ner"]["archive_url"]:
             "../environment.yml"
         params:
             url=config["ner"]["archive_url"],
-            datasets=DATASETS,
+            datasets=ARCHIVE_DATASETS,
         script:
             "../workflow/scripts/ner.py"
 

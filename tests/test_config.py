@@ -126,6 +126,17 @@ def test_an_archive_is_never_extracted_over_a_users_dataset_folder(tmp_path):
     cfg.check(config, SCHEMA)
 
 
+def test_a_dataset_of_ones_own_goes_beside_the_archive_sets(tmp_path):
+    config = load("paper.yaml")
+    config["ner"]["data_dir"] = str(ner_folder(tmp_path, "MySet", ["train", "test", "devel"]))
+    config["ner"]["datasets"] = ["NCBI-disease", "MySet"]  # NCBI-disease: fetched; MySet: the folder as it is
+    cfg.check(config, SCHEMA)
+    assert [cfg.dataset_source(config, name) for name in ["NCBI-disease", "MySet"]] == ["archive", "local"]
+    config["ner"]["datasets"] = ["NCBI-disease", "MySett"]
+    with pytest.raises(cfg.ConfigError, match=r"'MySett' is not in BioBERT's NER archive .* nor a folder of .*train"):
+        cfg.check(config, SCHEMA)
+
+
 def test_a_local_dataset_needs_the_files_the_loader_reads(tmp_path):
     config = load("config.yaml")
     config["demo"]["enabled"] = False

@@ -331,6 +331,31 @@ def test_fetch_ner_extracts_the_configured_sets_into_data_dir(tmp_path):
     assert (workdir / "resources/biobert/NER/BC5CDR-chem/devel.tsv").read_text() == "devel\tO\n\n"
 
 
+def test_a_dataset_of_ones_own_is_fine_tuned_beside_the_archive_sets(tmp_path):
+    archive = tmp_path / "datasets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("train", "devel", "test", "train_dev"):
+            (tmp_path / f"{split}.tsv").write_text("Aspirin\tB\n\n")
+            tar.add(tmp_path / f"{split}.tsv", arcname=f"datasets/NER/BC5CDR-chem/{split}.tsv")
+    workdir = copy_workflow(tmp_path / "run")
+    mine = workdir / "resources/biobert/NER/mine"
+    mine.mkdir(parents=True)
+    for split in ("train", "test", "devel"):
+        (mine / f"{split}.tsv").write_text("Metformin\tB\n\n")
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["ner"].update(archive_url=str(archive), data_dir="resources/biobert/NER", datasets=["BC5CDR-chem", "mine"])
+    (workdir / "archive.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", "archive.yaml", cwd=workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert job_counts(result.stdout)["finetune_ner"] == 7 * 5 * 2 and job_counts(result.stdout)["fetch_ner"] == 1
+    result = snakemake(
+        "resources/biobert/NER/BC5CDR-chem/test.tsv", "--cores", "1", "--configfile", "archive.yaml", cwd=workdir
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert sorted(p.name for p in mine.iterdir()) == ["devel.tsv", "test.tsv", "train.tsv"]
+    assert (mine / "train.tsv").read_text() == "Metformin\tB\n\n"
+
+
 def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):
     # The loader reads train_dev.tsv (else devel.tsv); the workflow asks for no more than that.
     data = tmp_path / "ner" / "mine"

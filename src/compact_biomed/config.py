@@ -136,10 +136,11 @@ def check_consistency(config: dict) -> None:
     check_datasets(config)
 
 
-def ner_source(config: dict) -> str:
-    """Where the NER sets come from: BioBERT's `archive`, the `demo` generator, or a `local` folder."""
+def dataset_source(config: dict, name: str) -> str:
+    """Where the NER set `name` comes from: BioBERT's `archive` (one of its sets, with ner.archive_url), the
+    `demo` generator, or else a `local` folder of the user's under ner.data_dir, read as it is."""
     ner = config["ner"]
-    if ner.get("archive_url"):
+    if ner.get("archive_url") and name in ner_archive.NER_SETS:
         return "archive"
     if config.get("demo", {}).get("enabled") and Path(ner["data_dir"]) == Path(demo.NER_DIR):
         return "demo"
@@ -148,16 +149,14 @@ def ner_source(config: dict) -> str:
 
 def check_datasets(config: dict) -> None:
     """Every NER dataset is one its source has, so a misspelt name stops the run before any job starts."""
-    source = ner_source(config)
     for name in config["ner"]["datasets"]:
-        problem = dataset_problem(source, Path(config["ner"]["data_dir"]), name)
+        problem = dataset_problem(config, name)
         if problem:
             raise ConfigError(f"invalid config value at 'ner.datasets': '{name}' {problem}")
 
 
-def dataset_problem(source: str, data_dir: Path, name: str) -> str | None:
-    if source == "archive" and name not in ner_archive.NER_SETS:
-        return f"is not in BioBERT's NER archive (its sets: {', '.join(ner_archive.NER_SETS)})"
+def dataset_problem(config: dict, name: str) -> str | None:
+    source, data_dir = dataset_source(config, name), Path(config["ner"]["data_dir"])
     folder = data_dir / name
     if source == "archive" and folder.is_dir() and any(folder.iterdir()) and output_step(folder) != "fetch-ner":
         # Snakemake would delete the rule's .tsv outputs there before fetch_ner ran
@@ -169,8 +168,13 @@ def dataset_problem(source: str, data_dir: Path, name: str) -> str | None:
         return f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
     if source == "local":
         try:
-            ner_data.split_files(data_dir / name)
+            ner_data.split_files(folder)
         except InputError as error:
+            if config["ner"].get("archive_url"):
+                return (
+                    f"is not in BioBERT's NER archive (its sets: {', '.join(ner_archive.NER_SETS)}) nor a folder "
+                    f"of your own in {data_dir} ({error})"
+                )
             return f"has no data ({error})"
     return None
 
