@@ -113,6 +113,14 @@ def test_read_split_accepts_typed_tags_extra_blank_lines_and_no_final_newline(tm
     ]
 
 
+def test_conll_document_separators_are_not_sentences(tmp_path):
+    # CoNLL's "-DOCSTART-" line separates documents (BioBERT's reader, as transformers' old run_ner, skips it); read
+    # as a sentence, it was trained on and predicted as a one-token sentence
+    path = tmp_path / "x.tsv"
+    path.write_text("-DOCSTART-\tO\n\nAspirin\tB\n\n-DOCSTART-\tO\nbreast\tB\ncancer\tI\n", encoding="utf-8")
+    assert ner.read_split(path) == [(["Aspirin"], ["B"]), (["breast", "cancer"], ["B", "I"])]
+
+
 # --- load_dataset_dir ----------------------------------------------------------------------------------
 
 TRAIN = [(["Aspirin", "helps"], ["B", "O"]), (["breast", "cancer"], ["B", "I"])]

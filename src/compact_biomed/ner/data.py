@@ -21,6 +21,8 @@ Sentence = tuple[list[str], list[str]]
 
 # O, bare B/I (BioBERT's single-type sets) or typed IOB2 (B-Chemical, I-Chemical).
 VALID_TAG = re.compile(r"O|[BI](-\S+)?")
+# CoNLL's line between documents, a sentence boundary (as BioBERT's reader and transformers' old run_ner read it)
+DOCUMENT_SEPARATOR = "-DOCSTART-"
 DEV_SOURCES = ("train_dev", "devel")  # where the dev split is read from (see load_dataset_dir)
 
 
@@ -35,7 +37,7 @@ def read_split(path: str | os.PathLike) -> list[Sentence]:
     data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     for number, raw in enumerate(data.split(b"\n"), start=1):
         line = _decode_line(path, number, raw)
-        if not line:
+        if not line or line.split("\t")[0] == DOCUMENT_SEPARATOR:
             if tokens:
                 sentences.append((tokens, tags))
                 tokens, tags = [], []
