@@ -282,6 +282,17 @@ def test_a_missing_parsed_file_is_named_as_missing(tmp_path, capsys):
     assert not (tmp_path / "c.parquet").exists() and not (tmp_path / "s.json").exists()
 
 
+def test_a_model_without_model_type_is_one_line_saying_what_to_add(tmp_path, tiny_bert_dir, capsys):
+    old = tmp_path / "old"  # older models (TinyBERT's) name only their architecture
+    shutil.copytree(tiny_bert_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["model_type"]
+    (old / "config.json").write_text(json.dumps({**config, "architectures": ["BertForMaskedLM"]}))
+    assert main(finetune_args(old, tmp_path, tmp_path / "out")) == 1
+    assert 'add "model_type": "bert"' in one_error_line(capsys, "finetune-ner", old / "config.json")
+    assert not (tmp_path / "out").exists()
+
+
 def test_yaml_syntax_error_is_one_line_naming_file_and_line(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("threads: 2\nmodels:\n  a: [1, 2\nner: {}\n")

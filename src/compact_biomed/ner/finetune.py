@@ -18,6 +18,7 @@ predicted "O".
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -370,11 +371,18 @@ def resolve_hparams(hparams: dict | None) -> dict:
 
 def check_model_dir(model_dir) -> None:
     """One line naming a folder that holds no model to fine-tune, instead of transformers' loading errors."""
-    from ..pretrained import encoder_problem
+    from ..pretrained import CONFIG_FILE, encoder_problem, model_type_of
 
     problem = encoder_problem(Path(model_dir))
     if problem:
         raise InputError(model_dir, problem)
+    config_file = Path(model_dir) / CONFIG_FILE
+    config = json.loads(config_file.read_text())
+    if not config.get("model_type"):  # read from the architecture; the Auto classes need it written
+        raise InputError(
+            config_file,
+            f'has no model_type: add "model_type": "{model_type_of(config)}" (fetch-pretrained adds it to its copy)',
+        )
 
 
 def check_case(model_dir, tokenizer) -> None:
