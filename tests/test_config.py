@@ -92,8 +92,8 @@ def test_tokenizer_owners_and_table_rows():
 def ner_folder(root, name, splits):
     folder = root / name
     folder.mkdir(parents=True)
-    for split in splits:
-        (folder / f"{split}.tsv").write_text("Aspirin\tB\n\n")
+    for split in splits:  # train_dev.tsv: train.tsv's sentence, then a dev sentence
+        (folder / f"{split}.tsv").write_text("Aspirin\tB\n\n" + ("Metformin\tB\n\n" if split == "train_dev" else ""))
     return root
 
 
@@ -149,6 +149,21 @@ def test_a_local_dataset_needs_the_files_the_loader_reads(tmp_path):
         config["ner"]["datasets"] = [name]
         with pytest.raises(cfg.ConfigError, match=f"'ner.datasets': '{name}' has no data .*{missing}: missing"):
             cfg.check(config, SCHEMA)
+
+
+def test_a_local_dataset_with_bad_lines_stops_before_any_job(tmp_path):
+    # the content, not only the files: else the first fine-tuning job failed on it, after any pre-training
+    config = load("config.yaml")
+    config["demo"]["enabled"] = False
+    config["ner"]["data_dir"] = str(ner_folder(tmp_path, "mine", ["train", "test", "devel"]))
+    config["ner"]["datasets"] = ["mine"]
+    (tmp_path / "mine" / "test.tsv").write_bytes(b"Aspirin\tB\r\n\r\n")
+    with pytest.raises(
+        cfg.ConfigError,
+        match=r"^invalid config value at 'ner.datasets': 'mine' has bad data \(.*mine/test.tsv: line 1: CRLF",
+    ):
+        cfg.check(config, SCHEMA)
+    cfg.check(config, SCHEMA, slow_checks=False)  # a job's re-check reads no data
 
 
 def test_a_misspelt_architecture_key_is_named_in_one_line():

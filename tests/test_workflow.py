@@ -360,8 +360,8 @@ def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):
     # The loader reads train_dev.tsv (else devel.tsv); the workflow asks for no more than that.
     data = tmp_path / "ner" / "mine"
     data.mkdir(parents=True)
-    for split in ("train", "test", "train_dev"):
-        (data / f"{split}.tsv").write_text("Aspirin\tB\n\n")
+    for split in ("train", "test", "train_dev"):  # train_dev.tsv: train.tsv, then the dev sentences
+        (data / f"{split}.tsv").write_text("Aspirin\tB\n\n" + ("Metformin\tB\n\n" if split == "train_dev" else ""))
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["ner"].update(data_dir=str(tmp_path / "ner"), datasets=["mine"])
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(config))

@@ -28,18 +28,20 @@ def dotted(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
-def check(config: dict, schema_path: str | Path = SCHEMA, model_checks: bool = True) -> None:
+def check(config: dict, schema_path: str | Path = SCHEMA, slow_checks: bool = True) -> None:
     """Validate `config` against the JSON schema and fill in the schema's defaults (in place, once, for the
     workflow and the CLI alike); raise ConfigError naming the first offending key.
 
-    `model_checks=False` skips the checks that import transformers and torch (about 2 s): architecture keys and
-    pretrained rows' local folders. Snakemake's job processes re-read a config that the main process checked."""
+    `slow_checks=False` skips the checks that import transformers and torch (about 2 s) or read data: architecture
+    keys, pretrained rows' local folders, local NER sets' lines. Snakemake's job processes re-read a config that
+    the main process checked."""
     schema = load_schema(schema_path)
     raise_first(filling_validator(schema).iter_errors(config), where=[])
     check_consistency(config)
-    if model_checks:
+    if slow_checks:
         check_architectures(config)
         check_pretrained_folders(config)
+        check_local_datasets(config)
 
 
 def check_part(value: dict, key: str, schema_path: str | Path = SCHEMA) -> None:
@@ -177,6 +179,17 @@ def dataset_problem(config: dict, name: str) -> str | None:
                 )
             return f"has no data ({error})"
     return None
+
+
+def check_local_datasets(config: dict) -> None:
+    """A local NER set's lines are read as fine-tuning reads them: a bad line stops the run before any job (the
+    first fine-tuning job found it, after any pre-training). Fetched and generated sets do not exist yet."""
+    for name in config["ner"]["datasets"]:
+        if dataset_source(config, name) == "local":
+            try:
+                ner_data.load_dataset_dir(Path(config["ner"]["data_dir"]) / name)
+            except InputError as error:
+                raise ConfigError(f"invalid config value at 'ner.datasets': '{name}' has bad data ({error})") from None
 
 
 def check_architectures(config: dict) -> None:
