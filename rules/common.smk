@@ -13,6 +13,7 @@ sys.path.insert(0, str(SRC))
 os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for environment.yml
 
 from compact_biomed import config as cfg
+from compact_biomed import gpus
 from compact_biomed.io import foreign_files
 from compact_biomed.ner import data as ner_data
 from compact_biomed.smk import RUN_ID, prepend_pythonpath
@@ -56,6 +57,10 @@ GPU_PER_JOB = 1 if shutil.which("nvidia-smi") else 0
 # `gpu_slots` (profiles/default: 8, or `--resources gpu=1 gpu_slots=K`); pre-training and model_stats take all.
 # On SLURM the same sharing comes from group jobs (profiles/slurm: groups, group-components).
 GPU_SLOTS = getattr(workflow.global_resources.get("gpu_slots"), "value", None) or 1
+# A workstation with several GPUs (`--resources gpu=N gpu_slots=S`): each GPU job claims its own (compact_biomed.gpus);
+# a whole-GPU job holds one GPU's share of the slots.
+GPUS = getattr(workflow.global_resources.get("gpu"), "value", None) or 1
+SLOTS_PER_GPU = max(GPU_SLOTS // GPUS, 1)
 
 
 onstart:
@@ -67,6 +72,10 @@ onstart:
             "a GPU and no `gpu_slots` limit: NER fine-tunings would crowd the GPU without cap; "
             "pass --resources gpu=1 gpu_slots=8 (a --resources replaces the profile's list; see README)"
         )
+    if GPU_PER_JOB and workflow.local_exec and GPUS > 1:
+        if GPU_SLOTS < GPUS:
+            raise WorkflowError(f"--resources gpu={GPUS} gpu_slots={GPU_SLOTS}: give each GPU its slots (8 each)")
+        os.environ[gpus.ENV] = f"{GPUS} {SLOTS_PER_GPU}"  # read by every job (compact_biomed.gpus)
 
 
 def one_of(names):

@@ -20,7 +20,7 @@ rule pretrain:
     resources:
         gpu=GPU_PER_JOB,
         runtime=lambda wc, attempt: pretrain_runtime_minutes(config, wc.student, attempt),
-        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
+        gpu_slots=GPU_PER_JOB * SLOTS_PER_GPU,  # the GPU alone: no NER job beside it
     params:
         # The job reads its settings from the config (compact_biomed.pretrain.Settings); these copies make
         # Snakemake rerun it when they change (it compares params, not the config). Not the speed settings.

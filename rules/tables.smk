@@ -61,7 +61,7 @@ rule model_stats:
     threads: config["threads"]
     resources:
         gpu=GPU_PER_JOB,
-        gpu_slots=GPU_PER_JOB * GPU_SLOTS,  # the GPU alone: no NER job beside it
+        gpu_slots=GPU_PER_JOB * SLOTS_PER_GPU,  # the GPU alone: no NER job beside it
     params:
         datasets=DATASETS,
         batch_size=config["model_stats"]["batch_size"],

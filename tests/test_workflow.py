@@ -135,9 +135,10 @@ def with_a_gpu(tmp_path) -> dict:
 
 def test_on_a_gpu_workstation_ner_jobs_share_the_gpu_and_training_takes_it_alone(tmp_path):
     """With a GPU (nvidia-smi on the PATH), a fine-tuning takes one of the profile's 8 gpu_slots and no whole GPU;
-    pre-training and model_stats take the GPU and every slot, also when the user sets another number of slots."""
+    pre-training and model_stats take the GPU and every slot, also when the user sets another number of slots; with
+    several GPUs, one GPU's share of the slots."""
     env = with_a_gpu(tmp_path)
-    for extra, slots in (([], 8), (["--resources", "gpu_slots=2"], 2)):
+    for extra, slots in (([], 8), (["--resources", "gpu_slots=2"], 2), (["--resources", "gpu=2", "gpu_slots=16"], 8)):
         result = snakemake("-n", "--cores", "8", *extra, extra_env=env)
         assert result.returncode == 0, result.stderr[-3000:]
         resources = job_resources(result.stdout)
@@ -158,6 +159,22 @@ def test_on_a_gpu_workstation_the_profiles_gpu_slots_of_ner_jobs_run_at_once_on_
         result = snakemake("-n", "--configfile", "config/paper.yaml", "--cores", "8", extra_env=env, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert set(job_threads(result.stdout)["finetune_ner"]) == {threads}
+
+
+def test_on_a_workstation_with_several_gpus_each_job_sees_the_gpu_it_claimed(tmp_path):
+    """Snakemake gives a local job no device of its own: each claims one (compact_biomed.gpus) among the GPUs the
+    user listed, and its log's first line shows it. Two fine-tunings share the fullest GPU with room."""
+    env = {**with_a_gpu(tmp_path), "CUDA_VISIBLE_DEVICES": "3,5", "TMPDIR": str(tmp_path)}  # TMPDIR: its own locks
+    workdir = copy_workflow(tmp_path / "workdir")
+    targets = [f"results/ner/BioBERT/demo-disease/seed{seed}/metrics.json" for seed in (1, 2)]
+    result = snakemake(*targets, "--cores", "2", "--resources", "gpu=2", "gpu_slots=4", cwd=workdir, extra_env=env)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    for seed in (1, 2):
+        first = (workdir / f"logs/finetune_ner/BioBERT/demo-disease/seed{seed}.log").read_text().splitlines()[0]
+        assert first.endswith("CUDA_VISIBLE_DEVICES=3"), first
+    again = ["resources/demo/ner/demo-disease/train.tsv", "--force", "--cores", "1"]
+    result = snakemake(*again, "--resources", "gpu=2", "gpu_slots=1", cwd=workdir, extra_env=env)
+    assert result.returncode != 0 and "give each GPU its slots" in result.stdout + result.stderr
 
 
 def test_on_a_gpu_workstation_resources_without_gpu_slots_are_refused_in_one_line(tmp_path):

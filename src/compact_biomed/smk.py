@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from . import gpus
 from .config import ConfigError
 from .io import InputError
 from .pretrain import Diverged, WorkerError
@@ -44,6 +45,8 @@ def run(snakemake, *steps: Callable[[object], object]) -> None:
     if log:
         redirect_output(log)
     limit_threads(snakemake.threads)
+    resources = getattr(snakemake, "resources", {})
+    gpus.claim_for_job(int(resources.get("gpu", 0)), int(resources.get("gpu_slots", 0)))  # before CUDA starts
     print(job_environment(snakemake), flush=True)
     try:
         step(snakemake)
