@@ -1,5 +1,6 @@
 """NER: file validation, dev split, sub-token alignment, both scorings, windows, and fine-tuning end to end."""
 
+import json
 import random
 import shutil
 import time
@@ -224,6 +225,13 @@ def test_a_byte_level_bpe_encoder_gets_the_pieces_of_running_text(tmp_path, toy_
     running = plain.tokenize(" " + " ".join(words))  # the words inside a sentence
     assert pieces(ner.load_tokenizer(model_dir)) == running
     assert pieces(plain) != running
+    # The generic class (ModernBERT's, a folder naming PreTrainedTokenizerFast) only stores add_prefix_space
+    generic = tmp_path / "generic"
+    shutil.copytree(model_dir, generic)
+    config = json.loads((generic / "tokenizer_config.json").read_text())
+    (generic / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "PreTrainedTokenizerFast"}))
+    tokenizer = ner.load_tokenizer(generic)
+    assert type(tokenizer).__name__ == "TokenizersBackend" and pieces(tokenizer) == running
 
     metrics = ner.finetune(model_dir, toy_data_dir, tmp_path / "run", seed=1, hparams={**QUICK, "epochs": 1})
     assert 0 <= metrics["test"]["word"]["f1"] <= 1

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tokenizers import pre_tokenizers
 from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -397,9 +398,20 @@ def check_case(model_dir, tokenizer) -> None:
 
 def load_tokenizer(model_dir):
     """The model's tokenizer, reading each pre-split word as a word inside running text: byte-level BPE
-    (RoBERTa, GPT-2) and SentencePiece tokenizers need `add_prefix_space` for that (transformers' own docs and
-    run_ner.py); WordPiece ignores it."""
-    return AutoTokenizer.from_pretrained(model_dir, add_prefix_space=True)
+    (RoBERTa, GPT-2, ModernBERT) needs `add_prefix_space` for that (transformers' own docs and run_ner.py);
+    WordPiece and SentencePiece read every pre-split word as one anyway."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, add_prefix_space=True)
+    # The flag reaches only the classes that build their pre-tokenizer from it (RoBERTa's, GPT-2's), not the generic
+    # one of ModernBERT and of folders naming PreTrainedTokenizerFast: set it on the byte-level step itself.
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = backend.pre_tokenizer if backend else None
+    steps = list(pre) if isinstance(pre, pre_tokenizers.Sequence) else [pre]
+    byte_level = [step for step in steps if isinstance(step, pre_tokenizers.ByteLevel) and not step.add_prefix_space]
+    for step in byte_level:
+        step.add_prefix_space = True
+    if byte_level:
+        backend.pre_tokenizer = pre
+    return tokenizer
 
 
 def load_token_classifier(model_dir, id2label: dict):
