@@ -62,10 +62,18 @@ def test_a_number_read_as_text_is_named_with_the_way_to_write_it():
         "invalid config value at 'ner.hparams.learning_rate': '3e-3' is not of type 'number' "
         "(YAML reads 3e-3 as text: write 3.0e-3)"
     )
-    config = load("config.yaml")
-    config["ner"]["seeds"] = ["1"]  # snakemake --config 'ner={seeds: [1]}'
-    with pytest.raises(cfg.ConfigError, match=r"'ner.seeds.0': '1' is not of type 'integer' \(a number given as text"):
-        cfg.check(config, SCHEMA)
+    for key, text, hint in [
+        ("learning_rate", "1.0e5", "write 1.0e+5"),  # a dot, but no sign: text still
+        ("epochs", "1e1", "write it as a number: 10"),
+        ("learning_rate", "'0.1'", "a number given as text: quoted in YAML"),
+    ]:
+        config = load("config.yaml")
+        config["ner"]["hparams"] = yaml.safe_load(f"{{{key}: {text}}}")
+        with pytest.raises(cfg.ConfigError, match=re.escape(hint)):
+            cfg.check(config, SCHEMA)
+        fixed = hint.removeprefix("write it as a number: ").removeprefix("write ")
+        if fixed != hint:  # the advice is a number to YAML
+            assert not isinstance(yaml.safe_load(fixed), str)
 
 
 def test_pubmed_range_expands_to_numbered_files():

@@ -82,21 +82,26 @@ def raise_first(errors, where: list[str]) -> None:
 
 
 def number_hint(error) -> str:
-    """How to write a number that arrived as text: PyYAML reads 3e-3 (no dot, YAML 1.1) as a string, and
-    `snakemake --config` passes a nested value such as `ner={seeds: [1]}` as one."""
+    """How to write a number that arrived as text: PyYAML (YAML 1.1) reads 3e-3 and 1.0e5 as strings (a float
+    needs a dot and a signed exponent), and a quoted value or a nested `snakemake --config` value is one too."""
     value, expected = error.instance, error.validator_value
     if error.validator != "type" or not isinstance(value, str):
         return ""
-    if not {"number", "integer"} & ({expected} if isinstance(expected, str) else set(expected)):
-        return ""
-    if re.fullmatch(r"[+-]?\d+[eE][+-]?\d+", value):
-        mantissa, exponent = re.split("[eE]", value)
-        return f" (YAML reads {value} as text: write {mantissa}.0e{exponent})"
+    expected = {expected} if isinstance(expected, str) else set(expected)
     try:
-        float(value)
+        number = float(value)
     except ValueError:
         return ""
-    return " (a number given as text, as snakemake --config passes nested values: set it in a --configfile)"
+    if "integer" in expected and number.is_integer():
+        return f" (write it as a number: {int(number)})"
+    if "number" not in expected:
+        return ""
+    if "e" in value.lower():
+        mantissa, exponent = re.split("[eE]", value)
+        mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
+        exponent = exponent if exponent[:1] in "+-" else f"+{exponent}"
+        return f" (YAML reads {value} as text: write {mantissa}e{exponent})"
+    return " (a number given as text: quoted in YAML, or a nested snakemake --config value)"
 
 
 def filling_validator(schema: dict) -> jsonschema.Validator:
