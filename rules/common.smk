@@ -23,7 +23,8 @@ os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: s
 prepend_pythonpath(SRC)
 
 try:  # also fills in the schema's defaults, as for the CLI
-    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", slow_checks=workflow.is_main_process)
+    main = workflow.is_main_process
+    cfg.check(config, Path(workflow.basedir) / "config/schema.yaml", slow_checks=main, data_checks=main)
 except cfg.ConfigError as error:
     raise WorkflowError(str(error)) from None
 

@@ -386,6 +386,9 @@ def test_a_local_dataset_without_devel_tsv_is_fine_tuned(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert job_counts(result.stdout)["finetune_ner"] == 7 * 5
     assert "devel.tsv" not in result.stdout
+    (data / "test.tsv").write_text("Aspirin\tX\n\n")  # a bad line stops the run before any job
+    result = snakemake("-n", "--configfile", str(tmp_path / "local.yaml"))
+    assert result.returncode != 0 and "'mine' has bad data" in result.stdout + result.stderr
 
 
 @pytest.mark.slow

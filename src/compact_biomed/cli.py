@@ -21,7 +21,7 @@ from .smk import CLEAN_ERRORS
 DEMO_CONFIG = cfg.SCHEMA.parent / "config.yaml"
 
 
-def load_config(path: str) -> dict:
+def load_config(path: str, data_checks: bool = False) -> dict:
     existing(path)
     try:
         config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -29,7 +29,7 @@ def load_config(path: str) -> dict:
         raise InputError(path, yaml_problem(error)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(path, f"not valid YAML ({' '.join(str(error).split())})") from None
-    cfg.check(config)
+    cfg.check(config, data_checks=data_checks)
     return config
 
 
@@ -76,7 +76,7 @@ def check_new_files(args, *paths) -> None:
 
 
 def cmd_check_config(args):
-    load_config(args.config)
+    load_config(args.config, data_checks=True)
     print(f"{args.config}: valid")
 
 
