@@ -171,7 +171,8 @@ def dataset_problem(config: dict, name: str) -> str | None:
         # Snakemake would delete the rule's .tsv outputs there before fetch_ner ran
         return (
             f"would be extracted from ner.archive_url into {folder}, but {folder} holds files fetch_ner did not "
-            f"write: set ner.archive_url to null to use them, or choose another ner.data_dir"
+            f"write: set ner.archive_url to null to use the folders as they are, rename it to use it beside the "
+            f"archive's sets, or choose another ner.data_dir"
         )
     if source == "demo" and name not in demo.NER_SETS:
         return f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
