@@ -331,6 +331,18 @@ def test_a_folder_with_its_own_ner_head_gets_a_new_head_and_keeps_its_encoder(tm
             assert torch.equal(value, saved[key]), key
 
 
+def test_encoder_weights_of_other_shapes_than_the_config_are_refused(tmp_path, tiny_bert_dir):
+    # ignore_mismatched_sizes, there for a saved head, would draw them anew: an encoder fine-tuned from random weights
+    folder = tmp_path / "edited"
+    shutil.copytree(tiny_bert_dir, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] + 5}))
+    with pytest.raises(
+        InputError, match=r"edited: weights whose shapes differ from its config.json's, e.g. \[.*word_emb"
+    ):
+        ner.load_token_classifier(folder, {0: "O"})
+
+
 def test_the_window_fits_the_positions_of_bert_and_of_roberta_like_models(tmp_path, tiny_bert_dir):
     # RoBERTa's position ids start after its padding id: its 130 position embeddings hold 128 tokens, BERT's 128 too
     roberta_dir = make_tiny_roberta(tmp_path / "roberta")

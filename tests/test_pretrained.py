@@ -111,7 +111,7 @@ def bare_vocabulary(folder, bert_dir):
 
 def test_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused_with_advice_that_works(tmp_path, bert_dir):
     folder = bare_vocabulary(tmp_path / "bare", bert_dir)
-    advice = 'add a tokenizer_config.json holding {"do_lower_case": false} to the folder'
+    advice = 'set "do_lower_case": false in the folder\'s tokenizer_config.json (create it if absent)'
     with pytest.raises(
         InputError, match=rf"^models.X.pretrained: {folder}: .*lower-cases text .*; {re.escape(advice)}$"
     ):

@@ -242,7 +242,7 @@ def add_model_type(folder: Path) -> str | None:
 
 # How to give a model whose tokenizer lower-cases a cased vocabulary its cased tokenizer (case_problem).
 HUB_CASE_ADVICE = "set tokenizer_hub_id to the cased tokenizer it was trained with (e.g. google-bert/bert-base-cased)"
-FOLDER_CASE_ADVICE = 'add a tokenizer_config.json holding {"do_lower_case": false} to the folder'
+FOLDER_CASE_ADVICE = 'set "do_lower_case": false in the folder\'s tokenizer_config.json (create it if absent)'
 
 
 def load_problem(folder: Path, case_advice: str) -> str | None:

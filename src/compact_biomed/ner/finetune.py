@@ -449,8 +449,9 @@ def load_token_classifier(model_dir, id2label: dict):
 
 
 def draw_new_head(model) -> None:
-    """Draw the head again, as transformers draws a missing one (normal with the config's initializer_range, zero
-    bias): a head loaded from the folder would start fine-tuning from another task's labels, not from the seed."""
+    """Draw the head again, from the seed (normal with the config's initializer_range, zero bias: how transformers
+    draws a missing head for BERT-like models): a head loaded from the folder would start fine-tuning from another
+    task's labels."""
     std = getattr(model.config, "initializer_range", 0.02)
     with torch.no_grad():
         torch.nn.init.normal_(model.classifier.weight, std=std)
