@@ -314,7 +314,7 @@ def test_a_folder_with_its_own_ner_head_gets_a_new_head_and_keeps_its_encoder(tm
 
     folder = tmp_path / "ner-model"
     trained = AutoModelForTokenClassification.from_pretrained(tiny_bert_dir, num_labels=saved_labels)
-    torch.nn.init.ones_(trained.classifier.bias)  # as no head is drawn
+    torch.nn.init.ones_(trained.classifier.bias)  # a bias no newly drawn head has (zeros)
     trained.save_pretrained(folder)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
         if (tiny_bert_dir / name).exists():
