@@ -61,7 +61,7 @@ GPU_SLOTS = getattr(workflow.global_resources.get("gpu_slots"), "value", None) o
 # A workstation with several GPUs (`--resources gpu=N gpu_slots=S`): each GPU job claims its own (compact_biomed.gpus);
 # a whole-GPU job holds one GPU's share of the slots.
 GPUS = getattr(workflow.global_resources.get("gpu"), "value", None) or 1
-SLOTS_PER_GPU = max(GPU_SLOTS // GPUS, 1)
+SLOTS_PER_GPU = max(GPU_SLOTS // GPUS, 1)  # whole: onstart refuses slots that do not divide among the GPUs
 
 
 onstart:
@@ -73,10 +73,11 @@ onstart:
             "a GPU and no `gpu_slots` limit: NER fine-tunings would crowd the GPU without cap; "
             "pass --resources gpu=1 gpu_slots=8 (a --resources replaces the profile's list; see README)"
         )
-    if GPU_PER_JOB and workflow.local_exec and GPUS > 1:
-        if GPU_SLOTS < GPUS:
-            raise WorkflowError(f"--resources gpu={GPUS} gpu_slots={GPU_SLOTS}: give each GPU its slots (8 each)")
-        os.environ[gpus.ENV] = f"{GPUS} {SLOTS_PER_GPU}"  # read by every job (compact_biomed.gpus)
+    if GPU_PER_JOB and workflow.local_exec and not workflow.touch and GPUS > 1:
+        problem = gpus.settings_problem(GPUS, GPU_SLOTS)
+        if problem:
+            raise WorkflowError(problem)
+        os.environ[gpus.ENV] = f"{GPUS} {SLOTS_PER_GPU} {gpus.lock_dir()}"  # read by every job (compact_biomed.gpus)
 
 
 def one_of(names):

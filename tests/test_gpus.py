@@ -8,6 +8,7 @@ import time
 import pytest
 
 from compact_biomed import gpus
+from compact_biomed.config import ConfigError
 
 JOB = """
 import sys, time
@@ -41,17 +42,17 @@ def end(*jobs) -> None:
         process.wait(timeout=30)
 
 
-def test_fine_tunings_fill_one_gpu_and_leave_the_other_whole_for_pre_training(tmp_path):
+def test_fine_tunings_spread_over_the_gpus_until_a_whole_gpu_job_waits(tmp_path):
     first, second = start(tmp_path, "ner1", 0, 1), start(tmp_path, "ner2", 0, 1)
-    assert claimed(first[1]) == "0" and claimed(second[1]) == "0"  # the fullest GPU with room, not one each
-    pretrain = start(tmp_path, "pretrain", 1, 0)
-    assert claimed(pretrain[1]) == "1"
-    waiting = start(tmp_path, "stats", 1, 0)  # a whole GPU: none is free while the fine-tunings hold slots of 0
+    assert claimed(first[1]) == "0" and claimed(second[1]) == "1"  # the emptiest GPU: both at work
+    pretrain = start(tmp_path, "pretrain", 1, 0)  # a whole GPU: none is free while fine-tunings hold slots of both
     time.sleep(1)
-    assert not waiting[1].exists() or not waiting[1].read_text()
-    end(first, second)  # their locks go with their processes
-    assert claimed(waiting[1]) == "0"
-    end(pretrain, waiting)
+    assert not pretrain[1].exists() or not pretrain[1].read_text()
+    third = start(tmp_path, "ner3", 0, 1)
+    assert claimed(third[1]) == "0"  # while it waits, the fullest GPU with room: GPU 1 can come free
+    end(second)  # its lock goes with its process
+    assert claimed(pretrain[1]) == "1"
+    end(first, third, pretrain)
 
 
 def test_a_killed_job_frees_its_gpu(tmp_path):
@@ -65,11 +66,10 @@ def test_a_killed_job_frees_its_gpu(tmp_path):
 
 
 def test_a_job_sees_only_its_claim_among_the_devices_the_user_listed(tmp_path, monkeypatch):
-    monkeypatch.setattr(gpus, "lock_dir", lambda: tmp_path / "locks")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     assert gpus.claim_for_job(gpu=1, gpu_slots=4) is None  # no ENV: one GPU, or a cluster job; nothing changes
-    assert gpus.claim_for_job(gpu=0, gpu_slots=0) is None
-    monkeypatch.setenv(gpus.ENV, "2 4")
+    monkeypatch.setenv(gpus.ENV, f"2 4 {tmp_path / 'locks'}")
+    assert gpus.claim_for_job(gpu=0, gpu_slots=0) is None  # not a GPU job
     try:
         assert gpus.claim_for_job(gpu=1, gpu_slots=4) == "5"
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")  # the next job's environment, as the run gave it
@@ -79,9 +79,27 @@ def test_a_job_sees_only_its_claim_among_the_devices_the_user_listed(tmp_path, m
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5,7")
     assert gpus.claim_for_job(gpu=1, gpu_slots=4) == "5"
     gpus.release()
+    with pytest.raises(ConfigError, match="a job holding gpu=2 needs gpu_slots=8"):  # it would lock 8, counted 4
+        gpus.claim_for_job(gpu=2, gpu_slots=4)
 
 
-@pytest.mark.parametrize("listed, count, expected", [("", 3, ["0", "1", "2"]), ("3, 1,2", 2, ["3", "1"])])
+def test_resources_the_machine_cannot_give_are_named(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert gpus.settings_problem(2, 16) == (
+        "--resources gpu=2: this machine shows 1 GPU(s) (nvidia-smi -L, or CUDA_VISIBLE_DEVICES)"
+    )
+    assert "give every GPU as many slots (8 each: gpu_slots=16)" in gpus.settings_problem(2, 15)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,4")
+    assert gpus.settings_problem(2, 16) is None
+
+
+@pytest.mark.parametrize(
+    "listed, count, expected",
+    [(None, 3, ["0", "1", "2"]), ("3, 1,2", 2, ["3", "1"]), ("", 2, []), ("0,-1,1", 3, ["0"])],
+)
 def test_devices_are_the_listed_ones_or_the_first(monkeypatch, listed, count, expected):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", listed)
-    assert gpus.devices(count) == expected
+    if listed is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", listed)
+    assert gpus.devices(count) == expected  # CUDA sees none where the variable is empty, and stops at a -1

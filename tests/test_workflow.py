@@ -164,7 +164,7 @@ def test_on_a_gpu_workstation_the_profiles_gpu_slots_of_ner_jobs_run_at_once_on_
 
 def test_on_a_workstation_with_several_gpus_each_job_sees_the_gpu_it_claimed(tmp_path):
     """Snakemake gives a local job no device of its own: each claims one (compact_biomed.gpus) among the GPUs the
-    user listed, and its log's first line shows it. Two fine-tunings share the fullest GPU with room."""
+    user listed, and its log's first line shows it."""
     env = {**with_a_gpu(tmp_path), "CUDA_VISIBLE_DEVICES": "3,5", "TMPDIR": str(tmp_path)}  # TMPDIR: its own locks
     workdir = copy_workflow(tmp_path / "workdir")
     targets = [f"results/ner/BioBERT/demo-disease/seed{seed}/metrics.json" for seed in (1, 2)]
@@ -172,10 +172,10 @@ def test_on_a_workstation_with_several_gpus_each_job_sees_the_gpu_it_claimed(tmp
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
     for seed in (1, 2):
         first = (workdir / f"logs/finetune_ner/BioBERT/demo-disease/seed{seed}.log").read_text().splitlines()[0]
-        assert first.endswith("CUDA_VISIBLE_DEVICES=3"), first
+        assert re.search(r"CUDA_VISIBLE_DEVICES=[35]$", first), first  # one of the two, not "3,5"
     again = ["resources/demo/ner/demo-disease/train.tsv", "--force", "--cores", "1"]
     result = snakemake(*again, "--resources", "gpu=2", "gpu_slots=1", cwd=workdir, extra_env=env)
-    assert result.returncode != 0 and "give each GPU its slots" in result.stdout + result.stderr
+    assert result.returncode != 0 and "give every GPU as many slots" in result.stdout + result.stderr
 
 
 def test_on_a_gpu_workstation_resources_without_gpu_slots_are_refused_in_one_line(tmp_path):

@@ -3,32 +3,62 @@
 Snakemake counts a local job's `gpu` and `gpu_slots` against the run's `--resources` but gives it no device, so
 every job would see all GPUs and use the first. With `--resources gpu=N gpu_slots=S` (N > 1), each GPU job claims
 its devices here before CUDA starts and sees only those (CUDA_VISIBLE_DEVICES): a job holding `gpu` GPUs takes
-all S/N slots of that many GPUs, a NER fine-tuning one slot of the fullest GPU with room, so that whole GPUs come
-free for pre-training. A claim is a lock on a file, held by the job's process: it goes when the job ends or dies.
+all S/N slots of that many GPUs, a NER fine-tuning one slot of one GPU. Fine-tunings spread over the GPUs, onto the
+emptiest; while a whole-GPU job waits, onto the fullest with room, so that a GPU comes free for it. A claim is a
+lock on a file, held by the job's process (and children it forks): it goes when they end or die.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
+import shutil
+import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-ENV = "COMPACT_BIOMED_GPUS"  # "<GPUs> <slots per GPU>", set by the Snakefile for a local run on several GPUs
+from .config import ConfigError
+
+ENV = "COMPACT_BIOMED_GPUS"  # "<GPUs> <slots per GPU> <lock folder>", set by the Snakefile for several GPUs
 _held: list[int] = []  # the claim's lock files, open until the process ends
 
 
 def lock_dir() -> Path:
-    """Shared by every run of this user on this machine, so that two runs do not take the same slots."""
+    """Chosen once by the run (a job's TMPDIR may differ) and shared by this user's runs on this machine."""
     return Path(tempfile.gettempdir()) / f"compact-biomed-gpus-{os.getuid()}"
 
 
 def devices(count: int) -> list[str]:
-    """The first `count` devices this run may use: those CUDA_VISIBLE_DEVICES lists, else 0 .. count-1."""
-    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return listed[:count] if listed else [str(i) for i in range(count)]
+    """The first `count` devices this run may use: those CUDA_VISIBLE_DEVICES lists where it is set, else
+    0 .. count-1."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        listed = [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()]
+        return list(itertools.takewhile(lambda d: not d.startswith("-"), listed))[:count]  # CUDA stops at a -1
+    return [str(i) for i in range(count)]
+
+
+def present() -> int | None:
+    """How many GPUs this machine shows the run: those CUDA_VISIBLE_DEVICES lists, else `nvidia-smi -L`'s; None
+    where it cannot tell."""
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return len(devices(1 << 16))
+    if not shutil.which("nvidia-smi"):
+        return None
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False)
+    return sum(line.startswith("GPU ") for line in listed.stdout.splitlines()) if listed.returncode == 0 else None
+
+
+def settings_problem(gpus: int, slots: int) -> str | None:
+    """Why `--resources gpu=<gpus> gpu_slots=<slots>` cannot be claimed on this machine, or None."""
+    if slots % gpus:
+        return f"--resources gpu={gpus} gpu_slots={slots}: give every GPU as many slots (8 each: gpu_slots={8 * gpus})"
+    shown = present()
+    if shown is not None and shown < gpus:
+        return f"--resources gpu={gpus}: this machine shows {shown} GPU(s) (nvidia-smi -L, or CUDA_VISIBLE_DEVICES)"
+    return None
 
 
 def claim_for_job(gpu: int, gpu_slots: int, poll_seconds: float = 2.0) -> str | None:
@@ -36,26 +66,34 @@ def claim_for_job(gpu: int, gpu_slots: int, poll_seconds: float = 2.0) -> str | 
     CUDA_VISIBLE_DEVICES value set, or None where there is nothing to choose (one GPU, a cluster job)."""
     if ENV not in os.environ or not (gpu or gpu_slots):
         return None
-    count, slots = (int(value) for value in os.environ[ENV].split())
-    chosen = claim(devices(count), slots, gpu, gpu_slots if not gpu else 0, lock_dir(), poll_seconds)
+    count, slots, folder = os.environ[ENV].split(" ", 2)
+    count, slots = int(count), int(slots)
+    if gpu and gpu_slots != gpu * slots:  # Snakemake would count other slots than the job locks
+        raise ConfigError(f"a job holding gpu={gpu} needs gpu_slots={gpu * slots} (--set-resources <rule>:gpu_slots=)")
+    chosen = claim(devices(count), slots, gpu, gpu_slots if not gpu else 0, Path(folder), poll_seconds)
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(chosen)
     return os.environ["CUDA_VISIBLE_DEVICES"]
 
 
 def claim(gpus: list[str], slots: int, whole: int, shared: int, folder: Path, poll_seconds: float = 2.0) -> list[str]:
     """Wait until this process holds `whole` GPUs (every slot of each) or `shared` slots of one GPU; the devices.
-    Snakemake keeps the run's jobs within its totals, so a wait lasts only until a fragment frees (minutes)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    waited = False
-    while True:
-        with one_claimer(folder):  # a look at the free slots and the locking of some, one job at a time
-            chosen = try_whole(gpus, slots, whole, folder) if whole else try_shared(gpus, slots, shared, folder)
-        if chosen:
-            return chosen
-        if not waited:
-            print(f"waiting for {f'{whole} whole GPU(s)' if whole else f'{shared} slot(s) of a GPU'}", flush=True)
-            waited = True
-        time.sleep(poll_seconds)
+    Within Snakemake's totals a whole-GPU job waits at most until the fine-tunings on one GPU end."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    wanted = None
+    try:
+        while True:
+            with one_claimer(folder):  # a look at the free slots and the locking of some, one job at a time
+                chosen = try_whole(gpus, slots, whole, folder) if whole else try_shared(gpus, slots, shared, folder)
+            if chosen:
+                return chosen
+            if whole and wanted is None:  # fine-tunings now fill the fullest GPUs, leaving one to come free
+                wanted = os.open(folder / "whole-wanted.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(wanted, fcntl.LOCK_SH)
+                print(f"waiting for {whole} whole GPU(s)", flush=True)
+            time.sleep(poll_seconds)
+    finally:
+        if wanted is not None:
+            os.close(wanted)
 
 
 @contextlib.contextmanager
@@ -85,7 +123,9 @@ def try_whole(gpus: list[str], slots: int, count: int, folder: Path) -> list[str
 
 def try_shared(gpus: list[str], slots: int, count: int, folder: Path) -> list[str] | None:
     free = {device: [k for k in range(slots) if slot_free(folder, device, k)] for device in gpus}
-    for device in sorted((d for d in gpus if len(free[d]) >= count), key=lambda d: len(free[d])):  # fullest first
+    fullest_first = whole_wanted(folder)
+    roomy = [d for d in gpus if len(free[d]) >= count]
+    for device in sorted(roomy, key=lambda d: len(free[d]) if fullest_first else -len(free[d])):
         handles = lock_slots(folder, device, free[device][:count])
         if handles:
             _held.extend(handles)
@@ -93,8 +133,16 @@ def try_shared(gpus: list[str], slots: int, count: int, folder: Path) -> list[st
     return None
 
 
+def whole_wanted(folder: Path) -> bool:
+    """Whether a whole-GPU job is waiting (it holds the file shared while it waits)."""
+    handle = try_lock(folder / "whole-wanted.lock")
+    if handle is not None:
+        os.close(handle)
+    return handle is None
+
+
 def slot_file(folder: Path, device: str, slot: int) -> Path:
-    return folder / f"gpu{device}-slot{slot}.lock"
+    return folder / f"gpu{device.replace('/', '_')}-slot{slot}.lock"  # a MIG device's name holds slashes
 
 
 def lock_slots(folder: Path, device: str, slots) -> list[int] | None:

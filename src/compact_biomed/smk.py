@@ -45,10 +45,10 @@ def run(snakemake, *steps: Callable[[object], object]) -> None:
     if log:
         redirect_output(log)
     limit_threads(snakemake.threads)
-    resources = getattr(snakemake, "resources", {})
-    gpus.claim_for_job(int(resources.get("gpu", 0)), int(resources.get("gpu_slots", 0)))  # before CUDA starts
-    print(job_environment(snakemake), flush=True)
     try:
+        resources = getattr(snakemake, "resources", {})
+        gpus.claim_for_job(int(resources.get("gpu", 0)), int(resources.get("gpu_slots", 0)))  # before CUDA starts
+        print(job_environment(snakemake), flush=True)
         step(snakemake)
     except CLEAN_ERRORS as error:
         message = f"error: {error}"
