@@ -77,7 +77,8 @@ onstart:
         problem = gpus.settings_problem(GPUS, GPU_SLOTS)
         if problem:
             raise WorkflowError(problem)
-        os.environ[gpus.ENV] = f"{GPUS} {SLOTS_PER_GPU} {gpus.lock_dir()}"  # read by every job (compact_biomed.gpus)
+        # read by every job (compact_biomed.gpus)
+        os.environ[gpus.ENV] = f"{GPUS} {SLOTS_PER_GPU} {gpus.lock_dir()}"
 
 
 def one_of(names):
