@@ -172,6 +172,17 @@ def test_bad_rows_stop_with_the_key(row, key, problem):
         cfg.check(released_style({"X": row}), SCHEMA)
 
 
+def test_a_home_relative_path_is_the_users_folder(tmp_path, bert_dir, monkeypatch):
+    # "~/models/x", as users write it; Snakemake and transformers take the ~ as a folder's name
+    monkeypatch.setenv("HOME", str(tmp_path))
+    shutil.copytree(bert_dir, tmp_path / "enc")
+    config = released_style({"Mine": {"pretrained": {"path": "~/enc"}}})
+    config["ner"]["data_dir"] = "~/ner"
+    cfg.check(config, SCHEMA)
+    assert config["models"]["Mine"]["pretrained"]["path"] == str(tmp_path / "enc")
+    assert config["ner"]["data_dir"] == str(tmp_path / "ner")
+
+
 def test_a_folder_that_is_not_an_encoder_names_the_key(tmp_path, bert_dir):
     decoder = tmp_path / "gpt"
     shutil.copytree(bert_dir, decoder)

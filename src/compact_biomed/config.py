@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import difflib
 import functools
+import os
 import re
 from pathlib import Path
 
@@ -38,6 +39,7 @@ def check(config: dict, schema_path: str | Path = SCHEMA, slow_checks: bool = Tr
     start and check-config, not for every step run by hand."""
     schema = load_schema(schema_path)
     raise_first(filling_validator(schema).iter_errors(config), where=[])
+    expand_home(config)
     check_consistency(config)
     if slow_checks:
         check_architectures(config)
@@ -126,6 +128,16 @@ def filling_validator(schema: dict) -> jsonschema.Validator:
 TRAINED_KEYS = ("recipe", "student", "start", "train")
 # What pre-training needs; a config of published models only (config/released.yaml) needs none of it.
 TRAINING_SECTIONS = ("pubmed", "tokenize", "teacher", "train_defaults")
+
+
+def expand_home(config: dict) -> None:
+    """A path given as ~/... is the user's folder (in place): Snakemake and transformers take the ~ as a name."""
+    sections = [model.get("pretrained", {}) for model in config["models"].values()]
+    sections += [config["ner"], config.get("pubmed", {}), config.get("pubmed", {}).get("huggingface") or {}]
+    for section in sections:
+        for key in ("path", "data_dir", "local_dir", "published"):
+            if isinstance(section.get(key), str) and section[key].startswith("~"):
+                section[key] = os.path.expanduser(section[key])
 
 
 def check_consistency(config: dict) -> None:
