@@ -43,8 +43,10 @@ def end(*jobs) -> None:
 
 
 def test_fine_tunings_spread_over_the_gpus_until_a_whole_gpu_job_waits(tmp_path):
-    first, second = start(tmp_path, "ner1", 0, 1), start(tmp_path, "ner2", 0, 1)
-    assert claimed(first[1]) == "0" and claimed(second[1]) == "1"  # the emptiest GPU: both at work
+    first = start(tmp_path, "ner1", 0, 1)
+    assert claimed(first[1]) == "0"
+    second = start(tmp_path, "ner2", 0, 1)
+    assert claimed(second[1]) == "1"  # the emptiest GPU: both at work
     pretrain = start(tmp_path, "pretrain", 1, 0)  # a whole GPU: none is free while fine-tunings hold slots of both
     time.sleep(1)
     assert not pretrain[1].exists() or not pretrain[1].read_text()
