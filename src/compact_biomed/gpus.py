@@ -24,6 +24,7 @@ from .config import ConfigError
 
 ENV = "COMPACT_BIOMED_GPUS"  # "<GPUs> <slots per GPU> <lock folder>", set by the Snakefile for several GPUs
 _held: list[int] = []  # the claim's lock files, open until the process ends
+WANTED = "whole-wanted.lock"  # held shared by each whole-GPU job while it waits
 
 
 def lock_dir() -> Path:
@@ -87,7 +88,7 @@ def claim(gpus: list[str], slots: int, whole: int, shared: int, folder: Path, po
             if chosen:
                 return chosen
             if whole and wanted is None:  # fine-tunings now fill the fullest GPUs, leaving one to come free
-                wanted = os.open(folder / "whole-wanted.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                wanted = os.open(folder / WANTED, os.O_RDWR | os.O_CREAT, 0o600)
                 fcntl.flock(wanted, fcntl.LOCK_SH)
                 print(f"waiting for {whole} whole GPU(s)", flush=True)
             time.sleep(poll_seconds)
@@ -109,7 +110,9 @@ def one_claimer(folder: Path):
 def try_whole(gpus: list[str], slots: int, count: int, folder: Path) -> list[str] | None:
     chosen, taken = [], []
     for device in gpus:
-        handles = lock_slots(folder, device, range(slots)) if len(chosen) < count else None
+        if len(chosen) == count:
+            break
+        handles = lock_slots(folder, device, range(slots))
         if handles:
             chosen.append(device)
             taken += handles
@@ -122,8 +125,8 @@ def try_whole(gpus: list[str], slots: int, count: int, folder: Path) -> list[str
 
 
 def try_shared(gpus: list[str], slots: int, count: int, folder: Path) -> list[str] | None:
-    free = {device: [k for k in range(slots) if slot_free(folder, device, k)] for device in gpus}
-    fullest_first = whole_wanted(folder)
+    free = {device: [k for k in range(slots) if unlocked(slot_file(folder, device, k))] for device in gpus}
+    fullest_first = not unlocked(folder / WANTED)  # a whole-GPU job waits
     roomy = [d for d in gpus if len(free[d]) >= count]
     for device in sorted(roomy, key=lambda d: len(free[d]) if fullest_first else -len(free[d])):
         handles = lock_slots(folder, device, free[device][:count])
@@ -131,14 +134,6 @@ def try_shared(gpus: list[str], slots: int, count: int, folder: Path) -> list[st
             _held.extend(handles)
             return [device]
     return None
-
-
-def whole_wanted(folder: Path) -> bool:
-    """Whether a whole-GPU job is waiting (it holds the file shared while it waits)."""
-    handle = try_lock(folder / "whole-wanted.lock")
-    if handle is not None:
-        os.close(handle)
-    return handle is None
 
 
 def slot_file(folder: Path, device: str, slot: int) -> Path:
@@ -158,8 +153,9 @@ def lock_slots(folder: Path, device: str, slots) -> list[int] | None:
     return taken
 
 
-def slot_free(folder: Path, device: str, slot: int) -> bool:
-    handle = try_lock(slot_file(folder, device, slot))
+def unlocked(path: Path) -> bool:
+    """Whether no process holds a lock on `path` (a look: the lock taken to see is let go at once)."""
+    handle = try_lock(path)
     if handle is not None:
         os.close(handle)
     return handle is not None

@@ -256,17 +256,17 @@ def load_problem(folder: Path, case_advice: str) -> str | None:
         return f"does not load: {first_line(error)}"
     if not tokenizer.is_fast:
         return "needs a fast tokenizer (word alignment for NER); add a tokenizer.json"
-    problem = case_problem(tokenizer)
-    return problem and f"{problem}; {case_advice}"
+    return case_problem(tokenizer, case_advice)
 
 
-def case_problem(tokenizer) -> str | None:
+def case_problem(tokenizer, advice: str) -> str | None:
     """A cased vocabulary behind a lower-casing tokenizer (a bare vocab.txt, as BioBERT v1.2 and
-    biobert-base-cased-v1.1 ship, loads lower-casing): every capitalised word would become [UNK] or split."""
+    biobert-base-cased-v1.1 ship, loads lower-casing): every capitalised word would become [UNK] or split. The
+    problem ends with `advice`: how to give this kind of source its cased tokenizer."""
     vocab = tokenizer.get_vocab()
     cased = sum(token[:1].isupper() for token in vocab) / max(len(vocab), 1)
     if cased > 0.05 and tokenizer.tokenize("Aspirin")[0].islower():
-        return f"its tokenizer lower-cases text but {cased:.0%} of its vocabulary is capitalised"
+        return f"its tokenizer lower-cases text but {cased:.0%} of its vocabulary is capitalised; {advice}"
     return None
 
 

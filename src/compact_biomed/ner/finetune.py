@@ -391,9 +391,9 @@ def check_case(model_dir, tokenizer) -> None:
     such a row, and a folder given by hand would otherwise train on lower-cased pieces without a word."""
     from ..pretrained import FOLDER_CASE_ADVICE, case_problem
 
-    problem = case_problem(tokenizer)
+    problem = case_problem(tokenizer, FOLDER_CASE_ADVICE)
     if problem:
-        raise InputError(model_dir, f"{problem}; {FOLDER_CASE_ADVICE}")
+        raise InputError(model_dir, problem)
 
 
 def load_tokenizer(model_dir):
