@@ -1,12 +1,12 @@
 """Pre-training speed of the six compact models: the pipeline's own training step against the official computation.
 
-"ours" is the pipeline's step (compact_biomed.pretrain.train: its TrainingArguments, Trainer, collator and micro-batch
-choice; compact_biomed.pretrain.recipes: objective with MLM heads on masked rows, SDPA where no attention map is needed;
+"ours" is the pipeline's step (compact_biomed.pretrain: train's TrainingArguments and Trainer, data's collator,
+micro_batch's choice; recipes: objective with MLM heads on masked rows, SDPA where no attention map is needed;
 bf16 where the GPU has it). "official" is the computation of the official scripts on the same Trainer and data:
 fp32, full-vocabulary MLM heads, eager attention everywhere (bench_distill.reference_loss), non-fused AdamW and a
 micro-batch of 24 accumulated to the global 192. With --compile, "compiled" is ours with the train setting `compile`
 (train.compile_objective: torch.compile of the objective), timed beside it; with --packing, "packed" is ours with the
-train setting `packing` (train.pack_rows: citations several to a row, less padding computed) for the models that
+train setting `packing` (data.pack_rows: citations several to a row, less padding computed) for the models that
 allow it (recipes.packs_rows), and with both flags "compiled+packed" has the two settings.
 
 Random weights at the paper's shapes: a BioBERT-shaped teacher (12 layers, 768, vocabulary 28,996), students per
@@ -61,6 +61,8 @@ from bench_distill import reference_loss
 from compact_biomed.config import schema_defaults
 from compact_biomed.pretrain import TrainSettings, recipes
 from compact_biomed.pretrain import train as pretrain
+from compact_biomed.pretrain.data import IndexedExamples, ReproducibleMaskingCollator
+from compact_biomed.pretrain.micro_batch import choose_micro_batch
 
 PAPER_STEPS = {"distillation": 100_000, "continual": 200_000}
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -323,7 +325,7 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
         }
     )
     train = dataclasses.replace(
-        train, per_device_batch_size=pretrain.choose_micro_batch(train, objective, shape.max_length, len(tokenizer))
+        train, per_device_batch_size=choose_micro_batch(train, objective, shape.max_length, len(tokenizer))
     )
     if train.compile:  # as train_and_export: after the micro-batch probe
         pretrain.compile_objective(objective)
@@ -337,7 +339,7 @@ def run_once(model: str, shape: Shape, impl: str, args, rows: SyntheticShard, to
         trainer = (trainer_class if train.compile else counting(trainer_class))(
             model=objective,
             args=training_args,
-            train_dataset=pretrain.IndexedExamples(rows),
+            train_dataset=IndexedExamples(rows),
             processing_class=tokenizer,
             callbacks=[timer],
             data_collator=pretrain.masking_collator(tokenizer, train, objective, 0, training_args.device),
@@ -397,9 +399,9 @@ def matmul_peak_tflops(device: str, sizes: list[int], repeats: int) -> float:
 def collate_ms(tokenizer, rows: SyntheticShard, batch: int, repeats: int = 5) -> dict[str, float]:
     """Median milliseconds to collate one global batch in one process: the pipeline's collator against HF's
     (tokenizer.pad, then the same masking), alternating."""
-    ours = pretrain.ReproducibleMaskingCollator(tokenizer, 0.15, 0)
+    ours = ReproducibleMaskingCollator(tokenizer, 0.15, 0)
     reference = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
-    examples = pretrain.IndexedExamples(rows)
+    examples = IndexedExamples(rows)
     times = {"ours": [], "hf": []}
     for i in range(repeats):
         indices = list(range(i * batch, (i + 1) * batch))

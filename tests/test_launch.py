@@ -11,7 +11,7 @@ from conftest import tiny_train
 from compact_biomed import pretrain
 from compact_biomed.config import ConfigError
 from compact_biomed.pretrain import launch
-from compact_biomed.pretrain.train import check_batch_sizes
+from compact_biomed.pretrain.micro_batch import check_batch_sizes
 
 SETTINGS = pretrain.Settings(
     model_name="TinyBioBERT",

@@ -20,8 +20,9 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLan
 from compact_biomed.base_models import SOURCE_FILE, random_init
 from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError
-from compact_biomed.pretrain import Diverged, Settings, TrainSettings, launch, losses, recipes, run
+from compact_biomed.pretrain import Diverged, Settings, TrainSettings, data, launch, losses, micro_batch, recipes, run
 from compact_biomed.pretrain import train as pretrain
+from compact_biomed.pretrain.checkpoints import DIVERGED_FILE, latest_complete_checkpoint, remove_incomplete_checkpoints
 
 torch.set_num_threads(1)
 
@@ -337,10 +338,10 @@ def test_a_compiled_step_needs_memory_to_spare_beyond_the_eager_probe():
     """CompactBioBERT's eager step (39.9 GiB on an H100) fits a 48 GiB GPU's budget, its compiled step (48.7 GiB)
     does not: with `compile` the probe's peak must fit with COMPILED_MEMORY_FACTOR's margin."""
     gib = 2**30
-    budget = pretrain.MEMORY_HEADROOM * 48 * gib
-    assert pretrain.step_fits(int(39.0 * gib), gib, budget, compiled=False)
-    assert not pretrain.step_fits(int(39.0 * gib), gib, budget, compiled=True)
-    assert pretrain.step_fits(int(30.0 * gib), gib, budget, compiled=True)
+    budget = micro_batch.MEMORY_HEADROOM * 48 * gib
+    assert micro_batch.step_fits(int(39.0 * gib), gib, budget, compiled=False)
+    assert not micro_batch.step_fits(int(39.0 * gib), gib, budget, compiled=True)
+    assert micro_batch.step_fits(int(30.0 * gib), gib, budget, compiled=True)
 
 
 def test_auto_micro_batch_probes_for_the_compiled_step(monkeypatch):
@@ -351,10 +352,10 @@ def test_auto_micro_batch_probes_for_the_compiled_step(monkeypatch):
         seen.append(compiled)
         return True
 
-    monkeypatch.setattr(pretrain, "fits_device_memory", fits)
+    monkeypatch.setattr(micro_batch, "fits_device_memory", fits)
     for compiled in (False, True):
         train = train_with(per_device_batch_size="auto", global_batch_size=4, compile=compiled)
-        assert pretrain.choose_micro_batch(train, torch.nn.Linear(2, 2), 16, 100) == 4
+        assert micro_batch.choose_micro_batch(train, torch.nn.Linear(2, 2), 16, 100) == 4
     assert seen == [False, True]
 
 
@@ -366,13 +367,13 @@ def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(
     probed = []
 
     def two_fit(objective, batch_size, probe, compiled):
-        pretrain.probe_step(objective, batch_size, probe)  # the real probe: it must leave no trace
+        micro_batch.probe_step(objective, batch_size, probe)  # the real probe: it must leave no trace
         probed.append((batch_size, probe.max_length))
         assert not compiled
         return batch_size <= 2
 
     with monkeypatch.context() as patch:
-        patch.setattr(pretrain, "fits_device_memory", two_fit)
+        patch.setattr(micro_batch, "fits_device_memory", two_fit)
         auto = run(
             settings(
                 "distilbiobert",
@@ -394,7 +395,7 @@ def test_auto_micro_batch_is_the_largest_that_fits_and_keeps_the_loss_sequence(
         )
     )
 
-    longest = max(len(ids) for ids in pretrain.load_shards([teacher_shard])["input_ids"])
+    longest = max(len(ids) for ids in data.load_shards([teacher_shard])["input_ids"])
     assert probed[0] == (8, longest) and {n for n, _ in probed} <= {1, 2, 4, 8}  # largest first, divisors only
     assert (auto["per_device_batch_size"], auto["gradient_accumulation_steps"]) == (2, 4)
     assert (hand["per_device_batch_size"], hand["gradient_accumulation_steps"]) == (2, 4)
@@ -410,25 +411,26 @@ def test_probe_step_leaves_no_trace(tiny_bert_dir):
     objective = recipes.PretrainingObjective(recipe, recipes.build_student(recipe, teacher), teacher).eval()
     before = {k: v.clone() for k, v in objective.state_dict().items()}
     rng = torch.random.get_rng_state()
-    pretrain.probe_step(objective, 3, pretrain.ProbeBatch(16, teacher.config.vocab_size, 0.15, None))
+    micro_batch.probe_step(objective, 3, micro_batch.ProbeBatch(16, teacher.config.vocab_size, 0.15, None))
     assert torch.equal(torch.random.get_rng_state(), rng)
     assert all(p.grad is None for p in objective.parameters()) and not objective.training
     assert all(torch.equal(before[k], v) for k, v in objective.state_dict().items())
 
 
 def test_largest_fitting_micro_batch():
-    assert pretrain.micro_batch_candidates(192, 4) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 48]
+    assert micro_batch.micro_batch_candidates(192, 4) == [1, 2, 3, 4, 6, 8, 12, 16, 24, 48]
     for limit in (1, 5, 7, 23, 47, 48, 1000):
         tried = []
-        chosen = pretrain.largest_fitting(
-            pretrain.micro_batch_candidates(192, 4), lambda n, tried=tried, limit=limit: tried.append(n) or n <= limit
+        chosen = micro_batch.largest_fitting(
+            micro_batch.micro_batch_candidates(192, 4),
+            lambda n, tried=tried, limit=limit: tried.append(n) or n <= limit,
         )
         assert chosen == max(n for n in (1, 2, 3, 4, 6, 8, 12, 16, 24, 48) if n <= limit)
         assert tried[0] == 48 and len(tried) <= 5  # the largest first, then a binary search
     with pytest.raises(RuntimeError, match="not even a micro-batch of 1"):
-        pretrain.largest_fitting([1, 2], lambda n: False)
+        micro_batch.largest_fitting([1, 2], lambda n: False)
     with pytest.raises(ConfigError, match="global_batch_size 10 is not a multiple of 4 process"):
-        pretrain.micro_batch_candidates(10, 4)
+        micro_batch.micro_batch_candidates(10, 4)
 
 
 # --- pieces -------------------------------------------------------------------------------------------------------
@@ -452,16 +454,16 @@ def test_latest_complete_checkpoint_skips_incomplete_ones(tmp_path):
     make(9, state='{"global_st')  # truncated state
     make(7, files=("config.json", "model.safetensors"))  # no optimizer
     (tmp_path / "checkpoint-x").mkdir()
-    assert pretrain.latest_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
-    pretrain.remove_incomplete_checkpoints(tmp_path)
+    assert latest_complete_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    remove_incomplete_checkpoints(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-2", "checkpoint-x"]
-    assert pretrain.latest_complete_checkpoint(tmp_path / "missing") is None
+    assert latest_complete_checkpoint(tmp_path / "missing") is None
 
 
 def test_masking_depends_only_on_seed_and_example_indices(tiny_bert_dir, teacher_shard):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    examples = pretrain.IndexedExamples(pretrain.load_shards([teacher_shard]))
-    collator = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=42)
+    examples = data.IndexedExamples(data.load_shards([teacher_shard]))
+    collator = data.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=42)
 
     torch.manual_seed(0)
     first = collator(examples.__getitems__([3, 8, 1]))
@@ -481,8 +483,8 @@ def test_masking_depends_only_on_seed_and_example_indices(tiny_bert_dir, teacher
 
 def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teacher_shard):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    examples = pretrain.IndexedExamples(pretrain.load_shards([teacher_shard]))
-    ours = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)
+    examples = data.IndexedExamples(data.load_shards([teacher_shard]))
+    ours = data.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)
     reference = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.3)
     lengths = set()
     for indices in ([0, 1, 2, 3], [5, 2], [7], list(range(len(examples)))):
@@ -501,8 +503,8 @@ def test_collator_pads_and_masks_exactly_as_the_hf_collator(tiny_bert_dir, teach
 def test_collator_gives_the_flat_indices_of_masked_and_real_positions(tiny_bert_dir, teacher_shard, packing):
     """The indices select what the masks select, in the same order (recipes' rows, losses.rows_at)."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    examples = pretrain.IndexedExamples(pretrain.load_shards([teacher_shard]))
-    collator = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=packing)
+    examples = data.IndexedExamples(data.load_shards([teacher_shard]))
+    collator = data.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=packing)
     batch = collator(examples.__getitems__(list(range(len(examples)))))
     masked, real = batch["labels"] != -100, batch["attention_mask"].bool()
     assert masked.sum() > 0 and (~real).sum() > 0  # masked positions, and padding
@@ -524,12 +526,10 @@ def mixed_lengths_shard(tmp_path_factory, tiny_bert_dir):
 
 def test_packing_collator_keeps_every_citation_and_its_masks(tiny_bert_dir, mixed_lengths_shard):
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
-    examples = pretrain.IndexedExamples(pretrain.load_shards([mixed_lengths_shard]))
+    examples = data.IndexedExamples(data.load_shards([mixed_lengths_shard]))
     indices = list(range(8))
-    plain = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)(examples.__getitems__(indices))
-    rows = pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)(
-        examples.__getitems__(indices)
-    )
+    plain = data.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7)(examples.__getitems__(indices))
+    rows = data.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)(examples.__getitems__(indices))
     assert set(rows) == {
         "input_ids",
         "attention_mask",
@@ -552,7 +552,7 @@ def test_packing_collator_keeps_every_citation_and_its_masks(tiny_bert_dir, mixe
         assert sorted(found) == sorted(tuple(r[:n]) for r, n in zip(plain[key].tolist(), lengths))  # same masks
     tokenizer.padding_side = "left"
     with pytest.raises(ValueError, match="packing reads each citation from the start of its row"):
-        pretrain.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)
+        data.ReproducibleMaskingCollator(tokenizer, 0.3, mask_seed=7, packing=True)
 
 
 def test_masking_collator_rounds_packed_rows_on_the_trainers_cuda_device_only(tiny_bert_dir):
@@ -562,10 +562,10 @@ def test_masking_collator_rounds_packed_rows_on_the_trainers_cuda_device_only(ti
     objective = recipes.PretrainingObjective(
         recipes.get_recipe("continual_mlm"), AutoModelForMaskedLM.from_pretrained(tiny_bert_dir)
     )
-    for device, multiple in (("cuda", pretrain.PACKED_ROW_MULTIPLE), ("cpu", 1)):
+    for device, multiple in (("cuda", data.PACKED_ROW_MULTIPLE), ("cpu", 1)):
         collator = pretrain.masking_collator(tokenizer, train_with(packing=True), objective, 0, torch.device(device))
         assert (collator.packing, collator.row_multiple) == (True, multiple)
-    assert pretrain.PACKED_ROW_MULTIPLE > 1
+    assert data.PACKED_ROW_MULTIPLE > 1
 
 
 def test_packed_run_has_the_padded_runs_losses(tmp_path, tiny_bert_dir, mixed_lengths_shard, monkeypatch):
@@ -578,12 +578,12 @@ def test_packed_run_has_the_padded_runs_losses(tmp_path, tiny_bert_dir, mixed_le
     (teacher / "config.json").write_text(json.dumps(config))
     sizes = []  # (citations, rows) per packed micro-batch
 
-    def counting_pack_rows(batch, pad_token_id, row_multiple, pack_rows=pretrain.pack_rows):
+    def counting_pack_rows(batch, pad_token_id, row_multiple, pack_rows=data.pack_rows):
         unrounded = pack_rows(batch, pad_token_id)  # on CUDA the rows are rounded up to a multiple of 8
         sizes.append((len(batch["input_ids"]), len(unrounded["input_ids"])))
         return pack_rows(batch, pad_token_id, row_multiple)
 
-    monkeypatch.setattr(pretrain, "pack_rows", counting_pack_rows)
+    monkeypatch.setattr(data, "pack_rows", counting_pack_rows)
     runs = {}
     for packing in (False, True):
         out = tmp_path / f"out-{packing}"
@@ -664,15 +664,15 @@ def test_compiled_training_step_has_the_eager_losses(tmp_path, start_models, tin
 
 
 def test_gradient_accumulation_and_precision():
-    assert pretrain.gradient_accumulation_steps(192, 24, 8) == 1
-    assert pretrain.gradient_accumulation_steps(192, 24, 1) == 8
+    assert micro_batch.gradient_accumulation_steps(192, 24, 8) == 1
+    assert micro_batch.gradient_accumulation_steps(192, 24, 1) == 8
     with pytest.raises(ConfigError, match="global_batch_size 10 is not a multiple of per_device_batch_size 4"):
-        pretrain.gradient_accumulation_steps(10, 4, 1)
+        micro_batch.gradient_accumulation_steps(10, 4, 1)
     if not torch.cuda.is_available():
-        assert pretrain.precision_flags("auto") == {"bf16": False, "fp16": False}
-    assert pretrain.precision_flags("bf16") == {"bf16": True, "fp16": False}
+        assert micro_batch.precision_flags("auto") == {"bf16": False, "fp16": False}
+    assert micro_batch.precision_flags("bf16") == {"bf16": True, "fp16": False}
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
-        pretrain.precision_flags("fp8")
+        micro_batch.precision_flags("fp8")
 
 
 def test_problems_of_config_values_are_config_errors_naming_the_key(tmp_path, tiny_bert_dir, teacher_shard):
@@ -883,7 +883,7 @@ def test_a_retry_of_a_diverged_run_stops_before_loading_its_models(tmp_path, tin
     with pytest.raises(Diverged) as error:
         run(job)
     assert loaded == []
-    (marker,) = checkpoints.glob(f"run-*/{pretrain.DIVERGED_FILE}")
+    (marker,) = checkpoints.glob(f"run-*/{DIVERGED_FILE}")
     assert str(error.value).startswith("models.Tiny: the loss logged at step 2 is nan: training diverged;")
     assert str(error.value).endswith(f"delete {marker} to retry it anyway (from its last checkpoint, if any)")
     assert "\n" not in str(error.value)

@@ -16,8 +16,7 @@ from transformers import (
 )
 
 from compact_biomed.config import ConfigError
-from compact_biomed.pretrain import recipes
-from compact_biomed.pretrain import train as pretrain
+from compact_biomed.pretrain import data, recipes
 
 torch.set_num_threads(1)
 
@@ -245,11 +244,11 @@ def test_objective_matches_plain_official_style_computation(teacher, recipe_name
 @pytest.mark.parametrize("recipe_name", list(recipes.RECIPES))
 @pytest.mark.parametrize("masked", [True, False])
 def test_selecting_by_the_collators_indices_equals_selecting_by_masks(teacher, recipe_name, masked):
-    """The collator's flat indices (train.selections) select the rows the masks select: the same terms and
+    """The collator's flat indices (data.selections) select the rows the masks select: the same terms and
     gradients, to the bit, with dropout on (the same draws), and for a batch with no masked position."""
     objective = objective_for(recipe_name, teacher).train()
     input_ids, attention_mask, labels = make_batch(teacher.config.vocab_size, masked=masked)
-    indices = pretrain.selections({"labels": labels, "attention_mask": attention_mask})
+    indices = data.selections({"labels": labels, "attention_mask": attention_mask})
     assert len(indices["masked_index"]) == (6 if masked else 0) and len(indices["token_index"]) == 10 + 7 + 4
     results = []
     for extra in ({}, indices):
@@ -321,9 +320,7 @@ def packable_batch(vocab):
 
 def packed(batch, row_multiple=1):
     input_ids, attention_mask, labels = batch
-    rows = pretrain.pack_rows(
-        {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}, 0, row_multiple
-    )
+    rows = data.pack_rows({"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}, 0, row_multiple)
     return rows["input_ids"], rows["attention_mask"], rows["labels"], rows["position_ids"], rows["segments"]
 
 

@@ -20,7 +20,7 @@ TEXTS = [" ".join([text] * (1 + i % 4)) for i, text in enumerate(TINY_TEXTS[:22]
 
 
 def load_shards(shard_dirs):
-    """The shards as saved, every column, in the order given (pre-training reads them with train.load_shards)."""
+    """The shards as saved, every column, in the order given (pre-training reads them with data.load_shards)."""
     import datasets
 
     return datasets.concatenate_datasets([datasets.load_from_disk(str(shard_dir)) for shard_dir in shard_dirs])

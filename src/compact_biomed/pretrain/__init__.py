@@ -1,8 +1,9 @@
 """Pre-training one compact model (rules/pretrain.smk): `Settings.from_config(...)` once, then `run(settings)`.
 
 The adapter, the CLI and each torchrun worker call `run`. The modules behind it: `recipes` (what is trained: the
-four recipes, students, objective), `losses`, `train` (how: Trainer, resumable checkpoints, export), `launch`
-(torchrun over the job's GPUs), `cost` (a job's cluster time limit). Only light modules are imported here:
+four recipes, students, objective), `losses`, `train` (how: the Trainer and its loop), `data` (shards, masking
+collator), `checkpoints` (resumable runs), `micro_batch`, `card` (the export), `launch` (torchrun over the job's
+GPUs), `cost` (a job's cluster time limit). Only light modules are imported here:
 Snakemake imports `cost` while it parses the rules.
 """
 
@@ -29,7 +30,7 @@ class TrainSettings:
 
     max_steps: int
     global_batch_size: int
-    per_device_batch_size: int | str  # an integer, or "auto": the largest that fits the device (train.py)
+    per_device_batch_size: int | str  # an integer, or "auto": the largest that fits the device (micro_batch.py)
     learning_rate: float
     warmup_steps: int
     weight_decay: float
@@ -43,7 +44,7 @@ class TrainSettings:
     precision: str
     dataloader_workers: int
     compile: bool  # torch.compile the training step (train.compile_objective); the same losses but dropout
-    packing: bool  # citations several to a row, each attending to itself (train.pack_rows); same losses but dropout
+    packing: bool  # citations several to a row, each attending to itself (data.pack_rows); same losses but dropout
 
     @classmethod
     def from_dict(cls, values: dict, key: str) -> TrainSettings:
@@ -68,7 +69,7 @@ class Settings:
     recipe: str
     shard_dirs: tuple[str, ...]  # tokenised shards, in order
     out_dir: str  # the exported student
-    checkpoint_dir: str  # Trainer checkpoints, one run-<key> folder per run's inputs (train.run_dir)
+    checkpoint_dir: str  # Trainer checkpoints, one run-<key> folder per run's inputs (checkpoints.run_dir)
     teacher_dir: str | None  # distillation recipes
     start_dir: str | None  # continual_mlm
     student: dict | None  # architecture overrides of a distillation student

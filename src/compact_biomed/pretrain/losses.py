@@ -4,7 +4,7 @@ Conventions shared by every function:
 - logits arrive already restricted to the masked positions: shape (n_masked, vocab), student and teacher rows in the
   same order (see `recipes.masked_positions`);
 - `tokens` are the real (non-padding) positions: the usual (batch, seq) 1 = token / 0 = padding mask, or the flat
-  row-major indices of its ones, which the collator computes (train.selections): selecting by indices needs no host
+  row-major indices of its ones, which the collator computes (data.selections): selecting by indices needs no host
   sync, selecting by a mask on a GPU does (its count sizes the result);
 - a batch with nothing to average over (no masked position, no token) gives 0, still attached to the autograd graph
   so that every parameter receives a (zero) gradient, which DDP needs. Never NaN;

@@ -339,7 +339,7 @@ def packs_rows(recipe: Recipe, model_types: list[str]) -> bool:
 
 
 def segment_mask(segments: torch.Tensor, model: PreTrainedModel) -> torch.Tensor:
-    """The (rows, 1, seq, seq) attention mask of a packed batch (train.pack_rows): each position attends to the
+    """The (rows, 1, seq, seq) attention mask of a packed batch (data.pack_rows): each position attends to the
     positions of its own citation (`segments`: 1, 2, .. per row; padding, 0, to padding), as in a padded batch
     each citation attends to its own row. Boolean (True: attend) for SDPA, additive for eager attention."""
     same = segments[:, None, :, None] == segments[:, None, None, :]
@@ -469,7 +469,7 @@ class PretrainingObjective(nn.Module):
         token_index: torch.Tensor | None = None,
     ) -> dict:
         """`segments` and `position_ids` (the train setting `packing`, where packs_rows): several citations to a
-        row (train.pack_rows), each attending to itself only; `attention_mask` then marks the real positions.
+        row (data.pack_rows), each attending to itself only; `attention_mask` then marks the real positions.
         `masked_index`, `token_index`: the flat indices of the masked and of the real positions, as the collator
         gives them, so that no selection waits for the GPU; without them, the masks select."""
         masked = masked_positions(labels) if masked_index is None else masked_index
