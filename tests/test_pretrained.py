@@ -122,6 +122,20 @@ def test_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused_with_advice_
     assert AutoTokenizer.from_pretrained(tmp_path / "out").tokenize("Aspirin") == ["Aspirin"]
 
 
+def test_a_small_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused_too():
+    """A cased biomedical vocabulary of 2,000 pieces held under 5% capitalised ones (a user's, 4.65%): a lower-cased
+    vocabulary holds none, so any real share of them is a cased one."""
+    from transformers import BertTokenizer
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    lower = [f"w{i}" for i in range(970)]
+    cased = [f"Word{i}" for i in range(30)]  # 3% capitalised
+    uncased = BertTokenizer(vocab={t: i for i, t in enumerate(specials + lower)}, do_lower_case=True)
+    assert pretrained.case_problem(uncased, "the advice") is None
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(specials + lower + cased)}, do_lower_case=True)
+    assert pretrained.case_problem(tokenizer, "the advice").startswith("its tokenizer lower-cases text but 3% of")
+
+
 def test_a_hub_row_with_a_lowercasing_tokenizer_is_told_to_take_another(tmp_path, hub_cache, bert_dir):
     snapshot = hub_cache / "snapshots" / COMMIT
     shutil.rmtree(snapshot)
