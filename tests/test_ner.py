@@ -376,6 +376,7 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
         "data_dir",
         "label_mode_train",
         "train_sentences",
+        "cut_splits",
         "split_sentences",
         "wall_seconds",
         "train_samples_per_second",
@@ -384,6 +385,7 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
         "test",
     }
     assert metrics["seed"] == 3 and metrics["epochs"] == 4 and metrics["train_sentences"] == 64
+    assert metrics["cut_splits"] == []  # every sentence of every split
     assert len(metrics["epoch_samples_per_second"]) == 4
     assert metrics["split_sentences"]["test"] >= 1  # the 4x sentence does not fit 16 sub-tokens
     for split in ("dev", "test"):
@@ -408,6 +410,7 @@ def test_finetune_is_deterministic_per_seed_and_first_piece_training_runs(tiny_b
     first = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "a", seed=7, hparams=hp)
     second = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "b", seed=7, hparams=hp)
     assert first["label_mode_train"] == "first_piece" and first["train_sentences"] == 20
+    assert first["cut_splits"] == ["train", "dev", "test"]  # 20 of 64 training sentences, 5 of each other split
     assert first["test"] == second["test"] and first["dev"] == second["dev"]
     assert (tmp_path / "a" / "predictions.tsv").read_bytes() == (tmp_path / "b" / "predictions.tsv").read_bytes()
 

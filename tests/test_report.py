@@ -108,6 +108,15 @@ def test_plot_f1_writes_a_png(tmp_path, tidy):
     assert data.startswith(PNG_MAGIC) and len(data) > 10_000
 
 
+def test_a_row_named_like_a_missing_value_keeps_its_points(tmp_path):
+    """The schema allows a row named NA (or null, None, nan): read back from the CSV it is still that row."""
+    paths = [write_run(tmp_path, name, "d1", 1, 0.9, 0.8) for name in ("NA", "None")]
+    csv = tmp_path / "t.csv"
+    ner_f1.write_tables(paths, tmp_path / "t.md", csv, ["NA", "None"], ["d1"], mode="paper")
+    bars = figures.f1_errorbars(figures.read_tidy(csv), ["NA", "None"], ["d1"], "paper")
+    assert bars["mean"].tolist() == [pytest.approx(90.0), pytest.approx(90.0)] and bars["sd"].isna().all()
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Pre-training loss curves
 

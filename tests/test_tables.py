@@ -72,7 +72,7 @@ def test_mean_sd_and_missing(tmp_path):
     ]
 
     tidy = pd.read_csv(csv)
-    assert set(tidy.columns) == {"model", "dataset", "mode", "statistic", "value", "source"}
+    assert tidy.columns.tolist() == ["model", "dataset", "mode", "statistic", "value", "source", "cut"]
     word_mean = tidy.query("model == 'A' and mode == 'word' and statistic == 'mean'")["value"].item()
     assert word_mean == pytest.approx(statistics.fmean([40, 42, 45]), abs=1e-3)
 
@@ -230,7 +230,12 @@ def test_html_and_latex_mark_the_best_mean_of_each_dataset(tmp_path):
         pd.testing.assert_frame_equal(unmarked[title], frame)
     assert list(tables) == list(markdown_tables(md.read_text()))
 
-    latex = tex.read_text().splitlines()
+    comments = [line for line in tex.read_text().splitlines() if line.startswith("%")]
+    assert (
+        comments[1]
+        == "% mean +- sample standard deviation over 1/2 seed(s); --: no run; bold: the best mean of each column"
+    )
+    latex = tex.read_text().splitlines()[len(comments) :]
     assert latex[:4] == ["\\begin{tabular}{lcc}", "\\toprule", "Model & d\\_1 & d2 \\\\", "\\midrule"]
     assert latex[4:7] == [
         "A<\\&> & \\bfseries 100.00 $\\pm$ 0.00 & 50.00 \\\\",
@@ -238,3 +243,80 @@ def test_html_and_latex_mark_the_best_mean_of_each_dataset(tmp_path):
         "C & -- & -- \\\\",
     ]
     assert latex[7:] == ["\\bottomrule", "\\end{tabular}"]
+
+
+def test_runs_on_part_of_a_dataset_are_marked_and_not_compared_with_published_values(tmp_path):
+    """max_train_sentences / max_eval_sentences make a quick run: its F1 is not the published protocol's."""
+    paths = [write_run(tmp_path, "DistilBioBERT", "NCBI-disease", s, 0.5, 0.4) for s in (1, 2)]
+    metrics = json.loads(paths[1].read_text())
+    paths[1].write_text(json.dumps({**metrics, "cut_splits": ["train", "test"]}))
+    paths.append(write_run(tmp_path, "BioBERT", "NCBI-disease", 1, 0.9, 0.8))  # written before cut_splits existed
+    reference = tmp_path / "published.tsv"
+    reference.write_text(PUBLISHED)
+    md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
+    ner_f1.write_tables(
+        paths,
+        md,
+        csv,
+        ["BioBERT", "DistilBioBERT"],
+        ["NCBI-disease"],
+        latex_path=tex,
+        published=reference,
+        mode="paper",
+    )
+    text = md.read_text()
+    tables = markdown_tables(text)
+    assert tables["Test F1 (%), paper scoring"].values.tolist() == [
+        ["BioBERT", "90.00 ± – (1)"],
+        ["DistilBioBERT", "50.00 ± 0.00 (2) †"],
+    ]
+    assert "†: trained or scored on part of the dataset" in text
+    assert tables["Against published values, word scoring"].values.tolist() == [
+        ["BioBERT", "NCBI-disease", "80.00 ± – (1)", "89.13", "-9.13", "BLURB"],
+        ["DistilBioBERT", "NCBI-disease", "40.00 ± 0.00 (2) †", "85.00", "not comparable (test, train cut)", "BLURB"],
+    ]
+    tidy = pd.read_csv(csv, keep_default_na=False)
+    assert set(tidy.query("model == 'DistilBioBERT' and statistic != 'published'")["cut"]) == {"test, train"}
+    assert tidy.query("statistic == 'diff'")[["model", "mode"]].values.tolist() == [["BioBERT", "word"]]
+    assert "DistilBioBERT & 50.00 $\\pm$ 0.00$^\\dagger$ \\\\" in tex.read_text()
+
+
+def test_a_seed_counted_twice_or_a_value_published_twice_is_one_line(tmp_path):
+    first = write_run(tmp_path, "A", "d1", 1, 0.5, 0.4)
+    again = tmp_path / "copy" / "results" / "ner" / "A" / "d1" / "seed1" / "metrics.json"
+    again.parent.mkdir(parents=True)
+    again.write_text(first.read_text())
+    with pytest.raises(ner_f1.InputError, match=f"a second run of A on d1 with seed 1 \\(the first: {first}\\)"):
+        ner_f1.collect([first, again])
+
+    reference = tmp_path / "published.tsv"
+    reference.write_text(PUBLISHED + "NCBI-disease\tDistilBioBERT\tpaper\tF1\t88.10\tanother source\n")
+    with pytest.raises(ner_f1.InputError, match="two F1 values of DistilBioBERT on NCBI-disease, paper scoring"):
+        ner_f1.read_published(reference)
+    reference.write_text(PUBLISHED + "BC2GM\tDistilBioBERT\tpaper\tF1\t\tnot yet published\n")
+    assert "BC2GM" not in set(ner_f1.read_published(reference)["dataset"])  # an empty value is unknown, not nan
+
+
+def test_differences_and_ties_as_shown(tmp_path):
+    """A difference that rounds to zero is +0.00, not -0.00; means equal to two decimals are all bold."""
+    paths = [write_run(tmp_path, "DistilBioBERT", "NCBI-disease", 1, 0.879299, 0.5)]
+    paths.append(write_run(tmp_path, "BioBERT", "NCBI-disease", 1, 0.879301, 0.5))
+    reference = tmp_path / "published.tsv"
+    reference.write_text(PUBLISHED)
+    md, page = tmp_path / "t.md", tmp_path / "t.html"
+    ner_f1.write_tables(
+        paths,
+        md,
+        tmp_path / "t.csv",
+        ["BioBERT", "DistilBioBERT"],
+        ["NCBI-disease"],
+        published=reference,
+        html_path=page,
+        mode="paper",
+    )
+    tables = markdown_tables(md.read_text())
+    assert tables["Against published values, paper scoring"]["Difference"].tolist() == ["+0.00"]
+    assert html_tables(page.read_text())["Test F1 (%), paper scoring"]["NCBI-disease"].tolist() == [
+        "**87.93 ± – (1)**",
+        "**87.93 ± – (1)**",
+    ]

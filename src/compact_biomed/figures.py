@@ -112,9 +112,14 @@ def f1_figure(tidy: pd.DataFrame, models: list[str], datasets: list[str], modes=
     return figure
 
 
+def read_tidy(tidy_csv) -> pd.DataFrame:
+    """The NER F1 table's tidy CSV, names as written: pandas would read a row named NA, null or None as missing."""
+    return pd.read_csv(tidy_csv, keep_default_na=False, na_values={"value": [""]})
+
+
 def plot_f1(tidy_csv, out_png, models: list[str], datasets: list[str], demo: bool = False) -> None:
     """The F1 figure from the NER F1 table's tidy CSV (statistics mean/sd/n/published per model, dataset and mode)."""
-    save(f1_figure(pd.read_csv(tidy_csv), models, datasets, demo=demo), out_png)
+    save(f1_figure(read_tidy(tidy_csv), models, datasets, demo=demo), out_png)
 
 
 # ---------------------------------------------------------------------------------------------------------------

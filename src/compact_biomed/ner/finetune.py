@@ -530,6 +530,8 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
         "data_dir": str(data_dir),
         "label_mode_train": hp["label_mode_train"],
         "train_sentences": len(splits["train"]),
+        # the splits max_train_sentences / max_eval_sentences shortened: such a run is not comparable with published F1
+        "cut_splits": [name for name, sentences in splits.items() if len(sentences) < len(data[name])],
         "split_sentences": {name: split.split_sentences for name, split in encoded.items()},
         "wall_seconds": round(time.perf_counter() - started, 3),
         **figures,

@@ -52,27 +52,43 @@ def metric(metrics, path: str | Path, *keys: str):
 
 
 def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
-    """One row per (model, dataset, seed, mode): the test precision, recall and F1 of each run."""
-    rows = []
+    """One row per (model, dataset, seed, mode): the test precision, recall and F1 of each run, and the splits the
+    run cut short (`cut`: comma-separated, empty for a run on every sentence)."""
+    rows, seen = [], {}
     for path in metrics_paths:
         model, dataset = run_key(path)
         metrics = read_metrics(path)
         seed = metric(metrics, path, "seed")
+        if (model, dataset, seed) in seen:  # it would count as one more seed
+            raise InputError(
+                path, f"a second run of {model} on {dataset} with seed {seed} (the first: {seen[model, dataset, seed]})"
+            )
+        seen[model, dataset, seed] = path
+        cut = ",".join(metrics.get("cut_splits", []))
         for mode in SCORINGS:
             scores = {k: metric(metrics, path, "test", mode, k) for k in ("precision", "recall", "f1")}
-            rows.append({"model": model, "dataset": dataset, "seed": seed, "mode": mode, **scores})
-    return pd.DataFrame(rows, columns=["model", "dataset", "seed", "mode", "precision", "recall", "f1"])
+            rows.append({"model": model, "dataset": dataset, "seed": seed, "mode": mode, **scores, "cut": cut})
+    return pd.DataFrame(rows, columns=["model", "dataset", "seed", "mode", "precision", "recall", "f1", "cut"])
+
+
+def cut_pairs(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """{(model, dataset): the splits any of its runs cut short}, for the pairs with such a run."""
+    cut = runs[runs["cut"] != ""].groupby(["model", "dataset"])["cut"]
+    return {pair: ", ".join(sorted({s for splits in group for s in splits.split(",")})) for pair, group in cut}
 
 
 def summarise(runs: pd.DataFrame) -> pd.DataFrame:
-    """Tidy statistics: one row per (model, dataset, mode, statistic) with F1 in percent."""
+    """Tidy statistics: one row per (model, dataset, mode, statistic) with F1 in percent, and the splits its runs
+    cut short (`cut`)."""
     rows = []
+    cut = cut_pairs(runs)
     for (model, dataset, mode), group in runs.groupby(["model", "dataset", "mode"], sort=False):
         f1 = [100 * v for v in group["f1"]]
         sd = statistics.stdev(f1) if len(f1) > 1 else math.nan  # sample sd over seeds
         for statistic, value in (("mean", statistics.fmean(f1)), ("sd", sd), ("n", len(f1))):
-            rows.append({"model": model, "dataset": dataset, "mode": mode, "statistic": statistic, "value": value})
-    return pd.DataFrame(rows, columns=["model", "dataset", "mode", "statistic", "value"])
+            key = {"model": model, "dataset": dataset, "mode": mode}
+            rows.append({**key, "statistic": statistic, "value": value, "cut": cut.get((model, dataset), "")})
+    return pd.DataFrame(rows, columns=["model", "dataset", "mode", "statistic", "value", "cut"])
 
 
 SCORING_TITLES = {
@@ -84,6 +100,11 @@ DEMO_NOTE = (
     "that every stage runs and learns; they cannot be compared with the paper's or any published value."
 )
 PUBLISHED_COLUMNS = ["dataset", "model", "scoring", "metric", "value", "source"]
+CUT_MARK = "†"
+CUT_NOTE = (
+    "†: trained or scored on part of the dataset (ner.hparams max_train_sentences / max_eval_sentences), so not "
+    "comparable with published values."
+)
 
 
 def read_published(path: str | Path | None) -> pd.DataFrame:
@@ -97,7 +118,12 @@ def read_published(path: str | Path | None) -> pd.DataFrame:
     unknown = set(table["scoring"]) - set(SCORINGS)
     if unknown:
         raise InputError(path, f"unknown scoring {sorted(unknown)}; expected one of {list(SCORINGS)}")
-    return table[table.metric == "F1"][PUBLISHED_COLUMNS].reset_index(drop=True)
+    table = table[(table.metric == "F1") & table["value"].notna()]  # an empty value is unknown, as a missing row
+    twice = table[table.duplicated(["model", "dataset", "scoring"])]
+    if not twice.empty:
+        first = twice.iloc[0]
+        raise InputError(path, f"two F1 values of {first.model} on {first.dataset}, {first.scoring} scoring: keep one")
+    return table[PUBLISHED_COLUMNS].reset_index(drop=True)
 
 
 def published_lookup(published: pd.DataFrame, mode: str) -> dict[tuple[str, str], tuple[float, str]]:
@@ -106,33 +132,45 @@ def published_lookup(published: pd.DataFrame, mode: str) -> dict[tuple[str, str]
     return {(r.model, r.dataset): (r.value, r.source) for r in rows.itertuples()}
 
 
-def stat_lookup(stats: pd.DataFrame, mode: str) -> dict[tuple[str, str], dict[str, float]]:
-    """{(model, dataset): {mean, sd, n}} for one scoring mode."""
-    out: dict[tuple[str, str], dict[str, float]] = {}
+def stat_lookup(stats: pd.DataFrame, mode: str) -> dict[tuple[str, str], dict]:
+    """{(model, dataset): {mean, sd, n, cut}} for one scoring mode."""
+    out: dict[tuple[str, str], dict] = {}
     for row in stats[stats["mode"] == mode].itertuples():
-        out.setdefault((row.model, row.dataset), {})[row.statistic] = row.value
+        out.setdefault((row.model, row.dataset), {"cut": row.cut})[row.statistic] = row.value
     return out
 
 
-def fmt_cell(value: dict[str, float] | None) -> str:
-    """`mean ± sd (n)`; a model/dataset pair without finished runs shows as missing, never as zero."""
+def fmt_cell(value: dict | None) -> str:
+    """`mean ± sd (n)`, † when its runs cut a split short; a pair without finished runs shows as missing, never
+    as zero."""
     if not value:
         return "missing"
     sd = "–" if math.isnan(value["sd"]) else f"{value['sd']:.2f}"
-    return f"{value['mean']:.2f} ± {sd} ({int(value['n'])})"
+    return f"{value['mean']:.2f} ± {sd} ({int(value['n'])})" + (f" {CUT_MARK}" if value["cut"] else "")
 
 
 def f1_table(lookup, models, datasets, mode, cell=fmt_cell) -> Table:
     """Models as rows, datasets as columns, each pair's statistics written by `cell`; the best mean of each dataset
-    marked (ties all, missing pairs never)."""
+    marked (ties as shown, to two decimals, all; missing pairs never)."""
     means = pd.DataFrame({d: [lookup.get((m, d), {}).get("mean", math.nan) for m in models] for d in datasets})
     cells = pd.DataFrame({"Model": models, **{d: [cell(lookup.get((m, d))) for m in models] for d in datasets}})
+    cut = any(lookup.get((m, d), {}).get("cut") for m in models for d in datasets)
     return Table(
         f"Test F1 (%), {mode} scoring",
         cells,
-        f"{SCORING_TITLES[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished).",
-        means.eq(means.max()),
+        f"{SCORING_TITLES[mode]}. Mean ± sample standard deviation over seeds (number of seeds that finished)."
+        + (f" {CUT_NOTE}" if cut else ""),
+        means.round(2).eq(means.round(2).max()),
     )
+
+
+def difference(ours: dict | None, published: float) -> str:
+    """Our mean minus the published value, to two decimals (never -0.00); none where ours is missing or cut."""
+    if not ours:
+        return "—"
+    if ours["cut"]:
+        return f"not comparable ({ours['cut']} cut)"
+    return f"{round(ours['mean'] - published, 2) + 0.0:+.2f}"
 
 
 def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
@@ -144,8 +182,7 @@ def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
                 continue
             value, source = published[(model, dataset)]
             ours = lookup.get((model, dataset))
-            diff = f"{ours['mean'] - value:+.2f}" if ours else "—"
-            rows.append([model, dataset, fmt_cell(ours), f"{value:.2f}", diff, source])
+            rows.append([model, dataset, fmt_cell(ours), f"{value:.2f}", difference(ours, value), source])
     if not rows:
         return None
     header = ["Model", "Dataset", "Ours", "Published", "Difference", "Source"]
@@ -199,38 +236,49 @@ def f1_tables(stats, models, datasets, modes, published, sources=None, demo=Fals
     return tables
 
 
-def tex_cell(value: dict[str, float] | None) -> str:
+def tex_cell(value: dict | None) -> str:
     if not value:
         return "--"
     sd = "" if math.isnan(value["sd"]) else f" $\\pm$ {value['sd']:.2f}"
-    return f"{value['mean']:.2f}{sd}"
+    return f"{value['mean']:.2f}{sd}" + ("$^\\dagger$" if value["cut"] else "")
 
 
 def latex_table(stats, models, datasets, mode) -> str:
-    """booktabs table of mean ± sd (`--`: missing), the best mean per column in bold; only the names are escaped,
-    the cells hold math."""
+    """booktabs table of mean ± sd (`--`: missing), the best mean per column in bold, after comment lines saying
+    what the cells hold; only the names are escaped, the cells hold math."""
     table = f1_table(stat_lookup(stats, mode), models, datasets, mode, tex_cell)
     style = styled(table, "latex").format(escape="latex", subset=["Model"])
-    return style.to_latex(hrules=True, column_format="l" + "c" * len(datasets), convert_css=True)
+    seeds = sorted({int(n) for n in stats.loc[(stats["mode"] == mode) & (stats.statistic == "n"), "value"]})
+    over = "/".join(map(str, seeds)) or "no"
+    comments = [
+        f"Test F1 (%), {SCORING_TITLES[mode]}",
+        f"mean +- sample standard deviation over {over} seed(s); --: no run; bold: the best mean of each column",
+        "needs \\usepackage{booktabs}",
+        *([CUT_NOTE.replace(CUT_MARK, "$^\\dagger$")] if (stats["cut"] != "").any() else []),
+    ]
+    table_tex = style.to_latex(hrules=True, column_format="l" + "c" * len(datasets), convert_css=True)
+    return "".join(f"% {line}\n" for line in comments) + table_tex
 
 
 def tidy_with_published(stats: pd.DataFrame, published: pd.DataFrame) -> pd.DataFrame:
     """The tidy statistics plus each published value (statistic `published`, with its `source`) and our
-    difference to it (`diff`), each in its own protocol."""
+    difference to it (`diff`), each in its own protocol; none to a mean whose runs cut a split short (`cut`)."""
     extra = []
     for r in published.itertuples():
         key = {"model": r.model, "dataset": r.dataset, "mode": r.scoring}
-        extra.append({**key, "statistic": "published", "value": r.value, "source": r.source})
+        extra.append({**key, "statistic": "published", "value": r.value, "source": r.source, "cut": ""})
         ours = stats[
             (stats.model == r.model)
             & (stats.dataset == r.dataset)
             & (stats["mode"] == r.scoring)
             & (stats.statistic == "mean")
+            & (stats["cut"] == "")  # a cut run is not compared
         ]
         extra += [
-            {**key, "statistic": "diff", "value": row.value - r.value, "source": r.source} for row in ours.itertuples()
+            {**key, "statistic": "diff", "value": row.value - r.value, "source": r.source, "cut": ""}
+            for row in ours.itertuples()
         ]
-    columns = [*stats.columns, "source"]
+    columns = ["model", "dataset", "mode", "statistic", "value", "source", "cut"]
     return pd.concat([stats.reindex(columns=columns), pd.DataFrame(extra, columns=columns)], ignore_index=True)
 
 
