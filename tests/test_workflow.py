@@ -162,6 +162,15 @@ def test_on_a_gpu_workstation_the_profiles_gpu_slots_of_ner_jobs_run_at_once_on_
         assert set(job_threads(result.stdout)["finetune_ner"]) == {threads}
 
 
+def test_model_stats_measure_alone_on_a_workstation_without_a_gpu(tmp_path):
+    """Speeds measured beside fine-tunings are not the models' own: without a GPU model_stats takes every core the
+    run has (so nothing runs beside it); with one it takes the GPU alone and the config's threads (the demo's 1)."""
+    for env, threads in ((None, 8), (with_a_gpu(tmp_path), 1)):
+        result = snakemake("-n", "--cores", "8", extra_env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert job_threads(result.stdout)["model_stats"] == [threads]
+
+
 def test_on_a_workstation_with_several_gpus_each_job_sees_the_gpu_it_claimed(tmp_path):
     """Snakemake gives a local job no device of its own: each claims one (compact_biomed.gpus) among the GPUs the
     user listed, and its log's first line shows it."""

@@ -24,17 +24,15 @@ def ner_f1_table(smk):
 def model_stats(smk):
     from compact_biomed.tables import model_stats
 
-    test_sets = dict(zip(smk.params.datasets, smk.input.test_sets))
-    for model_dir, out in zip(smk.input.models, smk.output):
-        model_stats.write(
-            model_dir,
-            test_sets,
-            out,
-            batch_size=smk.params.batch_size,
-            max_length=smk.params.max_length,
-            min_seconds=smk.params.min_seconds,
-            threads=smk.threads,
-        )
+    model_stats.write_all(
+        list(smk.input.models),
+        dict(zip(smk.params.datasets, smk.input.test_sets)),
+        list(smk.output),
+        batch_size=smk.params.batch_size,
+        max_length=smk.params.max_length,
+        min_seconds=smk.params.min_seconds,
+        threads=smk.threads,
+    )
 
 
 def model_stats_table(smk):

@@ -1,5 +1,6 @@
 """The model table: size and speed of each model (parameters, with and without embedding tables, disk size,
-inference speed), measured one model at a time, then tabulated as Markdown, HTML and CSV.
+inference speed), measured one model at a time, in two rounds of opposite order (`write_all`), then tabulated as
+Markdown, HTML and CSV.
 
 Speed is measured the way the NER jobs predict: the model's own tokenizer turns each NER test set into the
 same windows `ner.encode_split` builds, a freshly headed token-classification model runs forward over
@@ -132,13 +133,11 @@ def measure(
         speeds[dataset], parameters = dataset_speed(
             model_dir, tokenizer, test_tsv, device, batch_size, max_length, min_seconds
         )
-    processed = sum(s["passes"] * s["sentences"] for s in speeds.values())
-    seconds = sum(s["seconds"] for s in speeds.values())
     return {
         "model_dir": str(model_dir),
         **parameters,
         **disk_bytes(model_dir),
-        "sentences_per_second": round(processed / seconds, 2) if seconds > 0 else None,
+        "sentences_per_second": overall_speed(speeds),
         "speed": speeds,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
         "device_type": device.type,
@@ -149,10 +148,33 @@ def measure(
     }
 
 
-def write(model_dir, test_sets: dict[str, str | Path], out_json, **settings) -> dict:
-    """`measure` and write the result as JSON (all or nothing)."""
-    stats = measure(model_dir, test_sets, **settings)
-    write_json(out_json, stats)
+def overall_speed(speeds: dict[str, dict]) -> float | None:
+    """Sentences per second over every test set: all sentences processed / all the forward time."""
+    processed = sum(s["passes"] * s["sentences"] for s in speeds.values())
+    seconds = sum(s["seconds"] for s in speeds.values())
+    return round(processed / seconds, 2) if seconds > 0 else None
+
+
+def pooled(first: dict, second: dict) -> dict:
+    """Two measurements of one model as one: each test set's passes and seconds added up."""
+    speeds = {}
+    for dataset, one in first["speed"].items():
+        other = second["speed"][dataset]
+        passes, seconds = one["passes"] + other["passes"], one["seconds"] + other["seconds"]
+        speed = round(passes * one["sentences"] / seconds, 2) if seconds > 0 else None
+        speeds[dataset] = {**one, "passes": passes, "seconds": round(seconds, 4), "sentences_per_second": speed}
+    return {**first, "speed": speeds, "sentences_per_second": overall_speed(speeds), "rounds": 2}
+
+
+def write_all(model_dirs: list, test_sets: dict[str, str | Path], out_jsons: list, **settings) -> list[dict]:
+    """`measure` every model twice, the second round in reverse order, pool each model's two and write each as
+    JSON (all or nothing). Speeds drift over a process's life (warming caches and clocks): measured once in table
+    order, three copies of one model ran at 1.00/1.03/1.06x; the two rounds give each row the same drift."""
+    first = [measure(model_dir, test_sets, **settings) for model_dir in model_dirs]
+    second = [measure(model_dir, test_sets, **settings) for model_dir in reversed(model_dirs)][::-1]
+    stats = [pooled(one, other) for one, other in zip(first, second)]
+    for one, out_json in zip(stats, out_jsons, strict=True):
+        write_json(out_json, one)
     return stats
 
 
