@@ -122,6 +122,27 @@ def test_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused_with_advice_
     assert AutoTokenizer.from_pretrained(tmp_path / "out").tokenize("Aspirin") == ["Aspirin"]
 
 
+def test_a_folder_whose_tokenizer_is_not_the_models_is_refused(tmp_path, bert_dir):
+    """A tokenizer of 5 pieces beside a model of hundreds (what BertTokenizerFast(vocab_file=...) saves in
+    transformers 5): every word [UNK], F1 0.00 without a word. One line instead, nothing fetched."""
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path / "mismatched"
+    folder.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(bert_dir / name, folder / name)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    BertTokenizerFast(vocab={t: i for i, t in enumerate(specials)}).save_pretrained(folder)
+    assert AutoTokenizer.from_pretrained(folder).tokenize("aspirin") == ["[UNK]"]
+    vocab_size = read_json(folder / "config.json")["vocab_size"]
+    with pytest.raises(
+        InputError,
+        match=rf"^models.X.pretrained: {folder}: its tokenizer has 5 pieces for the model's {vocab_size:,}: not the tokenizer",
+    ):
+        pretrained.fetch({"path": str(folder)}, tmp_path / "out", key="models.X.pretrained")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_small_cased_vocabulary_behind_a_lowercasing_tokenizer_is_refused_too():
     """A cased biomedical vocabulary of 2,000 pieces held under 5% capitalised ones (a user's, 4.65%): a lower-cased
     vocabulary holds none, so any real share of them is a cased one."""

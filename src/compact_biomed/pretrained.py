@@ -250,13 +250,24 @@ def load_problem(folder: Path, case_advice: str) -> str | None:
     from transformers import AutoConfig, AutoTokenizer
 
     try:
-        AutoConfig.from_pretrained(folder)
+        config = AutoConfig.from_pretrained(folder)
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError, KeyError) as error:
         return f"does not load: {first_line(error)}"
     if not tokenizer.is_fast:
         return "needs a fast tokenizer (word alignment for NER); add a tokenizer.json"
-    return case_problem(tokenizer, case_advice)
+    return vocabulary_problem(tokenizer, getattr(config, "vocab_size", None)) or case_problem(tokenizer, case_advice)
+
+
+def vocabulary_problem(tokenizer, vocab_size: int | None) -> str | None:
+    """A tokenizer far smaller than the model's vocabulary is not the one it was trained with: most words would be
+    [UNK] and its F1 near 0 without a word (transformers 5's BertTokenizerFast(vocab_file=...) builds one of 5)."""
+    if vocab_size and len(tokenizer) < vocab_size / 2:
+        return (
+            f"its tokenizer has {len(tokenizer):,} pieces for the model's {vocab_size:,}: not the tokenizer it was "
+            f"trained with (most words would become {tokenizer.unk_token or 'unknown'}); save the model's own"
+        )
+    return None
 
 
 def case_problem(tokenizer, advice: str) -> str | None:
