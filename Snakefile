@@ -32,6 +32,10 @@ include: "rules/tables.smk"
 include: "rules/figures.smk"
 
 
+if workflow.is_main_process:
+    check_folder_outputs()
+
+
 # `snakemake --report report.html`: this description, then every output marked report() with its caption.
 report: "workflow/report/workflow.rst"
 

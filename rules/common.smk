@@ -14,10 +14,11 @@ os.environ.update(COMPACT_BIOMED_ROOT=workflow.basedir)  # read by pip for envir
 
 from compact_biomed import config as cfg
 from compact_biomed import gpus
-from compact_biomed.io import foreign_files
+from compact_biomed.io import OUTPUT_MARKER, foreign_files, unmarked_folders
 from compact_biomed.ner import data as ner_data
 from compact_biomed.smk import RUN_ID, prepend_pythonpath
 from snakemake.exceptions import WorkflowError
+from snakemake.io import is_flagged
 
 os.environ.setdefault(RUN_ID, uuid.uuid4().hex)  # this run's jobs inherit it: see compact_biomed.smk
 prepend_pythonpath(SRC)
@@ -38,6 +39,26 @@ if workflow.is_main_process:
             f"{os.path.abspath(foreign[0])}{more}: not written by the pipeline, in one of its output folders, "
             "which a rerun deletes; move it elsewhere"
         )
+
+
+def check_folder_outputs():
+    """At a folder output's path (a model, a shard), a folder the pipeline did not write (no marker) would be read
+    as its output, and deleted by a rerun: it stops the run before any job starts. The Snakefile calls this once
+    every rule is defined."""
+    patterns = [
+        re.sub(r"\{[^}]+\}", "*", str(path))
+        for rule in workflow.rules
+        for path in rule.output
+        if is_flagged(path, "directory")
+    ]
+    found = unmarked_folders(folder for pattern in patterns for folder in Path().glob(pattern))
+    if found:
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise WorkflowError(
+            f"{os.path.abspath(found[0])}{more}: a folder the pipeline did not write (no {OUTPUT_MARKER}) at the "
+            "path of one of its outputs, which would be read as that output and deleted by a rerun; move it elsewhere"
+        )
+
 
 TRAINED_MODELS = cfg.trained_models(config)  # pre-trained here from a recipe
 PRETRAINED_MODELS = cfg.pretrained_models(config)  # published models, fine-tuned as they are

@@ -229,6 +229,24 @@ def test_a_users_file_in_an_output_folder_stops_the_run_before_snakemake_deletes
     assert not (workdir / "results/teacher").exists()  # no job ran
 
 
+def test_a_users_folder_at_a_folder_outputs_path_stops_the_run(tmp_path):
+    """A folder the pipeline did not write (no marker) where one of its folder outputs goes, a model or a shard,
+    would be read as that output, and deleted when it reruns: one line before any job starts, and it stays."""
+    workdir = copy_workflow(tmp_path / "workdir")
+    for folder in ("results/models/TinyBioBERT", "results/shards/teacher/shard-0-of-2"):
+        mine = workdir / folder
+        mine.mkdir(parents=True)
+        (mine / "my_weights.bin").write_text("precious")
+        for args in (["-n"], ["--forcerun", "pretrain"]):
+            result = snakemake(*args, "--cores", "1", cwd=workdir)
+            output = result.stdout + result.stderr
+            error = [line for line in output.splitlines() if "a folder the pipeline did not write" in line]
+            assert result.returncode != 0 and len(error) == 1 and error[0].startswith(str(mine)), output[-3000:]
+            assert (mine / "my_weights.bin").read_text() == "precious"
+        shutil.rmtree(mine)
+    assert not (workdir / "results/teacher").exists()  # no job ran
+
+
 def test_slurm_profile_groups_ner_jobs_eight_to_one_gpu_job():
     pytest.importorskip("snakemake_executor_plugin_slurm")
     result = snakemake("-n", "--configfile", "config/paper.yaml", "--workflow-profile", "profiles/slurm", timeout=300)

@@ -142,6 +142,11 @@ def foreign_files(root: str | os.PathLike) -> list[Path]:
     return found
 
 
+def unmarked_folders(paths) -> list[Path]:
+    """The non-empty folders among `paths` without an output marker: no step of the pipeline wrote them."""
+    return sorted(p for p in map(Path, paths) if p.is_dir() and not (p / OUTPUT_MARKER).is_file() and any(p.iterdir()))
+
+
 def unlisted_files(folder: Path, marker: list[str]) -> list[str]:
     """The files in a folder output that its marker (marker_lines: the step, then its files) does not list."""
     return sorted(set(folder_files(folder)) - set(marker[1:]))
