@@ -41,6 +41,15 @@ if workflow.is_main_process:
         )
 
 
+def workstation_cores(otherwise):
+    """All the cores of a local run (--cores), else `otherwise`: on a cluster each job has its own, and without
+    --cores (--report, --unlock) Snakemake has no total."""
+    try:
+        return workflow.cores if workflow.local_exec else otherwise
+    except WorkflowError:
+        return otherwise
+
+
 def check_folder_outputs():
     """At a folder output's path (a model, a shard), a folder the pipeline did not write (no marker) would be read
     as its output, and deleted by a rerun: it stops the run before any job starts. The Snakefile calls this once

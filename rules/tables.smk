@@ -60,7 +60,7 @@ rule model_stats:
         "../environment.yml"
     # On a workstation without a GPU, every core: no job runs beside the measurement (fine-tunings beside it made
     # identical models 1.00/1.02/1.42x); on a GPU, the GPU alone.
-    threads: workflow.cores if workflow.local_exec and not GPU_PER_JOB else config["threads"]
+    threads: config["threads"] if GPU_PER_JOB else workstation_cores(config["threads"])
     resources:
         gpu=GPU_PER_JOB,
         gpu_slots=GPU_PER_JOB * SLOTS_PER_GPU,  # the GPU alone: no NER job beside it
