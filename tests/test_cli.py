@@ -143,14 +143,22 @@ def test_out_dir_dot_refuses_and_leaves_the_current_folder_alone(tmp_path, tiny_
     assert tree(cwd) == before
 
 
-def test_a_second_run_replaces_its_own_previous_output(tmp_path, tiny_bert_dir, capsys):
+def test_a_second_run_replaces_its_own_previous_output_only_with_overwrite(tmp_path, tiny_bert_dir, capsys):
+    """By hand, an earlier output of the same step may be another model's or seed's (the pipeline's results/ hold
+    one per model and seed, and the tables read them): replaced only when asked."""
     out = tmp_path / "run"
     args = finetune_args(tiny_bert_dir, tmp_path, out)
     assert main(args) == 0
     first = read_json(out / "metrics.json")
     assert first["seed"] == 1  # no --seed: the first of the config's ner.seeds
+    before = tree(out)
+    assert main([*args, "--seed", "3"]) == 1
+    assert "holds an earlier 'finetune-ner' output; give a new folder, or --overwrite" in one_error_line(
+        capsys, "finetune-ner", out
+    )
+    assert tree(out) == before
     (out / "metrics.json").write_text("{}")  # a stale file of the previous output is replaced, not kept
-    assert main(args) == 0
+    assert main([*args, "--overwrite"]) == 0
     assert read_json(out / "metrics.json")["test"] == first["test"]
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
 
@@ -196,7 +204,8 @@ def test_base_model_reruns_into_its_own_previous_output(tmp_path):
     args = ["base-model", "teacher", "--corpus", str(corpus), "--out", str(out)]
     assert main(args) == 0
     first = sorted(p.name for p in out.iterdir())
-    assert main(args) == 0
+    assert main(args) == 1  # not without --overwrite
+    assert main([*args, "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == first and "config.json" in first
 
 
@@ -230,7 +239,8 @@ def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_
     ]
     assert main(args) == 0
     first = tree(out)
-    assert main(args) == 0 and tree(out) == first
+    assert main(args) == 1 and tree(out) == first  # not without --overwrite
+    assert main([*args, "--overwrite"]) == 0 and tree(out) == first
 
 
 # --- bad command lines and configs: one line naming the file ------------------------------------------------------

@@ -283,6 +283,10 @@ def test_runs_on_part_of_a_dataset_are_marked_and_not_compared_with_published_va
 
 def test_a_seed_counted_twice_or_a_value_published_twice_is_one_line(tmp_path):
     first = write_run(tmp_path, "A", "d1", 1, 0.5, 0.4)
+    moved = write_run(tmp_path, "A", "d1", 2, 0.5, 0.4)
+    moved.write_text(json.dumps({**json.loads(moved.read_text()), "seed": 3}))  # finetune-ner --seed 3 into seed2/
+    with pytest.raises(ner_f1.InputError, match="holds a run of seed 3, not of its folder's seed2"):
+        ner_f1.collect([first, moved])
     again = tmp_path / "copy" / "results" / "ner" / "A" / "d1" / "seed1" / "metrics.json"
     again.parent.mkdir(parents=True)
     again.write_text(first.read_text())

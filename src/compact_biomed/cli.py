@@ -75,6 +75,18 @@ def check_new_files(args, *paths) -> None:
         seen.add(os.path.abspath(path))
 
 
+def check_new_folder(args, path) -> None:
+    """Refuse, before any work, a folder output that holds anything but an earlier output of this step
+    (io.check_replaceable), and that too without `--overwrite`: by hand, the CLI cannot tell whether it is this
+    run's own (the pipeline's results/ hold one per model and seed, which the tables read)."""
+    check_replaceable(path, args.step)
+    if not args.overwrite and Path(path).is_dir() and any(Path(path).iterdir()):
+        raise InputError(
+            path,
+            f"holds an earlier '{args.step}' output; give a new folder, or --overwrite to replace it (nothing was changed)",
+        )
+
+
 def cmd_check_config(args):
     load_config(args.config, data_checks=True)
     print(f"{args.config}: valid")
@@ -125,7 +137,7 @@ def cmd_tokenize_shard(args):
             f"--shard {args.shard} is outside 0..{args.num_shards - 1} (--num-shards {args.num_shards})"
         )
     existing(args.corpus, args.tokenizer)
-    check_replaceable(args.out, args.step)
+    check_new_folder(args, args.out)
     print(
         shards.tokenize_shard(
             args.corpus,
@@ -162,7 +174,7 @@ def cmd_base_model(args):
             "(the corpus Parquet, results/pubmed/corpus.parquet in the workflow)"
         )
     existing(args.corpus)
-    check_replaceable(args.out, args.step)
+    check_new_folder(args, args.out)
     base_models.make(source, args.out, corpus=args.corpus)
 
 
@@ -173,6 +185,7 @@ def cmd_fetch_pretrained(args):
     source = config["models"].get(args.model, {}).get("pretrained")
     if source is None:
         raise cfg.ConfigError(f"invalid config value at 'models.{args.model}': no such pretrained row in {args.config}")
+    check_new_folder(args, args.out)
     provenance = pretrained.fetch(source, args.out, key=f"models.{args.model}.pretrained")
     print(pretrained.provenance_text(provenance))
 
@@ -182,7 +195,7 @@ def cmd_pretrain(args):
 
     config = load_config(args.config)
     existing(*args.shards, args.teacher, args.start)
-    check_replaceable(args.out, args.step)
+    check_new_folder(args, args.out)
     settings = pretrain.Settings.from_config(
         config, args.model, args.shards, args.out, args.checkpoint_dir, teacher_dir=args.teacher, start_dir=args.start
     )
@@ -194,7 +207,7 @@ def cmd_finetune_ner(args):
 
     config = load_config(args.config)
     existing(args.model_dir, args.data_dir)
-    check_replaceable(args.out_dir, args.step)
+    check_new_folder(args, args.out_dir)
     metrics = finetune(
         args.model_dir,
         args.data_dir,
@@ -235,6 +248,10 @@ def parser() -> argparse.ArgumentParser:
 
     def with_overwrite(sub):
         sub.add_argument("--overwrite", action="store_true", help="replace existing output files")
+        return sub
+
+    def with_folder_overwrite(sub):
+        sub.add_argument("--overwrite", action="store_true", help="replace an earlier output of this step")
         return sub
 
     def with_config(sub):
@@ -280,7 +297,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--stats", required=True)
     sub.add_argument("--text-format", choices=["title_abstract"], help="default: the config's pubmed.text_format")
 
-    sub = with_config(step("tokenize-shard", cmd_tokenize_shard, "tokenise one shard of the corpus"))
+    sub = with_folder_overwrite(
+        with_config(step("tokenize-shard", cmd_tokenize_shard, "tokenise one shard of the corpus"))
+    )
     sub.add_argument("--corpus", required=True)
     sub.add_argument("--tokenizer", required=True, help="a Hugging Face directory with a tokenizer")
     sub.add_argument("--out", required=True)
@@ -293,22 +312,26 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("shards", nargs="+")
     sub.add_argument("--out", required=True)
 
-    sub = with_config(step("base-model", cmd_base_model, "the teacher or a start model as a local directory"))
+    sub = with_folder_overwrite(
+        with_config(step("base-model", cmd_base_model, "the teacher or a start model as a local directory"))
+    )
     sub.add_argument("model", help="'teacher' or a continual model's name")
     sub.add_argument("--out", required=True)
     sub.add_argument("--corpus", help="corpus Parquet (random demo models train their tokenizer on it)")
 
-    sub = with_config(
-        step(
-            "fetch-pretrained",
-            cmd_fetch_pretrained,
-            "a published model row (hub at its pinned revision, or a local folder) as a directory",
+    sub = with_folder_overwrite(
+        with_config(
+            step(
+                "fetch-pretrained",
+                cmd_fetch_pretrained,
+                "a published model row (hub at its pinned revision, or a local folder) as a directory",
+            )
         )
     )
     sub.add_argument("model", help="a row of the config with `pretrained`")
     sub.add_argument("--out", required=True)
 
-    sub = with_config(step("pretrain", cmd_pretrain, "pre-train one compact model"))
+    sub = with_folder_overwrite(with_config(step("pretrain", cmd_pretrain, "pre-train one compact model")))
     sub.add_argument("model", help="a row of the config with a `recipe`")
     sub.add_argument("--shards", nargs="+", required=True)
     sub.add_argument("--out", required=True)
@@ -316,7 +339,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--teacher", help="the teacher's folder (distillation recipes)")
     sub.add_argument("--start", help="the start model's folder (continual_mlm)")
 
-    sub = with_config(step("finetune-ner", cmd_finetune_ner, "fine-tune and score one model on one NER dataset"))
+    sub = with_folder_overwrite(
+        with_config(step("finetune-ner", cmd_finetune_ner, "fine-tune and score one model on one NER dataset"))
+    )
     sub.add_argument("--model-dir", required=True)
     sub.add_argument("--data-dir", required=True)
     sub.add_argument("--out-dir", required=True)

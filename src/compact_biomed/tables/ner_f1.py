@@ -59,6 +59,8 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
         model, dataset = run_key(path)
         metrics = read_metrics(path)
         seed = metric(metrics, path, "seed")
+        if Path(path).parent.name != f"seed{seed}":  # a run written there by hand with another --seed
+            raise InputError(path, f"holds a run of seed {seed}, not of its folder's {Path(path).parent.name}")
         if (model, dataset, seed) in seen:  # it would count as one more seed
             raise InputError(
                 path, f"a second run of {model} on {dataset} with seed {seed} (the first: {seen[model, dataset, seed]})"
