@@ -251,6 +251,9 @@ def test_changed_settings_start_afresh_and_the_old_run_is_kept(tmp_path, tiny_be
     harmless = dataclasses.replace(train, logging_steps=2, compile=True)  # compile: the same computation
     again = run(settings(*args, harmless, start_dir=tiny_bert_dir))
     assert again["resumed_from"] == str(first_run / "checkpoint-2") and again["steps"] == 2
+    # a precision set by hand is part of the run (on a GPU, auto's bf16 and fp32 learn differently)
+    fp32 = run(settings(*args, dataclasses.replace(train, precision="fp32"), start_dir=tiny_bert_dir))
+    assert fp32["resumed_from"] is None and re.search(r"changed since .* \(.*precision\)", capsys.readouterr().out)
 
 
 def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path, tiny_bert_dir, teacher_shard, capsys):
@@ -668,9 +671,12 @@ def test_gradient_accumulation_and_precision():
     assert micro_batch.gradient_accumulation_steps(192, 24, 1) == 8
     with pytest.raises(ConfigError, match="global_batch_size 10 is not a multiple of per_device_batch_size 4"):
         micro_batch.gradient_accumulation_steps(10, 4, 1)
-    if not torch.cuda.is_available():
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        assert micro_batch.precision_flags("bf16") == {"bf16": True, "fp16": False}
+    else:  # Trainer's own refusal was a traceback, retried
         assert micro_batch.precision_flags("auto") == {"bf16": False, "fp16": False}
-    assert micro_batch.precision_flags("bf16") == {"bf16": True, "fp16": False}
+        with pytest.raises(ConfigError, match="^precision bf16 needs a CUDA GPU with bf16 arithmetic"):
+            micro_batch.precision_flags("bf16")
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         micro_batch.precision_flags("fp8")
 
@@ -685,6 +691,8 @@ def test_problems_of_config_values_are_config_errors_naming_the_key(tmp_path, ti
 
     fails(r"'models.tiny.recipe': unknown pre-training recipe 'distil'", recipe="distil")
     fails(r"'models.tiny.train': global_batch_size 10 is not a multiple", train=train_with(global_batch_size=10))
+    if not torch.cuda.is_available():
+        fails(r"'models.tiny.train': precision fp16 needs a CUDA GPU", train=train_with(precision="fp16"))
     fails(r"'models.tiny.recipe': recipe 'distilbiobert' distils a teacher, but no teacher folder", teacher_dir=None)
     fails(r"'models.tiny.recipe': recipe 'continual_mlm' continues a start model", recipe="continual_mlm")
     fails(

@@ -105,6 +105,8 @@ def run_fingerprint(settings: Settings) -> dict:
         "start": folder_digest(start_dir, MODEL_FILE_PATTERNS) if start_dir else None,
         "shards": [shard_digest(shard_dir) for shard_dir in settings.shard_dirs],
         **{key: getattr(settings.train, key) for key in FINGERPRINT_TRAIN_KEYS},
+        # bf16 and fp32 learn differently; "auto" (the default) is left out, so runs keyed before this keep their key
+        **({"precision": settings.train.precision} if settings.train.precision != "auto" else {}),
     }
 
 

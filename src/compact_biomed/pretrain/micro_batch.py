@@ -25,11 +25,18 @@ def gradient_accumulation_steps(global_batch_size: int, per_device_batch_size: i
 
 
 def precision_flags(precision: str) -> dict:
-    """ "auto" = bf16 on a CUDA device that supports it, else fp32 (the official scripts trained in fp32, spec §3)."""
+    """ "auto" = bf16 on a CUDA device that supports it, else fp32 (the official scripts trained in fp32, spec §3).
+    bf16 or fp16 set by hand where the device has no such arithmetic is a ConfigError (Trainer's is a traceback)."""
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        precision = "bf16" if bf16 else "fp32"
     if precision not in ("bf16", "fp16", "fp32"):
         raise ValueError(f"unknown precision {precision!r}; use auto, bf16, fp16 or fp32")
+    if (precision == "bf16" and not bf16) or (precision == "fp16" and not torch.cuda.is_available()):
+        raise ConfigError(
+            f"precision {precision} needs a CUDA GPU with {precision} arithmetic, and this machine has none "
+            "(auto: bf16 where there is one, else fp32)"
+        )
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 

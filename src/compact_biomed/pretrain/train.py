@@ -310,6 +310,7 @@ def train_and_export(settings: Settings) -> dict:
         spec = recipes.get_recipe(settings.recipe)
     with config_key(f"{row}.train"):
         check_batch_sizes(settings.train)  # before anything loads
+        precision_flags(settings.train.precision)
     rows = load_shards(settings.shard_dirs)
     fingerprint = run_fingerprint(settings)
     run = run_dir(settings.checkpoint_dir, fingerprint)  # the run's folder, named by its inputs' content
