@@ -19,7 +19,7 @@ rule pretrain:
     threads: config["threads"]
     resources:
         gpu=GPU_PER_JOB,
-        runtime=lambda wc, attempt: pretrain_runtime_minutes(config, wc.student, attempt),
+        runtime=lambda wc: pretrain_runtime_minutes(config, wc.student),
         gpu_slots=GPU_PER_JOB * SLOTS_PER_GPU,  # the GPU alone: no NER job beside it
     params:
         # The job reads its settings from the config (compact_biomed.pretrain.Settings); these copies make

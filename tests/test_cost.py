@@ -20,7 +20,7 @@ def test_each_paper_model_asks_for_its_measured_time_with_margin():
         measured_minutes = steps / rate / 60
         minutes = cost.pretrain_runtime_minutes(config, model)
         assert cost.MARGIN * measured_minutes < minutes <= cost.MARGIN * measured_minutes + cost.STARTUP_MINUTES + 1
-        assert cost.pretrain_runtime_minutes(config, model, attempt=2) >= 2 * minutes - 1  # a retry gets more
+        assert minutes < 24 * 60  # under a day: a retry resumes from its checkpoint with the same limit
     mobile, tiny = (cost.pretrain_runtime_minutes(config, m) for m in ("BioMobileBERT", "BioTinyBERT"))
     assert mobile > 3 * tiny  # same 200k steps, 24 thin layers against 4
 

@@ -5,6 +5,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -20,9 +22,25 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer, DataCollatorForLan
 from compact_biomed.base_models import SOURCE_FILE, random_init
 from compact_biomed.config import ConfigError
 from compact_biomed.io import InputError
-from compact_biomed.pretrain import Diverged, Settings, TrainSettings, data, launch, losses, micro_batch, recipes, run
+from compact_biomed.pretrain import (
+    Diverged,
+    Settings,
+    TrainSettings,
+    checkpoints,
+    data,
+    launch,
+    losses,
+    micro_batch,
+    recipes,
+    run,
+)
 from compact_biomed.pretrain import train as pretrain
-from compact_biomed.pretrain.checkpoints import DIVERGED_FILE, latest_complete_checkpoint, remove_incomplete_checkpoints
+from compact_biomed.pretrain.checkpoints import (
+    DIVERGED_FILE,
+    LOCK_FILE,
+    latest_complete_checkpoint,
+    remove_incomplete_checkpoints,
+)
 
 torch.set_num_threads(1)
 
@@ -164,7 +182,7 @@ def test_distillation_run_exports_student_only(
     assert model.config.num_hidden_layers == 2 < teacher.config.num_hidden_layers
     assert model.config.vocab_size == teacher.config.vocab_size
     (run_dir,) = (tmp_path / "ckpt").iterdir()
-    assert run_dir.name.startswith("run-") and os.listdir(run_dir) == ["run.json"]  # save_steps 0: no checkpoint
+    assert run_dir.name.startswith("run-") and sorted(os.listdir(run_dir)) == ["run.json", LOCK_FILE]  # save_steps 0: none
 
 
 @pytest.mark.parametrize("start", ["bert", "distilbert", "mobilebert"])
@@ -254,6 +272,42 @@ def test_changed_settings_start_afresh_and_the_old_run_is_kept(tmp_path, tiny_be
     # a precision set by hand is part of the run (on a GPU, auto's bf16 and fp32 learn differently)
     fp32 = run(settings(*args, dataclasses.replace(train, precision="fp32"), start_dir=tiny_bert_dir))
     assert fp32["resumed_from"] is None and re.search(r"changed since .* \(.*precision\)", capsys.readouterr().out)
+
+
+def test_a_run_another_process_is_training_is_left_to_it(tmp_path, tiny_bert_dir, teacher_shard):
+    """A trainer left running by a killed Snakemake, and its rerun: the second stops in one line naming the first,
+    before it removes the first's half-saved checkpoint; once the first has ended, the run resumes as usual."""
+    train = train_with(max_steps=2, save_steps=2)
+    job = settings("distilbiobert", [teacher_shard], tmp_path / "out", tmp_path / "ck", train, tiny_bert_dir)
+    run(job)
+    (run_folder,) = (tmp_path / "ck").iterdir()
+    saving = run_folder / "checkpoint-4"  # the other trainer's save, half-way
+    saving.mkdir()
+    for handle in checkpoints._held_locks.values():  # this test process's lock (its first run) let go, as at its end
+        handle.close()
+    checkpoints._held_locks.clear()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(run_folder / LOCK_FILE)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=rf"^{run_folder}: is being trained by pid {holder.pid} on "):
+            run(job)
+        assert saving.is_dir()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run(job)["resumed_from"] == str(run_folder / "checkpoint-2") and not saving.exists()
+
+
+HOLD_LOCK = """
+import fcntl, os, socket, sys, time
+handle = open(sys.argv[1], "a+")
+fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError, not a wait, if the test still held it
+handle.seek(0); handle.truncate(); handle.write(f"pid {os.getpid()} on {socket.gethostname()}"); handle.flush()
+print("held", flush=True)
+time.sleep(600)
+"""
 
 
 def test_checkpoints_of_the_old_layout_are_neither_resumed_nor_touched(tmp_path, tiny_bert_dir, teacher_shard, capsys):

@@ -189,7 +189,7 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
         assert tres.replace("gres/", "gres:") == (f"gres:gpu:{gpus}" if gpus else "none"), (rule, job)
         assert job["MinMemoryNode"] == f"{requested(profile, rule, 'mem_mb', attempt)}M", (rule, job)
         runtime = (
-            pretrain_runtime_minutes(config, wildcards.split("=")[-1], attempt)
+            pretrain_runtime_minutes(config, wildcards.split("=")[-1])  # the same for a retry: it resumes
             if rule == "pretrain"
             else requested(profile, rule, "runtime", attempt)
         )  # pre-training's from its measured speed

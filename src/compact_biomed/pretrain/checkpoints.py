@@ -12,7 +12,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io import folder_digest
+from ..io import InputError, folder_digest
 from ..shards import STATS_NAME
 from . import Diverged, Settings
 
@@ -142,6 +142,38 @@ def open_run_dir(checkpoint_dir: str | Path, fingerprint: dict) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(fingerprint, indent=2, sort_keys=True) + "\n")
     return run
+
+
+LOCK_FILE = "training.lock"
+_held_locks = {}  # run folder -> its lock file, open for the process's life: closing it would let the lock go
+
+
+def lock_run(run: Path) -> None:
+    """Hold the run's lock while this process lives (taken again by the same process: a no-op). Two trainers on one
+    run folder (a job whose Snakemake was killed still training when the rerun starts) would rotate each other's
+    checkpoints: the second stops here in one line naming the first. The lock goes with the process, however it
+    ends."""
+    import fcntl
+    import socket
+
+    key = str(run.resolve())
+    if key in _held_locks:
+        return
+    handle = open(run / LOCK_FILE, "a+")  # noqa: SIM115  (held until the process ends)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise InputError(
+            run, f"is being trained by {holder}: wait for it to end, or stop it (a Snakemake killed before it ended)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    _held_locks[key] = handle
 
 
 def finished_at(checkpoint: str | None, max_steps: int) -> bool:

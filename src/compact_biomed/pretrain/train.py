@@ -33,6 +33,7 @@ from .checkpoints import (
     check_not_diverged,
     finished_at,
     latest_complete_checkpoint,
+    lock_run,
     open_run_dir,
     remove_incomplete_checkpoints,
     run_dir,
@@ -334,6 +335,7 @@ def train_and_export(settings: Settings) -> dict:
     args.output_dir = str(run)
     if args.should_save:
         open_run_dir(settings.checkpoint_dir, fingerprint)
+        lock_run(run)  # before anything in it is removed: another trainer may be saving there
         remove_incomplete_checkpoints(args.output_dir)
     resume_from = latest_complete_checkpoint(args.output_dir)
 
