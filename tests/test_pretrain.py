@@ -182,7 +182,8 @@ def test_distillation_run_exports_student_only(
     assert model.config.num_hidden_layers == 2 < teacher.config.num_hidden_layers
     assert model.config.vocab_size == teacher.config.vocab_size
     (run_dir,) = (tmp_path / "ckpt").iterdir()
-    assert run_dir.name.startswith("run-") and sorted(os.listdir(run_dir)) == ["run.json", LOCK_FILE]  # save_steps 0: none
+    assert run_dir.name.startswith("run-")
+    assert sorted(os.listdir(run_dir)) == ["run.json", LOCK_FILE]  # save_steps 0: no checkpoint
 
 
 @pytest.mark.parametrize("start", ["bert", "distilbert", "mobilebert"])
