@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 import yaml
-from conftest import SNAKEMAKE, copy_workflow, fault_env
+from conftest import REPO, SNAKEMAKE, copy_workflow, fault_env
 from conftest import run_snakemake as snakemake
 from test_faults import small_config
 
@@ -198,3 +198,31 @@ def test_profile_cpus_gpus_memory_and_time_reach_sbatch(tmp_path, cluster):
     grown = [job for rule, _, job in jobs if rule == "finetune_ner"]
     assert minutes(grown[1]["TimeLimit"]) == 2 * minutes(grown[0]["TimeLimit"])  # the retry asked for more
     assert int(grown[1]["MinMemoryNode"].rstrip("M")) == 2 * int(grown[0]["MinMemoryNode"].rstrip("M"))
+
+
+GROUP_SNAKEFILE = """
+rule all:
+    input: expand("results/ner/{i}.txt", i=[1, 2, 3])
+
+rule finetune_ner:  # the profile groups it; the last of the three to run fails while `failing` exists
+    output: "results/ner/{i}.txt"
+    shell: "if [ -e failing ] && [ $(ls results/ner | wc -l) -ge 2 ]; then exit 1; fi; echo done > {output}"
+"""
+
+
+def test_a_failed_group_job_keeps_the_fine_tunings_it_finished(tmp_path, cluster):
+    """Fine-tunings share GPU jobs (the profile's groups): one failing there (a bad dataset, a time limit) made
+    Snakemake delete the outputs of those the group had finished, hours of work; they stay, and only the failed
+    one runs again."""
+    (tmp_path / "profiles").mkdir()
+    shutil.copytree(REPO / "profiles/slurm", tmp_path / "profiles/slurm")
+    user_profile(tmp_path, cluster)
+    (tmp_path / "Snakefile").write_text(GROUP_SNAKEFILE)
+    (tmp_path / "failing").touch()
+    options = [*SLURM_OPTIONS[:2], *SLURM_OPTIONS[4:], "--retries", "0"]  # no config file here
+    result = snakemake(*options, cwd=tmp_path, timeout=300)
+    assert result.returncode != 0 and "Error in group ner_gpu" in result.stdout + result.stderr
+    assert len(list((tmp_path / "results/ner").iterdir())) == 2  # two finished before the third failed
+    (tmp_path / "failing").unlink()
+    plan = snakemake(*options, "-n", cwd=tmp_path)
+    assert re.search(r"^finetune_ner +1$", plan.stdout, re.MULTILINE), plan.stdout[-3000:]
