@@ -229,6 +229,15 @@ def test_a_users_file_in_an_output_folder_stops_the_run_before_snakemake_deletes
     assert not (workdir / "results/teacher").exists()  # no job ran
 
 
+def test_a_nested_config_number_is_told_to_go_in_a_config_file():
+    """Snakemake reads a nested --config value as text: the number the user wrote fails the schema, and the
+    advice must be one that works (a second --configfile), not "write it as a number"."""
+    result = snakemake("-n", "--config", "ner={hparams: {epochs: 2}}")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0 and "'ner.hparams.epochs': '2' is not of type 'integer'" in output, output[-3000:]
+    assert "a nested snakemake --config value is always text: give it in a second --configfile" in output
+
+
 def test_a_users_folder_at_a_folder_outputs_path_stops_the_run(tmp_path):
     """A folder the pipeline did not write (no marker) where one of its folder outputs goes, a model or a shard,
     would be read as that output, and deleted when it reruns: one line before any job starts, and it stays."""

@@ -85,6 +85,9 @@ def raise_first(errors, where: list[str]) -> None:
         )
 
 
+NESTED_CONFIG = " a nested snakemake --config value is always text: give it in a second --configfile"
+
+
 def number_hint(error) -> str:
     """How to write a number that arrived as text: PyYAML (YAML 1.1) reads 3e-3 and 1.0e5 as strings (a float
     needs a dot and a signed exponent), and a quoted value or a nested `snakemake --config` value is one too."""
@@ -97,15 +100,15 @@ def number_hint(error) -> str:
     except ValueError:
         return ""
     if "integer" in expected and number.is_integer():
-        return f" (write it as a number: {int(number)})"
+        return f" (write it as a number: {int(number)};{NESTED_CONFIG})"
     if "number" not in expected:
         return ""
     if "e" in value.lower():
         mantissa, exponent = re.split("[eE]", value)
         mantissa = mantissa if "." in mantissa else f"{mantissa}.0"
         exponent = exponent if exponent[:1] in "+-" else f"+{exponent}"
-        return f" (YAML reads {value} as text: write {mantissa}e{exponent})"
-    return " (a number given as text: quoted in YAML, or a nested snakemake --config value)"
+        return f" (YAML reads {value} as text: write {mantissa}e{exponent};{NESTED_CONFIG})"
+    return f" (a number given as text: quoted in YAML;{NESTED_CONFIG})"
 
 
 def filling_validator(schema: dict) -> jsonschema.Validator:
