@@ -78,6 +78,22 @@ def test_a_folder_output_gets_the_umask_permissions_not_the_temporary_folders(tm
     assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
 
 
+def test_files_a_library_wrote_private_get_the_umask_permissions_too(tmp_path):
+    """transformers saves model.safetensors 0600 beside 0644 files: collaborators could read everything but the
+    weights. A script keeps its executable bit."""
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "out", is_dir=True, step="pretrain") as tmp:
+            (tmp / "model.safetensors").write_bytes(b"weights")
+            (tmp / "model.safetensors").chmod(0o600)
+            (tmp / "run.sh").write_text("#!/bin/sh\n")
+            (tmp / "run.sh").chmod(0o700)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "out/model.safetensors").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "out/run.sh").stat().st_mode) == 0o755
+
+
 def test_a_folder_output_in_a_setgid_folder_keeps_the_bit_as_mkdir_would(tmp_path):
     """A group's shared project folder (chmod g+s): new folders in it keep the bit, so that files stay the group's."""
     shared = tmp_path / "shared"

@@ -55,6 +55,7 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
             (target / OUTPUT_MARKER).write_text("".join(f"{line}\n" for line in [step, *folder_files(target)]))
             # mkdtemp's 0700 made what a plain mkdir would: the umask's mode, with a setgid parent's bit kept
             tmp.chmod(0o777 & ~current_umask() | tmp.stat().st_mode & stat.S_ISGID)
+            umask_modes(target)
         check_replaceable(final, step if is_dir else None)  # again: the block may have run for hours
         if final.is_dir():
             shutil.rmtree(final)
@@ -67,6 +68,17 @@ def atomic_path(final: str | os.PathLike, is_dir: bool = False, step: str | None
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def umask_modes(folder: Path) -> None:
+    """Give every file in `folder` the mode a plain write would (the umask's): a library may write private ones
+    (transformers' model.safetensors came out 0600 beside 0644 files), which others sharing the results cannot
+    read."""
+    umask = current_umask()
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            executable = path.stat().st_mode & stat.S_IXUSR
+            path.chmod((0o777 if executable else 0o666) & ~umask)
 
 
 def check_replaceable(final: str | os.PathLike, step: str | None = None) -> None:
