@@ -397,6 +397,7 @@ def _bad_files(tmp_path):
         "empty.xml.gz": gzip.compress(b""),
         "unclosed.xml": b"<PubmedArticleSet>" + _article(1, "T.", "A.").encode(),
         "not_gzip.xml.gz": b"\x1f\x8b\x08garbage that is not deflate data",
+        "plain_text.xml.gz": b"PMID 123: a plain-text export, not gzip\n",
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -418,6 +419,7 @@ def test_bad_file_error_messages_say_what_is_wrong(tmp_path, sample):
     assert "not PubMed XML" in problems["wrong_root_no_records.xml.gz"]
     assert "empty" in problems["empty.xml"] and "empty" in problems["empty.xml.gz"]
     assert "malformed" in problems["malformed.xml"]
+    assert problems["plain_text.xml.gz"].startswith("not gzip, and not XML")  # named .gz: not "not XML" alone
 
 
 def _problem(path):

@@ -169,7 +169,8 @@ def iter_citations(path) -> Iterator[dict]:
     except InputError:
         raise
     except etree.XMLSyntaxError as err:
-        raise InputError(path, _describe_syntax_error(err)) from None
+        gzip_named = str(path).endswith(".gz")  # read as plain XML: its content is not gzip
+        raise InputError(path, ("not gzip, and " if gzip_named else "") + _describe_syntax_error(err)) from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise InputError(path, f"corrupt or truncated gzip ({one_line(err)})") from None
     except OSError as err:
