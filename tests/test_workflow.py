@@ -463,6 +463,8 @@ def test_demo_runs_end_to_end_from_real_training(demo_workdir):
     for model in config["models"]:
         exported = workdir / "results/models" / model
         assert (exported / "config.json").exists() and (exported / "README.md").exists()
+        log = (workdir / f"logs/pretrain/{model}.log").read_text()
+        assert "Writing model shards" not in log and "\r" not in log  # a log is read, not watched: no bars
         assert (workdir / "results/checkpoints" / model).exists()  # resumable, outside the declared output
 
     rerun = snakemake("--cores", "2", "-n", cwd=workdir)

@@ -45,6 +45,7 @@ def run(snakemake, *steps: Callable[[object], object]) -> None:
     if log:
         redirect_output(log)
     limit_threads(snakemake.threads)
+    quiet_progress_bars()
     try:
         resources = getattr(snakemake, "resources", {})
         gpus.claim_for_job(int(resources.get("gpu", 0)), int(resources.get("gpu_slots", 0)))  # before CUDA starts
@@ -102,6 +103,19 @@ def job_environment(snakemake) -> str:
     keys = ("SLURM_JOB_ID", "CUDA_VISIBLE_DEVICES")
     seen = " ".join(f"{key}={os.environ[key]}" for key in keys if key in os.environ)
     return f"[{snakemake.rule}] host={socket.gethostname()} threads={snakemake.threads} {seen}".rstrip()
+
+
+def quiet_progress_bars() -> None:
+    """A log is read, not watched: no progress bars (a model's save drew one into it per checkpoint). The
+    libraries read the variables when imported; those an adapter imported already are told directly."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # huggingface_hub's and transformers'
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].disable_progress_bars()
 
 
 def limit_threads(threads: int) -> None:
