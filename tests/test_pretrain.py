@@ -301,6 +301,21 @@ def test_a_run_another_process_is_training_is_left_to_it(tmp_path, tiny_bert_dir
     assert run(job)["resumed_from"] == str(run_folder / "checkpoint-2") and not saving.exists()
 
 
+def test_a_file_system_without_locks_trains_unlocked(tmp_path, tiny_bert_dir, teacher_shard, monkeypatch, capsys):
+    """Lustre mounted without flock answers ENOSYS: the run goes on, and says it is not locked."""
+    import errno
+    import fcntl
+
+    def no_locks(*args):
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    train = train_with(max_steps=2)
+    job = settings("distilbiobert", [teacher_shard], tmp_path / "out", tmp_path / "ck", train, tiny_bert_dir)
+    assert run(job)["steps"] == 2
+    assert "not locked (Function not implemented)" in capsys.readouterr().out
+
+
 HOLD_LOCK = """
 import fcntl, os, socket, sys, time
 handle = open(sys.argv[1], "a+")

@@ -169,6 +169,10 @@ def lock_run(run: Path) -> None:
         raise InputError(
             run, f"is being trained by {holder}: wait for it to end, or stop it (a Snakemake killed before it ended)"
         ) from None
+    except OSError as error:  # a file system without locks (Lustre mounted without flock: ENOSYS) trains unlocked
+        handle.close()
+        print(f"{run}: not locked ({error.strerror}): nothing keeps a second trainer off this run", flush=True)
+        return
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
