@@ -128,22 +128,30 @@ PUBLISHED = (
 )
 
 
+def write_beside_published(tmp_path, paths, models) -> dict:
+    """The tables of `paths` on NCBI-disease beside PUBLISHED (in tmp_path/published.tsv), paper scoring first, in
+    every format: {"md", "csv", "tex", "html"} -> tmp_path/t.<format>."""
+    (tmp_path / "published.tsv").write_text(PUBLISHED)
+    out = {name: tmp_path / f"t.{name}" for name in ("md", "csv", "tex", "html")}
+    ner_f1.write_tables(
+        paths,
+        out["md"],
+        out["csv"],
+        models,
+        ["NCBI-disease"],
+        latex_path=out["tex"],
+        html_path=out["html"],
+        published=tmp_path / "published.tsv",
+        mode="paper",
+    )
+    return out
+
+
 def test_each_protocol_beside_its_published_values_and_latex(tmp_path):
     runs = {"DistilBioBERT": [(1, 0.88, 0.84), (2, 0.86, 0.83)], "TinyBioBERT": [(1, 0.80, 0.70), (2, 0.82, 0.71)]}
     paths = [write_run(tmp_path, m, "NCBI-disease", s, p, w) for m, seeds in runs.items() for s, p, w in seeds]
-    reference = tmp_path / "published.tsv"
-    reference.write_text(PUBLISHED)
-    md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
-    ner_f1.write_tables(
-        paths,
-        md,
-        csv,
-        ["BioBERT", "DistilBioBERT", "TinyBioBERT"],
-        ["NCBI-disease"],
-        latex_path=tex,
-        published=reference,
-        mode="paper",
-    )
+    out = write_beside_published(tmp_path, paths, ["BioBERT", "DistilBioBERT", "TinyBioBERT"])
+    md, csv, tex, reference = out["md"], out["csv"], out["tex"], tmp_path / "published.tsv"
     tables = markdown_tables(md.read_text())
     assert tables["Against published values, paper scoring"].values.tolist() == [
         ["DistilBioBERT", "NCBI-disease", "87.00 ± 1.41 (2)", "87.93", "-0.93", "PWC"]
@@ -251,19 +259,8 @@ def test_runs_on_part_of_a_dataset_are_marked_and_not_compared_with_published_va
     metrics = json.loads(paths[1].read_text())
     paths[1].write_text(json.dumps({**metrics, "cut_splits": ["train", "test"]}))
     paths.append(write_run(tmp_path, "BioBERT", "NCBI-disease", 1, 0.9, 0.8))  # written before cut_splits existed
-    reference = tmp_path / "published.tsv"
-    reference.write_text(PUBLISHED)
-    md, csv, tex = tmp_path / "t.md", tmp_path / "t.csv", tmp_path / "t.tex"
-    ner_f1.write_tables(
-        paths,
-        md,
-        csv,
-        ["BioBERT", "DistilBioBERT"],
-        ["NCBI-disease"],
-        latex_path=tex,
-        published=reference,
-        mode="paper",
-    )
+    out = write_beside_published(tmp_path, paths, ["BioBERT", "DistilBioBERT"])
+    md, csv, tex = out["md"], out["csv"], out["tex"]
     text = md.read_text()
     tables = markdown_tables(text)
     assert tables["Test F1 (%), paper scoring"].values.tolist() == [
@@ -305,19 +302,8 @@ def test_differences_and_ties_as_shown(tmp_path):
     """A difference that rounds to zero is +0.00, not -0.00; means equal to two decimals are all bold."""
     paths = [write_run(tmp_path, "DistilBioBERT", "NCBI-disease", 1, 0.879299, 0.5)]
     paths.append(write_run(tmp_path, "BioBERT", "NCBI-disease", 1, 0.879301, 0.5))
-    reference = tmp_path / "published.tsv"
-    reference.write_text(PUBLISHED)
-    md, page = tmp_path / "t.md", tmp_path / "t.html"
-    ner_f1.write_tables(
-        paths,
-        md,
-        tmp_path / "t.csv",
-        ["BioBERT", "DistilBioBERT"],
-        ["NCBI-disease"],
-        published=reference,
-        html_path=page,
-        mode="paper",
-    )
+    out = write_beside_published(tmp_path, paths, ["BioBERT", "DistilBioBERT"])
+    md, page = out["md"], out["html"]
     tables = markdown_tables(md.read_text())
     assert tables["Against published values, paper scoring"]["Difference"].tolist() == ["+0.00"]
     assert html_tables(page.read_text())["Test F1 (%), paper scoring"]["NCBI-disease"].tolist() == [
