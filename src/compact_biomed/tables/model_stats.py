@@ -105,7 +105,7 @@ def dataset_speed(
         "windows": len(split.input_ids),
         "passes": passes,
         "seconds": round(seconds, 4),
-        "sentences_per_second": round(passes * len(sentences) / seconds, 2),
+        "sentences_per_second": rate(passes * len(sentences), seconds),
     }
     return speed, count_parameters(model.base_model)
 
@@ -148,11 +148,15 @@ def measure(
     }
 
 
+def rate(sentences: int, seconds: float) -> float | None:
+    """Sentences per second, as every speed here is written (None for no time at all)."""
+    return round(sentences / seconds, 2) if seconds > 0 else None
+
+
 def overall_speed(speeds: dict[str, dict]) -> float | None:
     """Sentences per second over every test set: all sentences processed / all the forward time."""
     processed = sum(s["passes"] * s["sentences"] for s in speeds.values())
-    seconds = sum(s["seconds"] for s in speeds.values())
-    return round(processed / seconds, 2) if seconds > 0 else None
+    return rate(processed, sum(s["seconds"] for s in speeds.values()))
 
 
 def pooled(first: dict, second: dict) -> dict:
@@ -161,7 +165,7 @@ def pooled(first: dict, second: dict) -> dict:
     for dataset, one in first["speed"].items():
         other = second["speed"][dataset]
         passes, seconds = one["passes"] + other["passes"], one["seconds"] + other["seconds"]
-        speed = round(passes * one["sentences"] / seconds, 2) if seconds > 0 else None
+        speed = rate(passes * one["sentences"], seconds)
         speeds[dataset] = {**one, "passes": passes, "seconds": round(seconds, 4), "sentences_per_second": speed}
     return {**first, "speed": speeds, "sentences_per_second": overall_speed(speeds), "rounds": 2}
 
