@@ -58,7 +58,7 @@ def worker(args) -> None:
     import ner_loop
     import transformers
 
-    from compact_biomed.ner import finetune as ner
+    from compact_biomed.ner import finetune as ner_finetune
 
     span = {}
 
@@ -80,7 +80,7 @@ def worker(args) -> None:
     else:
         transformers.Trainer.train = timed(transformers.Trainer.train)
         with tempfile.TemporaryDirectory() as tmp:
-            metrics = ner.finetune(args.model_dir, args.data_dir, Path(tmp) / "run", args.seed, hp)
+            metrics = ner_finetune.finetune(args.model_dir, args.data_dir, Path(tmp) / "run", args.seed, hp)
     metrics.update(
         span, process_seconds=round(time.time() - PROCESS_START, 2), samples=metrics["train_sentences"] * hp["epochs"]
     )
@@ -230,10 +230,10 @@ def ratios(rows: list[dict]) -> list[str]:
 
 def build_model(args, data_dir: Path, out: Path) -> Path:
     from compact_biomed.base_models import random_init
-    from compact_biomed.ner import finetune as ner
+    from compact_biomed.ner import data as ner_data
 
     layers, hidden, heads = SHAPES[args.shape]
-    train = ner.read_split(data_dir / "train.tsv")  # the whole split: a realistic vocabulary
+    train = ner_data.read_split(data_dir / "train.tsv")  # the whole split: a realistic vocabulary
     random_init(
         [" ".join(tokens) for tokens, _ in train],
         out,

@@ -170,10 +170,10 @@ def worker(args) -> None:
 
         result = ner_loop.finetune(args.model_dir, args.data_dir, args.seed, hp)
     else:
-        from compact_biomed.ner import finetune as ner
+        from compact_biomed.ner import finetune as ner_finetune
 
         with tempfile.TemporaryDirectory() as tmp:
-            result = ner.finetune(args.model_dir, args.data_dir, Path(tmp) / "run", args.seed, hp)
+            result = ner_finetune.finetune(args.model_dir, args.data_dir, Path(tmp) / "run", args.seed, hp)
     f1 = {split: {mode: result[split][mode]["f1"] for mode in SCORINGS} for split in ("dev", "test")}
     print(RESULT + json.dumps({"arm": args.worker, "seed": args.seed, "seconds": time.time() - started, **f1}))
 

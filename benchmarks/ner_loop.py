@@ -14,7 +14,12 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, get_scheduler, set_seed
 
-from compact_biomed.ner import finetune as ner
+from compact_biomed import IGNORE_INDEX
+from compact_biomed.ner import data as ner_data
+from compact_biomed.ner import encode as ner_encode
+from compact_biomed.ner import finetune as ner_finetune
+from compact_biomed.ner import model as ner_model
+from compact_biomed.ner import scoring as ner_scoring
 
 MEGA_BATCH_MULT = 50  # length-grouping window, in batches (as HF's LengthGroupedSampler)
 
@@ -38,12 +43,12 @@ def random_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def collate(split: ner.EncodedSplit, indices, pad_id: int, device) -> dict:
+def collate(split: ner_encode.EncodedSplit, indices, pad_id: int, device) -> dict:
     """Pad the chosen windows to the longest of them (dynamic padding)."""
     length = max(len(split.input_ids[i]) for i in indices)
     input_ids = np.full((len(indices), length), pad_id, dtype=np.int64)
     attention_mask = np.zeros((len(indices), length), dtype=np.int64)
-    labels = np.full((len(indices), length), ner.IGNORE_INDEX, dtype=np.int64)
+    labels = np.full((len(indices), length), IGNORE_INDEX, dtype=np.int64)
     for row, i in enumerate(indices):
         n = len(split.input_ids[i])
         input_ids[row, :n] = split.input_ids[i]
@@ -68,11 +73,9 @@ def build_optimizer(model, learning_rate: float, weight_decay: float) -> torch.o
     return torch.optim.AdamW(groups, lr=learning_rate)
 
 
-def train(model, split: ner.EncodedSplit, hp: dict, seed: int, device, pad_id: int) -> tuple[float, int, list]:
+def train(model, split: ner_encode.EncodedSplit, hp: dict, seed: int, device, pad_id: int) -> tuple[float, int, list]:
     """Fine-tune in place; returns (seconds, windows seen, per-epoch windows/s)."""
-    usable = np.array(
-        [i for i, labels in enumerate(split.labels) if (labels != ner.IGNORE_INDEX).any()], dtype=np.int64
-    )
+    usable = np.array([i for i, labels in enumerate(split.labels) if (labels != IGNORE_INDEX).any()], dtype=np.int64)
     lengths = np.array([len(split.input_ids[i]) for i in usable])
     make_batches = length_grouped_batches if hp["group_by_length"] else random_batches
     steps_per_epoch = math.ceil(len(usable) / hp["batch_size"])
@@ -105,7 +108,7 @@ def train(model, split: ner.EncodedSplit, hp: dict, seed: int, device, pad_id: i
 
 
 @torch.inference_mode()
-def predict(model, split: ner.EncodedSplit, batch_size: int, device, pad_id: int) -> list[np.ndarray]:
+def predict(model, split: ner_encode.EncodedSplit, batch_size: int, device, pad_id: int) -> list[np.ndarray]:
     """Arg-max label id for every position of every window (length-sorted batches: little padding)."""
     model.eval()
     lengths = np.array([len(ids) for ids in split.input_ids])
@@ -123,13 +126,13 @@ def predict(model, split: ner.EncodedSplit, batch_size: int, device, pad_id: int
 
 
 def finetune(model_dir, data_dir, seed: int, hparams: dict) -> dict:
-    """ner.finetune as it was, without writing files: returns the same metrics."""
+    """ner.finetune.finetune as it was, without writing files: returns the same metrics."""
     started = time.perf_counter()
-    hp = ner.resolve_hparams(hparams)
+    hp = ner_finetune.resolve_hparams(hparams)
     if hp["threads"]:
         torch.set_num_threads(int(hp["threads"]))
     data_dir = Path(data_dir)
-    data = ner.load_dataset_dir(data_dir)
+    data = ner_data.load_dataset_dir(data_dir)
     splits = {
         "train": data["train"][: hp["max_train_sentences"]],
         "dev": data["dev"][: hp["max_eval_sentences"]],
@@ -140,10 +143,10 @@ def finetune(model_dir, data_dir, seed: int, hparams: dict) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     set_seed(seed)
-    model = ner.load_token_classifier(model_dir, id2label).to(device)
-    max_length = ner.window_length(model, hp["max_length"])
+    model = ner_model.load_token_classifier(model_dir, id2label).to(device)
+    max_length = ner_model.window_length(model, hp["max_length"])
     encoded = {
-        name: ner.encode_split(
+        name: ner_encode.encode_split(
             tokenizer,
             sentences,
             label2id,
@@ -156,7 +159,7 @@ def finetune(model_dir, data_dir, seed: int, hparams: dict) -> dict:
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     seconds, samples, epoch_rates = train(model, encoded["train"], hp, seed, device, pad_id)
     results = {
-        name: ner.evaluate(
+        name: ner_scoring.score_split(
             encoded[name], predict(model, encoded[name], hp["eval_batch_size"], device, pad_id), id2label
         )[0]
         for name in ("dev", "test")

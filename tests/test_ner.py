@@ -14,8 +14,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 from compact_biomed.ner import SCORINGS
-from compact_biomed.ner import finetune as ner
-from compact_biomed.ner.data import load_dataset_dir
+from compact_biomed.ner import encode as ner_encode
+from compact_biomed.ner import finetune as ner_finetune
+from compact_biomed.ner import model as ner_model
+from compact_biomed.ner import scoring as ner_scoring
+from compact_biomed.ner import train as ner_train
+from compact_biomed.ner.data import load_dataset_dir, read_split
 
 torch.set_num_threads(1)
 
@@ -100,7 +104,7 @@ def test_read_split_rejects_bad_files_naming_file_and_line(tmp_path, content, pr
     path = tmp_path / "train.tsv"
     path.write_text(content, encoding="utf-8", newline="")
     with pytest.raises(InputError) as caught:
-        ner.read_split(path)
+        read_split(path)
     message = str(caught.value)
     assert problem in message and str(path) in message and "\n" not in message
 
@@ -108,7 +112,7 @@ def test_read_split_rejects_bad_files_naming_file_and_line(tmp_path, content, pr
 def test_read_split_accepts_typed_tags_extra_blank_lines_and_no_final_newline(tmp_path):
     path = tmp_path / "x.tsv"
     path.write_text("Aspirin\tB-Chemical\n\n\n\nbreast\tB-Disease\ncancer\tI-Disease\n.\tO", encoding="utf-8")
-    assert ner.read_split(path) == [
+    assert read_split(path) == [
         (["Aspirin"], ["B-Chemical"]),
         (["breast", "cancer", "."], ["B-Disease", "I-Disease", "O"]),
     ]
@@ -119,7 +123,7 @@ def test_conll_document_separators_are_not_sentences(tmp_path):
     # as a sentence, it was trained on and predicted as a one-token sentence
     path = tmp_path / "x.tsv"
     path.write_text("-DOCSTART-\tO\n\nAspirin\tB\n\n-DOCSTART-\tO\nbreast\tB\ncancer\tI\n", encoding="utf-8")
-    assert ner.read_split(path) == [(["Aspirin"], ["B"]), (["breast", "cancer"], ["B", "I"])]
+    assert read_split(path) == [(["Aspirin"], ["B"]), (["breast", "cancer"], ["B", "I"])]
 
 
 # --- load_dataset_dir ----------------------------------------------------------------------------------
@@ -131,38 +135,38 @@ TEST = [(["heart", "failure"], ["B", "I"])]
 
 def test_dev_split_is_tail_of_train_dev_and_labels_come_from_train(tmp_path):
     folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST, devel=False)
-    data = ner.load_dataset_dir(folder)
+    data = load_dataset_dir(folder)
     assert data["dev"] == DEV and data["train"] == TRAIN and data["test"] == TEST
     assert data["labels"] == ["B", "I", "O"]
 
 
 def test_dev_split_falls_back_to_devel_tsv(tmp_path):
     folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST, train_dev=False)
-    assert ner.load_dataset_dir(folder)["dev"] == DEV
+    assert load_dataset_dir(folder)["dev"] == DEV
 
 
 def test_missing_split_file_is_an_input_error(tmp_path):
     folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST)
     (folder / "test.tsv").unlink()
     with pytest.raises(InputError, match="test.tsv: missing split file"):
-        ner.load_dataset_dir(folder)
+        load_dataset_dir(folder)
 
 
 def test_tag_unseen_in_train_is_an_input_error_naming_tag_and_file(tmp_path):
     train = [(["Aspirin", "helps"], ["B", "O"])]
     folder = write_dataset(tmp_path / "d", train, DEV, TEST)  # TEST has I, train has not
     with pytest.raises(InputError, match=r"test.tsv: sentence 1: tag 'I' does not occur in train.tsv"):
-        ner.load_dataset_dir(folder)
+        load_dataset_dir(folder)
     write_split(folder / "train_dev.tsv", train + TEST)  # numbered within train_dev.tsv
     with pytest.raises(InputError, match=r"train_dev.tsv: sentence 2: tag 'I' does not occur"):
-        ner.load_dataset_dir(folder)
+        load_dataset_dir(folder)
 
 
 def test_train_dev_that_does_not_start_with_train_is_an_input_error(tmp_path):
     folder = write_dataset(tmp_path / "d", TRAIN, DEV, TEST)
     write_split(folder / "train_dev.tsv", DEV + TRAIN)
     with pytest.raises(InputError, match="train_dev.tsv: does not start with"):
-        ner.load_dataset_dir(folder)
+        load_dataset_dir(folder)
 
 
 def test_a_utf8_bom_at_the_start_of_a_real_split_is_accepted(tmp_path):
@@ -183,18 +187,18 @@ WORD_TAGS = ["B", "O", "I"]
 
 
 def test_align_labels_every_piece_repeats_the_word_tag_on_every_piece():
-    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "every_piece")
+    labels = ner_encode.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "every_piece")
     assert labels.tolist() == [-100, TAG_IDS["B"], TAG_IDS["B"], TAG_IDS["B"], TAG_IDS["I"], -100]
 
 
 def test_align_labels_first_piece_labels_only_first_pieces():
-    labels = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "first_piece")
+    labels = ner_encode.align_labels(WORD_IDS, [TAG_IDS[t] for t in WORD_TAGS], "first_piece")
     assert labels.tolist() == [-100, TAG_IDS["B"], -100, -100, TAG_IDS["I"], -100]
 
 
 def test_align_labels_rejects_unknown_mode():
     with pytest.raises(ValueError, match="unknown label mode 'paper'"):  # a scoring, not a label mode
-        ner.align_labels(WORD_IDS, [0, 1, 2], "paper")
+        ner_encode.align_labels(WORD_IDS, [0, 1, 2], "paper")
 
 
 def test_word_without_pieces_does_not_shift_labels_with_the_real_tokenizer(tiny_bert_dir):
@@ -204,7 +208,7 @@ def test_word_without_pieces_does_not_shift_labels_with_the_real_tokenizer(tiny_
     words, tags = ["Aspirin", "\u200b", "reduces", "fever"], ["B", "I", "O", "I"]
     word_ids = tokenizer(words, is_split_into_words=True).word_ids()
     assert 1 not in word_ids and 3 in word_ids  # the zero-width space vanished
-    labels = ner.align_labels(word_ids, [TAG_IDS[t] for t in tags], "every_piece")
+    labels = ner_encode.align_labels(word_ids, [TAG_IDS[t] for t in tags], "every_piece")
     fever = [i for i, w in enumerate(word_ids) if w == 3]
     assert all(labels[i] == TAG_IDS["I"] for i in fever)  # fever keeps its own tag, not "O" of reduces
 
@@ -218,33 +222,35 @@ def test_a_byte_level_bpe_encoder_gets_the_pieces_of_running_text(tmp_path, toy_
     words = ["Cisplatin", "induced", "nephrotoxicity", "in", "patients"]
 
     def pieces(tokenizer):
-        split = ner.encode_split(tokenizer, [(words, ["O"] * len(words))], {"O": 0}, 64, "every_piece", "test.tsv")
+        split = ner_encode.encode_split(
+            tokenizer, [(words, ["O"] * len(words))], {"O": 0}, 64, "every_piece", "test.tsv"
+        )
         return tokenizer.convert_ids_to_tokens(split.input_ids[0].tolist())[1:-1]
 
     plain = AutoTokenizer.from_pretrained(model_dir)  # the tokenizer as saved
     running = plain.tokenize(" " + " ".join(words))  # the words inside a sentence
-    assert pieces(ner.load_tokenizer(model_dir)) == running
+    assert pieces(ner_model.load_tokenizer(model_dir)) == running
     assert pieces(plain) != running
     # The generic class (ModernBERT's, a folder naming PreTrainedTokenizerFast) only stores add_prefix_space
     generic = tmp_path / "generic"
     shutil.copytree(model_dir, generic)
     config = json.loads((generic / "tokenizer_config.json").read_text())
     (generic / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "PreTrainedTokenizerFast"}))
-    tokenizer = ner.load_tokenizer(generic)
+    tokenizer = ner_model.load_tokenizer(generic)
     assert type(tokenizer).__name__ == "TokenizersBackend" and pieces(tokenizer) == running
 
-    metrics = ner.finetune(model_dir, toy_data_dir, tmp_path / "run", seed=1, hparams={**QUICK, "epochs": 1})
+    metrics = ner_finetune.finetune(model_dir, toy_data_dir, tmp_path / "run", seed=1, hparams={**QUICK, "epochs": 1})
     assert 0 <= metrics["test"]["word"]["f1"] <= 1
 
 
 def test_words_from_pieces_round_trip_and_pieceless_word_becomes_O():
     piece_tags = [None, "B", "I", "I", "I", None]  # as predicted per sub-token (specials ignored)
-    words = ner.words_from_pieces(ner.word_id_array(WORD_IDS), piece_tags, n_words=3)
+    words = ner_encode.words_from_pieces(ner_encode.word_id_array(WORD_IDS), piece_tags, n_words=3)
     assert words == ["B", "O", "I"]
     # first-piece labels -> words gives back the word tags, except the word with no pieces
-    first_piece = ner.align_labels(WORD_IDS, [TAG_IDS[t] for t in ["I", "B", "B"]], "first_piece")
+    first_piece = ner_encode.align_labels(WORD_IDS, [TAG_IDS[t] for t in ["I", "B", "B"]], "first_piece")
     names = {v: k for k, v in TAG_IDS.items()}
-    recovered = ner.words_from_pieces(ner.word_id_array(WORD_IDS), [names.get(x) for x in first_piece], 3)
+    recovered = ner_encode.words_from_pieces(ner_encode.word_id_array(WORD_IDS), [names.get(x) for x in first_piece], 3)
     assert recovered == ["I", "O", "B"]
 
 
@@ -254,38 +260,43 @@ def test_words_from_pieces_round_trip_and_pieceless_word_becomes_O():
 def test_entity_scores_on_a_hand_computed_case():
     # gold chunks: B@0, B@1, I@3 (an I after O starts a chunk) = 3; predicted: B-I@0-1, I@3 = 2; correct: I@3.
     # Strict IOB2: gold B@0, B@1 (the lone I is no entity); predicted B-I@0-1; none correct.
-    scores = ner.score_words([["B", "B", "O", "I"]], [["B", "I", "O", "I"]])
+    scores = ner_scoring.entity_scores([["B", "B", "O", "I"]], [["B", "I", "O", "I"]])
     assert scores == pytest.approx({"precision": 1 / 2, "recall": 1 / 3, "f1": 0.4, "strict_f1": 0.0})
 
 
 def test_paper_scoring_counts_every_piece_of_a_B_word_as_an_entity():
     # "Cisplatin" (B) = 3 pieces, predicted B on its first piece only.
     gold_pieces, pred_pieces = [["B", "B", "B", "O"]], [["B", "O", "O", "O"]]
-    assert ner.score_paper(gold_pieces, pred_pieces) == pytest.approx(
+    assert ner_scoring.entity_scores(gold_pieces, pred_pieces) == pytest.approx(
         {"precision": 1.0, "recall": 1 / 3, "f1": 0.5, "strict_f1": 0.5}
     )
     word_ids = np.array([0, 0, 0, 1])
-    assert ner.words_from_pieces(word_ids, pred_pieces[0], 2) == ["B", "O"]
-    assert ner.score_words([["B", "O"]], [["B", "O"]])["f1"] == 1.0
+    assert ner_encode.words_from_pieces(word_ids, pred_pieces[0], 2) == ["B", "O"]
+    assert ner_scoring.entity_scores([["B", "O"]], [["B", "O"]])["f1"] == 1.0
 
 
 def test_scoring_with_no_entities_predicted_is_zero_not_an_error():
-    assert ner.score_words([["B", "O"]], [["O", "O"]]) == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "strict_f1": 0.0}
+    assert ner_scoring.entity_scores([["B", "O"]], [["O", "O"]]) == {
+        "precision": 0.0,
+        "recall": 0.0,
+        "f1": 0.0,
+        "strict_f1": 0.0,
+    }
 
 
 def test_scoring_rejects_misaligned_sequences():
     with pytest.raises(ValueError):
-        ner.score_words([["B", "O"]], [["O"]])
+        ner_scoring.entity_scores([["B", "O"]], [["O"]])
 
 
 # --- windows -------------------------------------------------------------------------------------------
 
 
 def test_window_word_ranges_packs_greedily_and_keeps_pieceless_words():
-    assert ner.window_word_ranges([3, 3, 3], 5) == [(0, 1), (1, 2), (2, 3)]
-    assert ner.window_word_ranges([2, 0, 2, 2], 4) == [(0, 3), (3, 4)]
+    assert ner_encode.window_word_ranges([3, 3, 3], 5) == [(0, 1), (1, 2), (2, 3)]
+    assert ner_encode.window_word_ranges([2, 0, 2, 2], 4) == [(0, 3), (3, 4)]
     with pytest.raises(ValueError):
-        ner.window_word_ranges([1, 6], 5)
+        ner_encode.window_word_ranges([1, 6], 5)
 
 
 def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir):
@@ -294,17 +305,17 @@ def test_long_sentences_are_split_at_word_boundaries_and_rejoined(tiny_bert_dir)
     tokenizer = AutoTokenizer.from_pretrained(tiny_bert_dir)
     long = (["Cisplatinxyz", "\u200b", "reduces", "fever", "in", "patients"] * 3, ["B", "O", "O", "I", "O", "O"] * 3)
     sentences = [(["Aspirin", "."], ["B", "O"]), long]
-    whole = ner.encode_split(tokenizer, sentences, TAG_IDS, 512, "every_piece", "x.tsv")
-    windows = ner.encode_split(tokenizer, sentences, TAG_IDS, 8, "every_piece", "x.tsv")
+    whole = ner_encode.encode_split(tokenizer, sentences, TAG_IDS, 512, "every_piece", "x.tsv")
+    windows = ner_encode.encode_split(tokenizer, sentences, TAG_IDS, 8, "every_piece", "x.tsv")
     assert whole.split_sentences == 0 and windows.split_sentences == 1
     assert all(len(ids) <= 8 for ids in windows.input_ids)
     assert windows.window_sentence[0] == 0 and (windows.window_sentence[1:] == 1).all()
     for (ids_a, labels_a), (ids_b, labels_b) in zip(
-        ner.sentence_pieces(whole, whole.labels), ner.sentence_pieces(windows, windows.labels)
+        ner_encode.sentence_pieces(whole, whole.labels), ner_encode.sentence_pieces(windows, windows.labels)
     ):
         assert ids_a.tolist() == ids_b.tolist() and labels_a.tolist() == labels_b.tolist()
     with pytest.raises(InputError, match=r"x.tsv: sentence 2 of the split: word 0 alone has"):
-        ner.encode_split(tokenizer, sentences, TAG_IDS, 4, "every_piece", "x.tsv")
+        ner_encode.encode_split(tokenizer, sentences, TAG_IDS, 4, "every_piece", "x.tsv")
 
 
 @pytest.mark.parametrize("saved_labels", [7, 3])
@@ -321,8 +332,8 @@ def test_a_folder_with_its_own_ner_head_gets_a_new_head_and_keeps_its_encoder(tm
             shutil.copy(tiny_bert_dir / name, folder / name)
     saved = AutoModelForTokenClassification.from_pretrained(folder).state_dict()
     labels = {0: "O", 1: "B", 2: "I"}
-    model = ner.load_token_classifier(folder, labels)
-    fresh = ner.load_token_classifier(tiny_bert_dir, labels)  # the masked LM: its head is drawn anew
+    model = ner_model.load_token_classifier(folder, labels)
+    fresh = ner_model.load_token_classifier(tiny_bert_dir, labels)  # the masked LM: its head is drawn anew
     for key, value in model.state_dict().items():
         if key.startswith("classifier."):
             assert value.shape[0] == 3 and not (value.shape == saved[key].shape and torch.equal(value, saved[key]))
@@ -340,20 +351,20 @@ def test_encoder_weights_of_other_shapes_than_the_config_are_refused(tmp_path, t
     with pytest.raises(
         InputError, match=r"edited: weights whose shapes differ from its config.json's, e.g. \[.*word_emb"
     ):
-        ner.load_token_classifier(folder, {0: "O"})
+        ner_model.load_token_classifier(folder, {0: "O"})
 
 
 def test_the_window_fits_the_positions_of_bert_and_of_roberta_like_models(tmp_path, tiny_bert_dir):
     # RoBERTa's position ids start after its padding id: its 130 position embeddings hold 128 tokens, BERT's 128 too
     roberta_dir = make_tiny_roberta(tmp_path / "roberta")
     for model_dir, positions in ((tiny_bert_dir, 128), (roberta_dir, 130)):
-        model = ner.load_token_classifier(model_dir, {0: "O"})
+        model = ner_model.load_token_classifier(model_dir, {0: "O"})
         assert model.config.max_position_embeddings == positions
-        window = ner.window_length(model, 512)
+        window = ner_model.window_length(model, 512)
         assert window == 128
         words = ["in"] * 300  # one piece each: the windows are full
-        split = ner.encode_split(
-            ner.load_tokenizer(model_dir), [(words, ["O"] * 300)], {"O": 0}, window, "first_piece", "x"
+        split = ner_encode.encode_split(
+            ner_model.load_tokenizer(model_dir), [(words, ["O"] * 300)], {"O": 0}, window, "first_piece", "x"
         )
         assert max(map(len, split.input_ids)) == window
         model(input_ids=torch.as_tensor(split.input_ids[0])[None])  # a full window runs
@@ -366,7 +377,7 @@ QUICK = {"learning_rate": 5e-3, "epochs": 4, "batch_size": 8, "max_length": 16, 
 
 def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tmp_path):
     out = tmp_path / "run"
-    metrics = ner.finetune(tiny_bert_dir, toy_data_dir, out, seed=3, hparams=QUICK)
+    metrics = ner_finetune.finetune(tiny_bert_dir, toy_data_dir, out, seed=3, hparams=QUICK)
     assert sorted(p.name for p in out.iterdir()) == [OUTPUT_MARKER, "metrics.json", "predictions.tsv"]
     assert read_json(out / "metrics.json") == metrics
     assert set(metrics) == {
@@ -395,7 +406,7 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
             assert 0.0 <= metrics[split][mode]["f1"] <= 1.0
     assert metrics["test"]["word"]["f1"] > 0.5  # the toy task is learnable
 
-    test = ner.read_split(toy_data_dir / "test.tsv")
+    test = read_split(toy_data_dir / "test.tsv")
     blocks = (out / "predictions.tsv").read_text(encoding="utf-8").rstrip("\n").split("\n\n")
     assert len(blocks) == len(test)
     rows = [[line.split("\t") for line in block.split("\n")] for block in blocks]
@@ -407,8 +418,8 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
 
 def test_finetune_is_deterministic_per_seed_and_first_piece_training_runs(tiny_bert_dir, toy_data_dir, tmp_path):
     hp = {**QUICK, "epochs": 1, "label_mode_train": "first_piece", "max_train_sentences": 20, "max_eval_sentences": 5}
-    first = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "a", seed=7, hparams=hp)
-    second = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "b", seed=7, hparams=hp)
+    first = ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "a", seed=7, hparams=hp)
+    second = ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "b", seed=7, hparams=hp)
     assert first["label_mode_train"] == "first_piece" and first["train_sentences"] == 20
     assert first["cut_splits"] == ["train", "dev", "test"]  # 20 of 64 training sentences, 5 of each other split
     assert first["test"] == second["test"] and first["dev"] == second["dev"]
@@ -424,7 +435,7 @@ def test_finetune_logs_progress_and_writes_nothing_outside_its_output(
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     hp = {**QUICK, "epochs": 2, "logging_steps": 3, "max_train_sentences": 48, "max_eval_sentences": 4}
-    ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
+    ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
     lines = capsys.readouterr().out.splitlines()
     steps = [line for line in lines if line.startswith("step ")]
     assert [line.split()[1] for line in steps] == ["3/12", "6/12", "9/12", "12/12"]  # 48 windows / 8 x 2 epochs
@@ -435,17 +446,17 @@ def test_finetune_logs_progress_and_writes_nothing_outside_its_output(
 
 def test_finetune_length_grouping_is_an_option(tiny_bert_dir, toy_data_dir, tmp_path, capsys):
     hp = {**QUICK, "epochs": 1, "group_by_length": True, "pad_to_multiple_of": 8, "max_eval_sentences": 4}
-    metrics = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
+    metrics = ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
     assert "length-grouped batches padded to a multiple of 8" in capsys.readouterr().out
     assert 0.0 <= metrics["test"]["word"]["f1"] <= 1.0
 
 
 def test_finetune_rejects_unknown_hparams_and_leaves_no_output(tiny_bert_dir, toy_data_dir, tmp_path):
     with pytest.raises(ValueError, match="learning_rat"):
-        ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams={"learning_rat": 1e-3})
+        ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams={"learning_rat": 1e-3})
     (toy_data_dir / "train.tsv").write_text("", encoding="utf-8")
     with pytest.raises(InputError, match="train.tsv: empty file"):
-        ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=QUICK)
+        ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=QUICK)
     assert not (tmp_path / "out").exists()
 
 
@@ -455,7 +466,7 @@ def test_finetune_on_real_bc5cdr_chem_reaches_nontrivial_f1(tmp_path):
     from compact_biomed.base_models import random_init
 
     data_dir = shared_path("ner", "BC5CDR-chem")
-    train = ner.read_split(data_dir / "train.tsv")[:1500]
+    train = read_split(data_dir / "train.tsv")[:1500]
     model_dir = tmp_path / "model"
     random_init(
         [" ".join(tokens) for tokens, _ in train],
@@ -473,7 +484,7 @@ def test_finetune_on_real_bc5cdr_chem_reaches_nontrivial_f1(tmp_path):
         },
     )
     started = time.perf_counter()
-    metrics = ner.finetune(
+    metrics = ner_finetune.finetune(
         model_dir,
         data_dir,
         tmp_path / "run",
@@ -535,15 +546,15 @@ def test_seqeval_scores_equal_the_previous_scorer_on_perturbed_tags(seed):
     pred = perturbed(gold, rng, labels, rate=0.05 + 0.04 * seed)
     expected = reference_scores(gold, pred)
     assert 0.0 < expected["f1"] < 1.0
-    scores = ner.entity_scores(gold, pred)
+    scores = ner_scoring.entity_scores(gold, pred)
     assert {key: scores[key] for key in expected} == pytest.approx(expected, abs=1e-12)
-    assert ner.entity_scores(gold, [["O"] * len(tags) for tags in gold])["f1"] == 0.0
+    assert ner_scoring.entity_scores(gold, [["O"] * len(tags) for tags in gold])["f1"] == 0.0
 
 
 def test_seqeval_scores_equal_the_previous_scorer_on_real_finetuned_predictions(tiny_bert_dir, toy_data_dir, tmp_path):
     """Both protocols, dev and test, on the predictions of a real fine-tuning run."""
     hp = {**QUICK, "epochs": 2}
-    metrics = ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "run", seed=2, hparams=hp)
+    metrics = ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "run", seed=2, hparams=hp)
     rows = [
         block.split("\n")
         for block in (tmp_path / "run" / "predictions.tsv").read_text(encoding="utf-8").rstrip("\n").split("\n\n")
@@ -557,10 +568,10 @@ def test_seqeval_scores_equal_the_previous_scorer_on_real_finetuned_predictions(
 
 def test_seqeval_scores_equal_the_previous_scorer_on_real_tags_with_noise():
     """The scores equal the previous scorer's on real gold tags and noisy predictions."""
-    gold = [tags for _, tags in ner.read_split(shared_path("ner", "BC5CDR-disease") / "test.tsv")][:800]
+    gold = [tags for _, tags in read_split(shared_path("ner", "BC5CDR-disease") / "test.tsv")][:800]
     pred = perturbed(gold, random.Random(0), ["O", "B", "I", "B-Chemical", "I-Chemical", "I-Disease"], rate=0.15)
     expected = reference_scores(gold, pred)
-    ours = ner.entity_scores(gold, pred)
+    ours = ner_scoring.entity_scores(gold, pred)
     assert {key: ours[key] for key in expected} == pytest.approx(expected, abs=1e-12)
     assert 0.3 < ours["f1"] < 0.95  # the noise matters: this is not a trivial all-equal case
 
@@ -589,7 +600,7 @@ def test_a_training_step_reads_at_most_one_value_back_from_the_device_between_lo
     monkeypatch.setattr(Trainer, "training_step", marking_step)
     hp = {**QUICK, "epochs": 1, "logging_steps": 100, "max_train_sentences": 48, "max_eval_sentences": 4}
     with CountingReads():
-        ner.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
+        ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=hp)
     steps = reads[1:]
     assert len(steps) == 6  # 48 windows / 8
     assert max(steps[:-1]) <= 1 and steps[-1] > 1  # the last: the end of training and the predictions
@@ -600,6 +611,6 @@ def test_a_job_that_sees_several_gpus_trains_on_one_with_the_papers_batch(monkey
     own). Before, the Trainer wrapped the model in DataParallel over all of them, which multiplied the batch by the
     GPU count (16 became 64 on 4 GPUs), away from the paper's protocol. A job keeps to one GPU, as pre-training does."""
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)  # what transformers counts as this process's GPUs
-    hp = ner.resolve_hparams({"batch_size": 16})
-    args = ner.training_arguments(str(tmp_path), hp, seed=1, train_windows=160)
+    hp = ner_finetune.resolve_hparams({"batch_size": 16})
+    args = ner_train.training_arguments(str(tmp_path), hp, seed=1, train_windows=160)
     assert args.n_gpu == 1 and args.train_batch_size == 16

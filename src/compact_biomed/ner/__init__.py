@@ -1,6 +1,7 @@
-"""NER fine-tuning (finetune.py), its data (data.py) and the published NER sets (archive.py)."""
+"""NER fine-tuning: one job (finetune.py) from the model (model.py), its windows (encode.py), the Trainer (train.py)
+and seqeval (scoring.py); the data (data.py) and the published NER sets (archive.py)."""
 
-# The two scoring protocols of a fine-tuned model's predictions (ner.finetune.evaluate), the values of the results'
+# The two scoring protocols of a fine-tuned model's predictions (ner.scoring.score_split), the values of the results'
 # `mode` column and of published_f1.tsv's `scoring`: "paper" = entity F1 over sub-tokens, every piece carrying its
 # word's tag (the official ner.py); "word" = entity F1 over words, the first piece standing for the word.
 SCORINGS = ("paper", "word")

@@ -3,7 +3,7 @@ inference speed), measured one model at a time, in two rounds of opposite order 
 Markdown, HTML and CSV.
 
 Speed is measured the way the NER jobs predict: the model's own tokenizer turns each NER test set into the
-same windows `ner.encode_split` builds, a freshly headed token-classification model runs forward over
+same windows `ner.encode.encode_split` builds, a freshly headed token-classification model runs forward over
 length-sorted batches (the NER jobs' collator and precision) under `torch.inference_mode`, and only the
 batching and forward passes are timed (tokenisation and loading are excluded). Passes repeat until
 `min_seconds` have elapsed, so tiny models still give a stable sentences-per-second figure. The device (cuda
@@ -21,8 +21,10 @@ import pandas as pd
 import torch
 
 from ..io import InputError, atomic_path, read_json, write_json, write_text
-from ..ner import finetune as ner
-from ..ner.data import read_split
+from ..ner.data import Sentence, read_split
+from ..ner.encode import EncodedSplit, encode_split
+from ..ner.model import load_token_classifier, load_tokenizer, window_length
+from ..ner.train import bf16, pad_multiple, window_features
 from .render import Table, html_page, markdown_page
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -49,7 +51,7 @@ def disk_bytes(directory: str | Path) -> dict[str, int]:
     }
 
 
-def labels_in(sentences: list[ner.Sentence]) -> dict[int, str]:
+def labels_in(sentences: list[Sentence]) -> dict[int, str]:
     """id2label over the tags of the test set: the head's size barely matters for speed, its presence does."""
     tags = sorted({tag for _, sentence_tags in sentences for tag in sentence_tags})
     return dict(enumerate(tags))
@@ -62,20 +64,18 @@ def synchronize(device: torch.device) -> None:
 
 def forward_pass(model, features: list[dict], order: np.ndarray, batch_size: int, device, collator) -> None:
     """One inference pass over every window, in length-sorted batches padded by the NER jobs' collator, in bf16
-    where they use it (as ner.predict)."""
+    where they use it (as ner.train.predict)."""
     for start in range(0, len(order), batch_size):
         batch = collator([features[i] for i in order[start : start + batch_size]])
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=ner.bf16()):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16()):
             model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
 
 
 @torch.inference_mode()
-def time_passes(
-    model, split: ner.EncodedSplit, batch_size: int, device, collator, min_seconds: float
-) -> tuple[int, float]:
+def time_passes(model, split: EncodedSplit, batch_size: int, device, collator, min_seconds: float) -> tuple[int, float]:
     """(passes, seconds): one untimed warm-up pass, then whole passes until min_seconds have elapsed."""
     model.eval()
-    features = ner.window_features(split, with_labels=False)
+    features = window_features(split, with_labels=False)
     order = np.argsort([len(ids) for ids in split.input_ids], kind="stable")
     forward_pass(model, features, order, batch_size, device, collator)  # first-call allocations, kernel selection
     synchronize(device)
@@ -95,10 +95,10 @@ def dataset_speed(
 
     sentences = read_split(test_tsv)
     id2label = labels_in(sentences)
-    model = ner.load_token_classifier(model_dir, id2label).to(device)
-    window = ner.window_length(model, max_length)
-    split = ner.encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "every_piece", test_tsv)
-    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=ner.pad_multiple(None))
+    model = load_token_classifier(model_dir, id2label).to(device)
+    window = window_length(model, max_length)
+    split = encode_split(tokenizer, sentences, {v: k for k, v in id2label.items()}, window, "every_piece", test_tsv)
+    collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=pad_multiple(None))
     passes, seconds = time_passes(model, split, batch_size, device, collator, min_seconds)
     speed = {
         "sentences": len(sentences),
@@ -127,7 +127,7 @@ def measure(
     if threads:
         torch.set_num_threads(int(threads))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    tokenizer = ner.load_tokenizer(model_dir)  # the pieces fine-tuning sees
+    tokenizer = load_tokenizer(model_dir)  # the pieces fine-tuning sees
     speeds, parameters = {}, {}
     for dataset, test_tsv in test_sets.items():
         speeds[dataset], parameters = dataset_speed(
@@ -141,7 +141,7 @@ def measure(
         "speed": speeds,
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})",
         "device_type": device.type,
-        "precision": "bf16" if ner.bf16() else "fp32",  # as in fine-tuning
+        "precision": "bf16" if bf16() else "fp32",  # as in fine-tuning
         "threads": torch.get_num_threads(),
         "batch_size": batch_size,
         "torch": torch.__version__,
