@@ -12,6 +12,7 @@ import torch
 from conftest import make_tiny_roberta, shared_path
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from compact_biomed.config import ConfigError
 from compact_biomed.io import OUTPUT_MARKER, InputError, read_json
 from compact_biomed.ner import SCORINGS
 from compact_biomed.ner import encode as ner_encode
@@ -386,6 +387,8 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
         "model_dir",
         "data_dir",
         "label_mode_train",
+        "hparams",
+        "max_length",
         "train_sentences",
         "cut_splits",
         "split_sentences",
@@ -397,6 +400,12 @@ def test_finetune_writes_metrics_and_predictions(tiny_bert_dir, toy_data_dir, tm
     }
     assert metrics["seed"] == 3 and metrics["epochs"] == 4 and metrics["train_sentences"] == 64
     assert metrics["cut_splits"] == []  # every sentence of every split
+    # every setting as trained, the schema's defaults filled in and auto resolved
+    assert metrics["hparams"] == {
+        **ner_finetune.resolve_hparams(QUICK),
+        "precision": "bf16" if ner_train.bf16() else "fp32",
+    }
+    assert metrics["max_length"] == 16
     assert len(metrics["epoch_samples_per_second"]) == 4
     assert metrics["split_sentences"]["test"] >= 1  # the 4x sentence does not fit 16 sub-tokens
     for split in ("dev", "test"):
@@ -454,6 +463,8 @@ def test_finetune_length_grouping_is_an_option(tiny_bert_dir, toy_data_dir, tmp_
 def test_finetune_rejects_unknown_hparams_and_leaves_no_output(tiny_bert_dir, toy_data_dir, tmp_path):
     with pytest.raises(ValueError, match="learning_rat"):
         ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams={"learning_rat": 1e-3})
+    with pytest.raises(ConfigError, match="precision bf16 needs a CUDA GPU"):  # checked before any work
+        ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams={"precision": "bf16"})
     (toy_data_dir / "train.tsv").write_text("", encoding="utf-8")
     with pytest.raises(InputError, match="train.tsv: empty file"):
         ner_finetune.finetune(tiny_bert_dir, toy_data_dir, tmp_path / "out", seed=1, hparams=QUICK)

@@ -310,3 +310,15 @@ def test_differences_and_ties_as_shown(tmp_path):
         "**87.93 ± – (1)**",
         "**87.93 ± – (1)**",
     ]
+
+
+def test_seeds_of_one_cell_trained_with_other_settings_are_one_line(tmp_path):
+    """A run by hand with another learning rate, dropped into results/ner, would move the mean without a word."""
+    settings = {"learning_rate": 5e-5, "epochs": 5, "precision": "bf16", "threads": None}
+    paths = [write_run(tmp_path, "A", "d1", seed, 0.5, 0.4) for seed in (1, 2, 3, 4)]
+    for path, changes in zip(paths, [{}, {"threads": 2, "logging_steps": 10}, {"learning_rate": 3e-3}, None]):
+        if changes is not None:  # the last: a run from before metrics.json recorded its hparams
+            path.write_text(json.dumps({**json.loads(path.read_text()), "hparams": {**settings, **changes}}))
+    assert len(ner_f1.collect(paths[:2] + paths[3:])) == 3 * len(SCORINGS)  # speed-only settings may differ
+    with pytest.raises(ner_f1.InputError, match=f"other settings than {paths[0]} \\(learning_rate 0.003 vs 5e-05\\)"):
+        ner_f1.collect(paths)

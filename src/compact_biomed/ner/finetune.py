@@ -19,7 +19,7 @@ from .data import Sentence, dev_file, load_dataset_dir
 from .encode import encode_split
 from .model import check_case, check_model_dir, load_token_classifier, load_tokenizer, window_length
 from .scoring import score_split
-from .train import train_and_predict
+from .train import resolved_precision, train_and_predict
 
 
 def resolve_hparams(hparams: dict | None) -> dict:
@@ -47,6 +47,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     """
     started = time.perf_counter()
     hp = resolve_hparams(hparams)
+    hp["precision"] = resolved_precision(hp.get("precision", "auto"))  # recorded as the run trained
     if hp["threads"]:
         torch.set_num_threads(int(hp["threads"]))
     data_dir = Path(data_dir)
@@ -90,6 +91,8 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
         "model_dir": str(model_dir),
         "data_dir": str(data_dir),
         "label_mode_train": hp["label_mode_train"],
+        "hparams": hp,  # every setting, the schema's defaults included (the table refuses seeds that differ)
+        "max_length": max_length,  # the window used: hparams' max_length, capped by the model's positions
         "train_sentences": len(splits["train"]),
         # the splits max_train_sentences / max_eval_sentences shortened: such a run is not comparable with published F1
         "cut_splits": [name for name, sentences in splits.items() if len(sentences) < len(data[name])],

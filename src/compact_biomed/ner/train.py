@@ -18,6 +18,7 @@ from transformers import (
 )
 
 from .. import IGNORE_INDEX, one_gpu
+from ..pretrain.micro_batch import precision_flags
 from .encode import EncodedSplit
 
 # Fewer distinct batch shapes: fresh GPU jobs of the old loop ran 3.1x faster than with exact padding (issue 14's
@@ -74,7 +75,8 @@ def pad_multiple(multiple: int | None) -> int | None:
 
 def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) -> TrainingArguments:
     """The paper's fine-tuning settings as Trainer arguments: AdamW (no decay on biases and LayerNorm), gradient
-    clipping at 1, no evaluation or checkpoints during training; bf16 on CUDA, fp32 on CPU."""
+    clipping at 1, no evaluation or checkpoints during training; hparams' precision (auto: bf16 on CUDA, fp32 on
+    CPU)."""
     total_steps = math.ceil(train_windows / hp["batch_size"]) * hp["epochs"]
     cuda = torch.cuda.is_available()
     args = TrainingArguments(
@@ -88,7 +90,7 @@ def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) ->
         per_device_train_batch_size=hp["batch_size"],
         per_device_eval_batch_size=hp["eval_batch_size"],
         max_grad_norm=1.0,
-        bf16=bf16(),
+        **precision_flags(hp.get("precision", "auto")),
         train_sampling_strategy="group_by_length" if hp["group_by_length"] else "random",
         eval_strategy="no",
         save_strategy="no",
@@ -106,7 +108,15 @@ def training_arguments(scratch: str, hp: dict, seed: int, train_windows: int) ->
 
 
 def bf16() -> bool:
+    """What precision auto gives: bf16 on a CUDA GPU that has it."""
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def resolved_precision(precision: str) -> str:
+    """bf16, fp16 or fp32: auto resolved on this machine (the paper trained in fp32); bf16 or fp16 set by hand on a
+    machine without it is a ConfigError."""
+    flags = precision_flags(precision)
+    return "bf16" if flags["bf16"] else "fp16" if flags["fp16"] else "fp32"
 
 
 def argmax_labels(logits, labels):
@@ -120,10 +130,11 @@ def train_and_predict(model, tokenizer, encoded: dict, hp: dict, seed: int) -> t
     padding = pad_multiple(hp["pad_to_multiple_of"])
     collator = DataCollatorForTokenClassification(tokenizer, pad_to_multiple_of=padding)
     progress = ProgressLog(len(train_features), hp["batch_size"])
+    arithmetic = resolved_precision(hp.get("precision", "auto"))
     device = (
-        f"cuda ({'bf16' if bf16() else 'fp32'})"
+        f"cuda ({arithmetic})"
         if torch.cuda.is_available()
-        else (f"cpu ({torch.get_num_threads()} threads)")
+        else f"cpu ({torch.get_num_threads()} threads, {arithmetic})"
     )
     print(
         f"training on {len(train_features)} windows, {hp['epochs']} epochs, batch {hp['batch_size']}, {device}, "

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import InputError, atomic_path, read_json, write_text
-from ..ner import SCORINGS
+from ..ner import SCORINGS, SPEED_ONLY_HPARAMS
 from .render import Table, html_page, markdown_page, styled
 
 
@@ -54,7 +54,7 @@ def metric(metrics, path: str | Path, *keys: str):
 def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
     """One row per (model, dataset, seed, mode): the test precision, recall and F1 of each run, and the splits the
     run cut short (`cut`: comma-separated, empty for a run on every sentence)."""
-    rows, seen = [], {}
+    rows, seen, settings = [], {}, {}
     for path in metrics_paths:
         model, dataset = run_key(path)
         metrics = read_metrics(path)
@@ -66,11 +66,27 @@ def collect(metrics_paths: list[str | Path]) -> pd.DataFrame:
                 path, f"a second run of {model} on {dataset} with seed {seed} (the first: {seen[model, dataset, seed]})"
             )
         seen[model, dataset, seed] = path
+        check_same_settings(settings, model, dataset, metrics, path)
         cut = ",".join(metrics.get("cut_splits", []))
         for mode in SCORINGS:
             scores = {k: metric(metrics, path, "test", mode, k) for k in ("precision", "recall", "f1")}
             rows.append({"model": model, "dataset": dataset, "seed": seed, "mode": mode, **scores, "cut": cut})
     return pd.DataFrame(rows, columns=["model", "dataset", "seed", "mode", "precision", "recall", "f1", "cut"])
+
+
+def check_same_settings(settings: dict, model: str, dataset: str, metrics: dict, path) -> None:
+    """Seeds averaged in one cell must have trained alike: a run by hand with other settings (finetune-ner into
+    results/ner) would otherwise move the mean without a word. `settings` keeps each cell's first run; runs
+    written before metrics.json recorded hparams are not compared."""
+    hparams = metrics.get("hparams")
+    if hparams is None:
+        return
+    mine = {key: value for key, value in hparams.items() if key not in SPEED_ONLY_HPARAMS}
+    first = settings.setdefault((model, dataset), (mine, path))
+    differ = sorted(key for key in mine.keys() | first[0].keys() if mine.get(key) != first[0].get(key))
+    if differ:
+        shown = ", ".join(f"{key} {mine.get(key)} vs {first[0].get(key)}" for key in differ)
+        raise InputError(path, f"trained with other settings than {first[1]} ({shown}): one cell's seeds must match")
 
 
 def cut_pairs(runs: pd.DataFrame) -> dict[tuple[str, str], str]:
