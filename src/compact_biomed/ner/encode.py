@@ -84,33 +84,37 @@ def window_word_ranges(piece_counts, budget: int) -> list[tuple[int, int]]:
     return ranges
 
 
-def encode_split(tokenizer, sentences, label2id: dict, max_length: int, label_mode: str, source) -> EncodedSplit:
-    """Tokenize pre-split words; sentences over max_length sub-tokens become several windows."""
+def encode_split(
+    tokenizer, sentences, label2id: dict, max_length: int, label_mode: str, source, first_number: int = 1
+) -> EncodedSplit:
+    """Tokenize pre-split words; sentences over max_length sub-tokens become several windows. `source` and
+    `first_number` (the number of the split's first sentence in that file) name a sentence that cannot be cut."""
     encoded = tokenizer([tokens for tokens, _ in sentences], is_split_into_words=True, verbose=False)
-    split = EncodedSplit(sentences, [], [], [], np.zeros(0, dtype=np.int64), 0)
-    window_sentence = []
+    input_ids, word_ids, labels, window_sentence, split_sentences = [], [], [], [], 0
     for index, (tokens, tags) in enumerate(sentences):
         windows = [(np.asarray(encoded["input_ids"][index]), word_id_array(encoded.word_ids(index)))]
         if len(windows[0][0]) > max_length:
-            windows = _split_windows(tokenizer, tokens, windows[0][1], max_length, source, index)
-            split.split_sentences += 1
+            where = f"sentence {first_number + index}"
+            windows = _split_windows(tokenizer, tokens, windows[0][1], max_length, source, where)
+            split_sentences += 1
         tag_ids = np.array([label2id[tag] for tag in tags], dtype=np.int64)
-        for input_ids, word_ids in windows:
-            split.input_ids.append(input_ids.astype(np.int64))
-            split.word_ids.append(word_ids)
-            split.labels.append(align_labels(word_ids, tag_ids, label_mode))
+        for ids, window_word_ids in windows:
+            input_ids.append(ids.astype(np.int64))
+            word_ids.append(window_word_ids)
+            labels.append(align_labels(window_word_ids, tag_ids, label_mode))
             window_sentence.append(index)
-    split.window_sentence = np.array(window_sentence, dtype=np.int64)
-    return split
+    return EncodedSplit(
+        sentences, input_ids, word_ids, labels, np.array(window_sentence, dtype=np.int64), split_sentences
+    )
 
 
-def _split_windows(tokenizer, tokens, word_ids, max_length, source, index):
+def _split_windows(tokenizer, tokens, word_ids, max_length, source, where: str):
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     counts = np.bincount(word_ids[word_ids >= 0], minlength=len(tokens))
     try:
         ranges = window_word_ranges(counts, budget)
     except ValueError as error:
-        raise InputError(source, f"sentence {index + 1} of the split: {error} (max_length {max_length})") from None
+        raise InputError(source, f"{where}: {error} (max_length {max_length})") from None
     windows = []
     for start, end in ranges:
         window = tokenizer(tokens[start:end], is_split_into_words=True, verbose=False)

@@ -68,6 +68,8 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
     model = load_token_classifier(model_dir, id2label)
     max_length = window_length(model, hp["max_length"])
     sources = {"train": data_dir / "train.tsv", "dev": dev_file(data_dir), "test": data_dir / "test.tsv"}
+    # train_dev.tsv holds the train sentences before the dev ones: number a dev sentence as that file does
+    first_numbers = {"dev": len(data["train"]) + 1 if sources["dev"].name == "train_dev.tsv" else 1}
     encoded = {
         name: encode_split(
             tokenizer,
@@ -76,6 +78,7 @@ def finetune(model_dir, data_dir, out_dir, seed: int, hparams: dict | None = Non
             max_length,
             hp["label_mode_train"] if name == "train" else "every_piece",
             sources[name],
+            first_numbers.get(name, 1),
         )
         for name, sentences in splits.items()
     }
