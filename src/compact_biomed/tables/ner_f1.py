@@ -207,8 +207,9 @@ def comparison_table(lookup, published, models, datasets, mode) -> Table | None:
     return Table(
         f"Against published values, {mode} scoring",
         pd.DataFrame(rows, columns=header),
-        "Difference: our mean minus the published value, same protocol. Rows and datasets without a "
-        "published value of this protocol are left out, never shown as 0.",
+        "Difference: our mean over seeds minus the published value, scored the same way; the published runs "
+        "may have trained otherwise (one seed, learning rates tuned on dev: see Source). Rows and datasets "
+        "without a published value of this protocol are left out, never shown as 0.",
     )
 
 
