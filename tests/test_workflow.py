@@ -335,6 +335,25 @@ def test_a_fixed_local_pubmed_file_is_read_again_even_if_older(tmp_path):
     assert len(pd.read_parquet(workdir / "results/pubmed/parsed/pubmed26n0001.parquet")) == 5
 
 
+def test_a_baseline_file_missing_from_local_dir_stops_the_run_instead_of_an_old_corpus_being_used(tmp_path):
+    """With a corpus from an earlier run (the demo's), Snakemake planned pre-training on it: parse_pubmed could not
+    run, and the corpus counted as an input that exists."""
+    local = tmp_path / "baseline"
+    local.mkdir()  # pubmed25n1274 is not there (downloaded as pubmed26n*, or not yet copied)
+    workdir = copy_workflow(tmp_path / "run")
+    demo = snakemake("results/pubmed/corpus.parquet", "--cores", "1", cwd=workdir)  # the earlier run: the demo's
+    assert demo.returncode == 0, (demo.stdout + demo.stderr)[-3000:]
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    config["pubmed"].update(local_dir=str(local), files=["pubmed25n1274"])
+    (workdir / "local.yaml").write_text(yaml.safe_dump(config))
+
+    result = snakemake("-n", "--configfile", "local.yaml", cwd=workdir)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert f"pubmed.local_dir': {local}/pubmed25n1274.xml.gz is missing (and 1 more of the 2)" in output
+    assert "tokenize_shard" not in output
+
+
 def test_invalid_config_value_stops_with_the_key(tmp_path):
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["ner"]["hparams"]["epochs"] = 0

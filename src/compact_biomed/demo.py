@@ -109,6 +109,7 @@ OTHER_WORDS = ["smoking", "alcohol", "glucose", "protein", "plasma", "oxygen", "
 # The NER sets the demo generates (demo-<kind>) and where rules/demo.smk writes them.
 NER_SETS = tuple(f"demo-{kind}" for kind in ENTITY_SUFFIXES)
 NER_DIR = "resources/demo/ner"
+PUBMED_DIR = "resources/demo/pubmed"  # the baseline files rules/demo.smk generates
 
 
 def entity_names(kind: str, rng: random.Random) -> list[str]:
