@@ -164,6 +164,7 @@ def test_a_local_dataset_with_bad_lines_stops_before_any_job(tmp_path):
     # the content, not only the files: else the first fine-tuning job failed on it, after any pre-training
     config = load("config.yaml")
     config["demo"]["enabled"] = False
+    config["pubmed"]["local_dir"] = None  # downloaded: the demo's generated files are not there
     config["ner"]["data_dir"] = str(ner_folder(tmp_path, "mine", ["train", "test", "devel"]))
     config["ner"]["datasets"] = ["mine"]
     (tmp_path / "mine" / "test.tsv").write_bytes(b"Aspirin\tB\r\n\r\n")
