@@ -40,6 +40,17 @@ def test_bad_input_gives_one_line_and_exit_status_1(tmp_path, capsys):
     assert not (tmp_path / "parsed" / "pubmed25n0001.parquet").exists()
 
 
+def test_parse_pubmed_by_hand_checks_the_md5_sidecar_as_the_workflow_does(tmp_path, capsys):
+    from compact_biomed import demo
+
+    xml = tmp_path / "pubmed25n0001.xml.gz"
+    demo.write_pubmed_file(xml, first_pmid=1, count=5, seed=0)
+    Path(f"{xml}.md5").write_text(f"MD5({xml.name})= {'0' * 32}\n")
+    assert main(["parse-pubmed", str(xml), "--out-dir", str(tmp_path / "parsed")]) == 1
+    assert "md5 mismatch: sidecar says 00000000" in one_error_line(capsys, "parse-pubmed", xml)
+    assert not (tmp_path / "parsed").exists()
+
+
 def test_file_outputs_refuse_an_existing_file_unless_told_to_overwrite(tmp_path, capsys):
     """The CLI cannot tell a file it wrote from one of the user's: an existing output file is one line and stays as
     it was, before any work; `--overwrite` replaces it."""

@@ -108,6 +108,10 @@ def cmd_parse_pubmed(args):
         Path(args.out_dir) / (Path(xml).name.removesuffix(".gz").removesuffix(".xml") + ".parquet") for xml in args.xml
     ]
     check_new_files(args, *outs)
+    for xml in args.xml:  # as the workflow's job: against the md5 sidecar, before any output
+        sidecar = Path(f"{xml}.md5")
+        if sidecar.exists():
+            pubmed.verify(xml, sidecar)
     for xml, out in zip(args.xml, outs):
         print(pubmed.parse_to_parquet(xml, out))
 
@@ -269,7 +273,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--base-url", help="default: the config's pubmed.base_url")
 
     sub = with_overwrite(
-        step("parse-pubmed", cmd_parse_pubmed, "parse PubMed XML files, each into <out-dir>/<name>.parquet")
+        step(
+            "parse-pubmed",
+            cmd_parse_pubmed,
+            "parse PubMed XML files, each into <out-dir>/<name>.parquet, after its md5 check where a <file>.md5 "
+            "sidecar is beside it (the workflow's job requires one)",
+        )
     )
     sub.add_argument("xml", nargs="+")
     sub.add_argument("--out-dir", required=True)
