@@ -398,6 +398,7 @@ def _bad_files(tmp_path):
         "unclosed.xml": b"<PubmedArticleSet>" + _article(1, "T.", "A.").encode(),
         "not_gzip.xml.gz": b"\x1f\x8b\x08garbage that is not deflate data",
         "plain_text.xml.gz": b"PMID 123: a plain-text export, not gzip\n",
+        "cut_xml.xml.gz": gzip.compress(b"<PubmedArticleSet><PubmedArticle><MedlineCitation>"),  # whole gzip
     }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -420,6 +421,7 @@ def test_bad_file_error_messages_say_what_is_wrong(tmp_path, sample):
     assert "empty" in problems["empty.xml"] and "empty" in problems["empty.xml.gz"]
     assert "malformed" in problems["malformed.xml"]
     assert problems["plain_text.xml.gz"].startswith("not gzip, and not XML")  # named .gz: not "not XML" alone
+    assert problems["cut_xml.xml.gz"].startswith("truncated XML")  # the gzip is whole: not "not gzip"
 
 
 def _problem(path):

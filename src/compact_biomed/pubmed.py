@@ -169,8 +169,8 @@ def iter_citations(path) -> Iterator[dict]:
     except InputError:
         raise
     except etree.XMLSyntaxError as err:
-        gzip_named = str(path).endswith(".gz")  # read as plain XML: its content is not gzip
-        raise InputError(path, ("not gzip, and " if gzip_named else "") + _describe_syntax_error(err)) from None
+        not_gzip = str(path).endswith(".gz") and not _is_gzip(path)  # named .gz, read as plain XML
+        raise InputError(path, ("not gzip, and " if not_gzip else "") + _describe_syntax_error(err)) from None
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise InputError(path, f"corrupt or truncated gzip ({one_line(err)})") from None
     except OSError as err:
@@ -179,9 +179,12 @@ def iter_citations(path) -> Iterator[dict]:
 
 def _open_maybe_gzip(path):
     # Decide by content, not by name: a plain .xml and a mis-named file both work.
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+def _is_gzip(path) -> bool:
     with open(path, "rb") as probe:
-        magic = probe.read(2)
-    return gzip.open(path, "rb") if magic == GZIP_MAGIC else open(path, "rb")
+        return probe.read(2) == GZIP_MAGIC
 
 
 # The records directly under each root. Subscribing to these alone (not also to the MedlineCitation inside each
