@@ -50,15 +50,29 @@ def workstation_cores(otherwise):
         return otherwise
 
 
+def name_patterns(path, names):
+    """Glob patterns of an output path: each wildcard in `names` replaced by each of its values, the others by *
+    (a wildcard as Snakemake keeps it may carry its constraint: {student,[^/]+})."""
+    patterns = [path]
+    for wildcard in re.findall(r"\{(\w+)(?:,[^}]*)?\}", path):
+        field = re.compile(r"\{" + wildcard + r"(?:,[^}]*)?\}")
+        values = names.get(wildcard, ["*"])
+        patterns = [field.sub(lambda _: value, pattern) for pattern in patterns for value in values]
+    return patterns
+
+
 def check_folder_outputs():
     """At a folder output's path (a model, a shard), a folder the pipeline did not write (no marker) would be read
     as its output, and deleted by a rerun: it stops the run before any job starts. The Snakefile calls this once
-    every rule is defined."""
+    every rule is defined. Only this config's names: a folder of another name (a model of the user's kept under
+    results/models/) is no output of this run."""
+    names = {"student": TRAINED_MODELS, "pretrained": PRETRAINED_MODELS, "owner": TOKENIZER_OWNERS}
     patterns = [
-        re.sub(r"\{[^}]+\}", "*", str(path))
+        pattern
         for rule in workflow.rules
         for path in rule.output
         if is_flagged(path, "directory")
+        for pattern in name_patterns(str(path), names)
     ]
     found = unmarked_folders(folder for pattern in patterns for folder in Path().glob(pattern))
     if found:

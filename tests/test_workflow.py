@@ -254,6 +254,11 @@ def test_a_users_folder_at_a_folder_outputs_path_stops_the_run(tmp_path):
             assert (mine / "my_weights.bin").read_text() == "precious"
         shutil.rmtree(mine)
     assert not (workdir / "results/teacher").exists()  # no job ran
+    mine = workdir / "results/models/MyOwnModel"  # no row of this config: not an output of this run
+    mine.mkdir(parents=True)
+    (mine / "my_weights.bin").write_text("precious")
+    result = snakemake("-n", cwd=workdir)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
 
 
 def test_slurm_profile_groups_ner_jobs_eight_to_one_gpu_job():
