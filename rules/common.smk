@@ -1,4 +1,5 @@
 # Shared set-up: config validation, the lists every stage expands over, wildcard constraints, input functions.
+import itertools
 import os
 import re
 import shutil
@@ -53,19 +54,16 @@ def workstation_cores(otherwise):
 def name_patterns(path, names):
     """Glob patterns of an output path: each wildcard in `names` replaced by each of its values, the others by *
     (a wildcard as Snakemake keeps it may carry its constraint: {student,[^/]+})."""
-    patterns = [path]
-    for wildcard in re.findall(r"\{(\w+)(?:,[^}]*)?\}", path):
-        field = re.compile(r"\{" + wildcard + r"(?:,[^}]*)?\}")
-        values = names.get(wildcard, ["*"])
-        patterns = [field.sub(lambda _: value, pattern) for pattern in patterns for value in values]
-    return patterns
+    parts = re.split(r"\{(\w+)(?:,[^}]*)?\}", path)  # text, wildcard, text, wildcard, ..., text
+    choices = [[part] if i % 2 == 0 else names.get(part, ["*"]) for i, part in enumerate(parts)]
+    return ["".join(combination) for combination in itertools.product(*choices)]
 
 
 def check_folder_outputs():
     """At a folder output's path (a model, a shard), a folder the pipeline did not write (no marker) would be read
     as its output, and deleted by a rerun: it stops the run before any job starts. The Snakefile calls this once
-    every rule is defined. Only this config's names: a folder of another name (a model of the user's kept under
-    results/models/) is no output of this run."""
+    every rule is defined. It looks for this config's names only, as a folder of another name (a model of the
+    user's kept under results/models/) is no output of this run."""
     names = {"student": TRAINED_MODELS, "pretrained": PRETRAINED_MODELS, "owner": TOKENIZER_OWNERS}
     patterns = [
         pattern
