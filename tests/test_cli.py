@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -230,6 +231,20 @@ def test_base_model_from_the_hub_that_cannot_be_fetched_is_one_line_naming_it(tm
     assert main(["base-model", "teacher", "--config", str(tmp_path / "hub.yaml"), "--out", str(out)]) == 1
     one_error_line(capsys, "base-model", "compact-biomed-tests/no-such-model @ v1")
     assert not out.exists()
+
+
+def test_a_hub_row_whose_host_refuses_the_connection_is_one_line_naming_it(tmp_path):
+    """Online, with the hub out of reach (here: a closed local port), the HTTP client's ConnectError is no OSError:
+    it was a 40-line traceback, and Snakemake showed only the job's exit status."""
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path)}
+    command = [sys.executable, "-m", "compact_biomed.cli", "fetch-pretrained", "--config", "config/released.yaml"]
+    command += ["--out", str(out), "DistilBioBERT"]
+    result = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("compact-biomed fetch-pretrained: error: models.DistilBioBERT.pretrained: nlpie/distil")
+    assert "ConnectError" in last and not out.exists()
 
 
 def test_tokenize_shard_reruns_into_its_own_previous_output(tmp_path, tiny_bert_dir):

@@ -8,6 +8,7 @@ models of the same architecture classes, with a WordPiece tokenizer trained on t
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -58,14 +59,27 @@ def from_hub(hub_id: str, out_dir: str | Path, revision: str | None = None, toke
 @contextlib.contextmanager
 def hub_errors(path: str, where: str | None = None):
     """The hub's failures (no network and nothing cached, unknown repository or revision) as one line naming
-    `path` (and `where`, if given); huggingface_hub's and transformers' are OSErrors but for HFValidationError."""
+    `path` (and `where`, if given); huggingface_hub's and transformers' are OSErrors but for HFValidationError and
+    its HTTP client's own (a refused connection, an unknown host)."""
     from huggingface_hub.errors import HFValidationError
 
     try:
         yield
-    except (OSError, HFValidationError) as error:
+    except (OSError, HFValidationError, *http_client_errors()) as error:
         prefix = f"{where}: " if where else ""
         raise InputError(path, f"{prefix}{type(error).__name__}: {first_line(error)}") from None
+
+
+def http_client_errors() -> tuple[type[Exception], ...]:
+    """The base error of the HTTP client huggingface_hub uses, which is no OSError: httpx2 (huggingface_hub 2) or
+    httpx (1.x); requests' (0.x) are OSErrors."""
+    errors = []
+    for name in ("httpx2", "httpx"):
+        try:
+            errors.append(importlib.import_module(name).HTTPError)
+        except ImportError:
+            pass
+    return tuple(errors)
 
 
 def corpus_texts(corpus_parquet: str | Path) -> list[str]:
