@@ -160,6 +160,17 @@ def test_a_local_dataset_needs_the_files_the_loader_reads(tmp_path):
             cfg.check(config, SCHEMA)
 
 
+def test_a_bad_published_values_file_stops_the_run_before_any_job(tmp_path):
+    """The table job, the run's last, found it (a traceback for some problems), after every fine-tuning."""
+    config = load("config.yaml")
+    config["ner"]["published"] = str(tmp_path / "mine.tsv")
+    with pytest.raises(cfg.ConfigError, match=r"^invalid config value at 'ner.published': .*mine.tsv is no file"):
+        cfg.check(config, SCHEMA, data_checks=True)
+    (tmp_path / "mine.tsv").write_text("dataset\tmodel\tscoring\tmetric\tvalue\tsource\nd\tM\tpaper\tF1\t0.87\tus\n")
+    with pytest.raises(cfg.ConfigError, match=r"'ner.published': .*mine.tsv: line 2: F1 0.87 is not a percentage"):
+        cfg.check(config, SCHEMA, data_checks=True)
+
+
 def test_a_local_dataset_with_bad_lines_stops_before_any_job(tmp_path):
     # the content, not only the files: else the first fine-tuning job failed on it, after any pre-training
     config = load("config.yaml")

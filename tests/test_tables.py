@@ -196,6 +196,31 @@ def test_published_file_without_scoring_column_is_one_line_error(tmp_path):
         ner_f1.read_published(reference)
 
 
+@pytest.mark.parametrize(
+    "row, problem",
+    [
+        ("BC2GM\tX\tpaper\tF1\t55,5\tPWC", "line 6: value '55,5' is not a number"),
+        ("BC2GM\tX\tpaper\tF1\t0.555\tPWC", "line 6: F1 0.555 is not a percentage"),
+        ("BC2GM\tX\tpaper\tF1\t85.5\t", "line 6: no source"),
+        ("BC2GM\tX\tpaper\tF1\t85.5\tPWC\tnote", "line 6: 7 tab-separated fields, the header has 6"),
+        ("BC2GM\tX\tsubtoken\tF1\t85.5\tPWC", "line 6: unknown scoring 'subtoken'"),
+    ],
+)
+def test_a_bad_published_row_is_one_line_naming_its_line(tmp_path, row, problem):
+    """Each crashed the table job at the end of the run with a traceback, or was compared as if it were right."""
+    reference = tmp_path / "published.tsv"
+    reference.write_text(PUBLISHED + row + "\n")
+    with pytest.raises(ner_f1.InputError, match=f"published.tsv: {problem}"):
+        ner_f1.read_published(reference)
+
+
+def test_published_rows_take_f1_in_any_case_and_keep_a_hash_inside_a_source(tmp_path):
+    reference = tmp_path / "published.tsv"
+    reference.write_text(PUBLISHED + "BC2GM\tX\tpaper\tf1\t85.5\thttps://example.org/paper#table-2\n")
+    row = ner_f1.read_published(reference).query("model == 'X'")
+    assert row[["metric", "value", "source"]].values.tolist() == [["F1", 85.5, "https://example.org/paper#table-2"]]
+
+
 def test_demo_tables_say_they_cannot_be_compared(tmp_path):
     paths = [write_run(tmp_path, "A", "d1", 1, 0.9, 0.7)]
     md, html_path, tex = tmp_path / "t.md", tmp_path / "t.html", tmp_path / "t.tex"
@@ -292,7 +317,7 @@ def test_a_seed_counted_twice_or_a_value_published_twice_is_one_line(tmp_path):
 
     reference = tmp_path / "published.tsv"
     reference.write_text(PUBLISHED + "NCBI-disease\tDistilBioBERT\tpaper\tF1\t88.10\tanother source\n")
-    with pytest.raises(ner_f1.InputError, match="two F1 values of DistilBioBERT on NCBI-disease, paper scoring"):
+    with pytest.raises(ner_f1.InputError, match="line 6: a second F1 of DistilBioBERT on NCBI-disease, paper scoring"):
         ner_f1.read_published(reference)
     reference.write_text(PUBLISHED + "BC2GM\tDistilBioBERT\tpaper\tF1\t\tnot yet published\n")
     assert "BC2GM" not in set(ner_f1.read_published(reference)["dataset"])  # an empty value is unknown, not nan

@@ -18,7 +18,8 @@ from .io import InputError, output_step
 from .ner import archive as ner_archive
 from .ner import data as ner_data
 
-SCHEMA = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"  # absent only in a wheel install
+CLONE = Path(__file__).resolve().parents[2]  # the checkout this package runs from
+SCHEMA = CLONE / "config" / "schema.yaml"  # absent only in a wheel install
 
 
 class ConfigError(ValueError):
@@ -40,6 +41,7 @@ def check(config: dict, schema_path: str | Path = SCHEMA, slow_checks: bool = Tr
     schema = load_schema(schema_path)
     raise_first(filling_validator(schema).iter_errors(config), where=[])
     expand_home(config)
+    find_clone_file(config)
     check_consistency(config)
     if slow_checks:
         check_architectures(config)
@@ -47,6 +49,7 @@ def check(config: dict, schema_path: str | Path = SCHEMA, slow_checks: bool = Tr
     if data_checks:
         check_local_pubmed(config)
         check_local_datasets(config)
+        check_published(config)
 
 
 def check_part(value: dict, key: str, schema_path: str | Path = SCHEMA) -> None:
@@ -144,6 +147,14 @@ def expand_home(config: dict) -> None:
                 section[key] = os.path.expanduser(section[key])
 
 
+def find_clone_file(config: dict) -> None:
+    """ner.published given relative (the default: config/published_f1.tsv) and not in the working folder is the
+    clone's own file (in place): a step run by hand from a data folder would otherwise not find it."""
+    path = config["ner"].get("published")
+    if path and not Path(path).is_absolute() and not Path(path).exists() and (CLONE / path).is_file():
+        config["ner"]["published"] = str(CLONE / path)
+
+
 def check_consistency(config: dict) -> None:
     """Rules the schema cannot express."""
     for name, model in config["models"].items():
@@ -227,6 +238,21 @@ def check_local_pubmed(config: dict) -> None:
             f"invalid config value at 'pubmed.local_dir': {missing[0]} is missing{more}; the folder holds "
             "<name>.xml.gz and <name>.xml.gz.md5 for every name of pubmed.files (null: download them)"
         )
+
+
+def check_published(config: dict) -> None:
+    """The published-values file is read as the table reads it, at the start rather than by the run's last job."""
+    from .tables.ner_f1 import read_published
+
+    path = config["ner"].get("published")
+    if not path:
+        return
+    if not Path(path).is_file():
+        raise ConfigError(f"invalid config value at 'ner.published': {path} is no file (null: compare with none)")
+    try:
+        read_published(path)
+    except InputError as error:
+        raise ConfigError(f"invalid config value at 'ner.published': {error}") from None
 
 
 def check_local_datasets(config: dict) -> None:

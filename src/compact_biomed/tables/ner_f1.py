@@ -126,22 +126,59 @@ CUT_NOTE = (
 
 
 def read_published(path: str | Path | None) -> pd.DataFrame:
-    """Published F1 (percent): one row per (model, dataset, scoring) with its source; '#' lines are comments."""
+    """Published F1 (percent): one row per (model, dataset, scoring) with its source. Lines starting with '#' are
+    comments; an empty value is unknown; rows of another metric are left out. Read line by line rather than with
+    pandas' `comment=`, which also cuts a '#' inside a line (a source URL's fragment), so that each problem names
+    its line."""
     if not path:
         return pd.DataFrame(columns=PUBLISHED_COLUMNS)
-    table = pd.read_csv(path, sep="\t", comment="#", dtype={"value": float})
-    missing = set(PUBLISHED_COLUMNS) - set(table.columns)
-    if missing:
-        raise InputError(path, f"missing columns {sorted(missing)}")
-    unknown = set(table["scoring"]) - set(SCORINGS)
-    if unknown:
-        raise InputError(path, f"unknown scoring {sorted(unknown)}; expected one of {list(SCORINGS)}")
-    table = table[(table.metric == "F1") & table["value"].notna()]  # an empty value is unknown, as a missing row
-    twice = table[table.duplicated(["model", "dataset", "scoring"])]
-    if not twice.empty:
-        first = twice.iloc[0]
-        raise InputError(path, f"two F1 values of {first.model} on {first.dataset}, {first.scoring} scoring: keep one")
-    return table[PUBLISHED_COLUMNS].reset_index(drop=True)
+    rows, header, seen = [], None, {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = [field.strip() for field in line.split("\t")]
+        if header is None:
+            header = fields
+            missing = [column for column in PUBLISHED_COLUMNS if column not in header]
+            if missing:
+                raise InputError(path, f"missing columns {missing} (tab-separated: {', '.join(PUBLISHED_COLUMNS)})")
+            continue
+        if len(fields) != len(header):
+            raise InputError(path, f"line {number}: {len(fields)} tab-separated fields, the header has {len(header)}")
+        row = dict(zip(header, fields))
+        if row["metric"].upper() != "F1" or not row["value"]:  # another metric; an unknown value, as a missing row
+            continue
+        problem = published_problem(row)
+        if problem:
+            raise InputError(path, f"line {number}: {problem}")
+        key = (row["model"], row["dataset"], row["scoring"])
+        if key in seen:
+            raise InputError(
+                path,
+                f"line {number}: a second F1 of {key[0]} on {key[1]}, {key[2]} scoring (line {seen[key]}): keep one",
+            )
+        seen[key] = number
+        rows.append(
+            {**{column: row[column] for column in PUBLISHED_COLUMNS}, "metric": "F1", "value": float(row["value"])}
+        )
+    return pd.DataFrame(rows, columns=PUBLISHED_COLUMNS)
+
+
+def published_problem(row: dict) -> str | None:
+    """What is wrong with one F1 row of a published-values file, or None."""
+    if row["scoring"] not in SCORINGS:
+        return f"unknown scoring {row['scoring']!r}; expected one of {list(SCORINGS)}"
+    try:
+        value = float(row["value"])
+    except ValueError:
+        return f"value {row['value']!r} is not a number (a decimal point, not a comma)"
+    if not 1 < value <= 100:  # F1 in percent: 0.555 would be compared as 0.56 %
+        return f"F1 {row['value']} is not a percentage (over 1, at most 100: 55.5, not 0.555)"
+    if not row["source"]:
+        return "no source: say where the value was published"
+    if not row["model"] or not row["dataset"]:
+        return "no model or dataset"
+    return None
 
 
 def published_lookup(published: pd.DataFrame, mode: str) -> dict[tuple[str, str], tuple[float, str]]:
