@@ -111,10 +111,15 @@ def encode_split(
 def _split_windows(tokenizer, tokens, word_ids, max_length, source, where: str):
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     counts = np.bincount(word_ids[word_ids >= 0], minlength=len(tokens))
-    try:
-        ranges = window_word_ranges(counts, budget)
-    except ValueError as error:
-        raise InputError(source, f"{where}: {error} (max_length {max_length})") from None
+    too_long = np.flatnonzero(counts > budget)
+    if too_long.size:  # no window holds it: nothing to cut at
+        word = int(too_long[0])
+        raise InputError(
+            source,
+            f"{where}: word {word + 1} ({tokens[word][:40]!r}) alone has {counts[word]} sub-tokens, more than the "
+            f"{budget} a window of max_length {max_length} holds: raise ner.hparams.max_length or split the word",
+        )
+    ranges = window_word_ranges(counts, budget)
     windows = []
     for start, end in ranges:
         window = tokenizer(tokens[start:end], is_split_into_words=True, verbose=False)
