@@ -186,7 +186,11 @@ def released_style(rows: dict) -> dict:
 @pytest.mark.parametrize(
     "row,key,problem",
     [
-        ({"pretrained": {"hub_id": "nlpie/tiny-biobert"}}, "models.X.pretrained", "'revision' is a dependency"),
+        (
+            {"pretrained": {"hub_id": "nlpie/tiny-biobert"}},
+            "models.X.pretrained",
+            "'hub_id' needs 'revision' beside it \\(branch, tag, or commit",
+        ),
         (
             {"pretrained": {"hub_id": "a/b", "revision": "main"}, "recipe": "distilbiobert"},
             "models.X.recipe",

@@ -85,8 +85,19 @@ def raise_first(errors, where: list[str]) -> None:
     error = best_match(errors)
     if error is not None:
         raise ConfigError(
-            f"invalid config value at '{dotted([*where, *error.absolute_path])}': {error.message}{number_hint(error)}"
+            f"invalid config value at '{dotted([*where, *error.absolute_path])}': {message(error)}{number_hint(error)}"
         )
+
+
+def message(error) -> str:
+    """The validator's message, but for a key that needs another: jsonschema says "'revision' is a dependency of
+    'hub_id'"; this says what to add, with the schema's description of it."""
+    if error.validator != "dependentRequired":
+        return error.message
+    needed = [key for keys in error.validator_value.values() for key in keys if key not in error.instance]
+    given = [key for key, keys in error.validator_value.items() if key in error.instance and needed[0] in keys]
+    about = error.schema.get("properties", {}).get(needed[0], {}).get("description")
+    return f"'{given[0]}' needs '{needed[0]}' beside it" + (f" ({about})" if about else "")
 
 
 NESTED_CONFIG = " a nested snakemake --config value is always text: give it in a second --configfile"
