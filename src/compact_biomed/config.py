@@ -213,7 +213,10 @@ def dataset_problem(config: dict, name: str) -> str | None:
             f"archive's sets, or choose another ner.data_dir"
         )
     if source == "demo" and name not in demo.NER_SETS:
-        return f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)})"
+        return (
+            f"is not a demo dataset (the demo generates {', '.join(demo.NER_SETS)} into {demo.NER_DIR}; for sets "
+            "of your own, set ner.data_dir to the folder that holds them)"
+        )
     if source == "local":
         try:
             ner_data.split_files(folder)
