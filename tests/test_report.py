@@ -235,6 +235,20 @@ def test_model_stats_give_no_row_the_speed_drift_of_its_place(tmp_path, monkeypa
     assert calls == ["A", "B", "C", "C", "B", "A"]
     assert [s["sentences_per_second"] for s in stats] == [round(20 / 1.3, 2)] * 3  # 1.3 s each: 0.9+0.4, 0.8+0.5, ...
     assert [read_json(out)["model_dir"] for out in outs] == ["A", "B", "C"]
+    assert stats[0]["round_speeds"] == pytest.approx([10 / 0.9, 10 / 0.4])  # A: measured first, then last
+
+
+def test_a_model_whose_two_rounds_disagree_is_marked_unreliable(tmp_path):
+    """On a busy machine a model measured 3.9x another of its size: the table stated it as a fact."""
+    paths = [fake_stats(tmp_path / "A.json", 1_000_000, 100.0), fake_stats(tmp_path / "B.json", 1_000_000, 100.0)]
+    for path, rounds in zip(paths, ([95.0, 105.0], [60.0, 140.0])):
+        path.write_text(json.dumps({**read_json(path), "round_speeds": rounds}))
+    md, csv, page = tmp_path / "m.md", tmp_path / "m.csv", tmp_path / "m.html"
+    model_stats.write_table(paths, md, csv, page, models=["A", "B"], reference="A")
+    (table,) = markdown_tables(md.read_text()).values()
+    assert table[["Speed (sentences/s)", "Speed vs A"]].values.tolist() == [["100", "1.00×"], ["100‡", "1.00×‡"]]
+    assert "‡: its two measuring rounds differ by more than 20%" in md.read_text()
+    assert pd.read_csv(csv)["sentences_per_second_round2"].tolist() == [105.0, 140.0]
 
 
 def test_tied_embedding_counts_once():

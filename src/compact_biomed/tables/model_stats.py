@@ -167,7 +167,14 @@ def pooled(first: dict, second: dict) -> dict:
         passes, seconds = one["passes"] + other["passes"], one["seconds"] + other["seconds"]
         speed = rate(passes * one["sentences"], seconds)
         speeds[dataset] = {**one, "passes": passes, "seconds": round(seconds, 4), "sentences_per_second": speed}
-    return {**first, "speed": speeds, "sentences_per_second": overall_speed(speeds), "rounds": 2}
+    rounds = [first["sentences_per_second"], second["sentences_per_second"]]
+    return {
+        **first,
+        "speed": speeds,
+        "sentences_per_second": overall_speed(speeds),
+        "rounds": 2,
+        "round_speeds": rounds,
+    }
 
 
 def write_all(model_dirs: list, test_sets: dict[str, str | Path], out_jsons: list, **settings) -> list[dict]:
@@ -214,9 +221,29 @@ def model_stats_frame(stats_paths, models: list[str]) -> pd.DataFrame:
                     )
                 },
                 **{f"sentences_per_second_{d}": v["sentences_per_second"] for d, v in s["speed"].items()},
+                **{f"sentences_per_second_round{i}": v for i, v in enumerate(s.get("round_speeds", []), start=1)},
             }
         )
     return pd.DataFrame(rows)
+
+
+# Each model is measured in two rounds (write_all); rounds this far apart mean the machine was busy, not that the
+# model is fast or slow.
+UNSTEADY_RATIO = 1.2
+UNSTEADY_MARK = "‡"
+UNSTEADY_NOTE = (
+    "its two measuring rounds differ by more than 20% (the machine was busy): the speed is unreliable; rerun "
+    "model_stats on an idle machine (snakemake --forcerun model_stats)."
+)
+
+
+def unsteady_models(frame: pd.DataFrame) -> set[str]:
+    """The models whose two rounds' speeds differ by more than UNSTEADY_RATIO (none for stats without rounds)."""
+    if "sentences_per_second_round2" not in frame:
+        return set()
+    low = frame[["sentences_per_second_round1", "sentences_per_second_round2"]].min(axis=1)
+    high = frame[["sentences_per_second_round1", "sentences_per_second_round2"]].max(axis=1)
+    return set(frame.loc[high > UNSTEADY_RATIO * low, "model"])
 
 
 def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
@@ -225,16 +252,17 @@ def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
     header = ["Model", "Parameters", "Without embeddings", "Disk (MB)", "Speed (sentences/s)"]
     if base:
         header.append(f"Speed vs {reference}")
-    rows = []
+    rows, unsteady = [], unsteady_models(frame)
     for r in frame.itertuples():
+        mark = UNSTEADY_MARK if r.model in unsteady else ""
         row = [
             r.model,
             fmt_count(r.parameters),
             fmt_count(r.parameters_without_embeddings),
             f"{r.disk_bytes / 1e6:.1f}",
-            f"{r.sentences_per_second:,.0f}",
+            f"{r.sentences_per_second:,.0f}{mark}",
         ]
-        rows.append(row + [f"{r.sentences_per_second / base:.2f}×"] if base else row)
+        rows.append(row + [f"{r.sentences_per_second / base:.2f}×{mark}"] if base else row)
     devices = ", ".join(sorted(set(frame["device"])))
     note = (
         f'Encoder parameters (the NER head excluded); "without embeddings" leaves out the embedding tables. '
@@ -242,6 +270,8 @@ def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
         f"forward only (tokenisation excluded), batch {frame['batch_size'].iloc[0]}, on {devices} with "
         f"{frame['threads'].iloc[0]} thread(s); per-dataset speeds are in the CSV."
     )
+    if unsteady:
+        note += f" {UNSTEADY_MARK}: {UNSTEADY_NOTE}"
     return Table("Model size and inference speed", pd.DataFrame(rows, columns=header), note)
 
 
