@@ -352,6 +352,19 @@ def test_without_config_a_step_uses_the_demo_config_from_any_folder(tmp_path, ca
 # --- one config, checked and completed the same way by the CLI and the workflow ----------------------------------
 
 
+def test_check_config_takes_layered_configs_as_snakemake_merges_them(capsys, monkeypatch):
+    """README: config/released.yaml with config/compare.yaml on top; the second alone has no ner section."""
+    monkeypatch.chdir(REPO)
+    layers = ["--config", "config/released.yaml", "--config", "config/compare.yaml"]
+    assert main(["check-config", *layers]) == 0
+    assert capsys.readouterr().out.strip() == "config/released.yaml + config/compare.yaml: valid"
+    merged = load_config(["config/released.yaml", "config/compare.yaml"])
+    released, compare = (yaml.safe_load((REPO / f"config/{name}.yaml").read_text()) for name in ("released", "compare"))
+    assert list(merged["models"]) == [*released["models"], *compare["models"]]
+    assert main(["check-config", "--config", "config/compare.yaml"]) == 1
+    assert "'ner' is a required property" in capsys.readouterr().err
+
+
 def test_the_cli_and_the_workflow_see_the_same_filled_config(tmp_path):
     """A config without ner.hparams (and other optional keys) gets the schema's defaults in both."""
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
@@ -364,7 +377,7 @@ def test_the_cli_and_the_workflow_see_the_same_filled_config(tmp_path):
     result = run_snakemake("-n", "--configfile", str(own), cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     seen = json.loads((workdir / "seen.json").read_text())
-    assert seen == load_config(str(own))
+    assert seen == load_config([str(own)])
     schema = yaml.safe_load((REPO / "config/schema.yaml").read_text())["properties"]
     hparams = schema["ner"]["properties"]["hparams"]["properties"]
     assert seen["ner"]["hparams"] == {key: value["default"] for key, value in hparams.items() if "default" in value}

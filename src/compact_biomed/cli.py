@@ -21,16 +21,29 @@ from .smk import CLEAN_ERRORS
 DEMO_CONFIG = cfg.SCHEMA.parent / "config.yaml"
 
 
-def load_config(path: str, data_checks: bool = False) -> dict:
+def load_config(paths: list[str], data_checks: bool = False) -> dict:
+    """The config files, each a layer over the ones before as `snakemake --configfile a.yaml b.yaml` merges them,
+    checked and completed as the workflow does."""
+    from snakemake.utils import update_config
+
+    config = {}
+    for path in paths:
+        update_config(config, read_yaml(path))
+    cfg.check(config, data_checks=data_checks)
+    return config
+
+
+def read_yaml(path: str) -> dict:
     existing(path)
     try:
-        config = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        layer = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.MarkedYAMLError as error:
         raise InputError(path, yaml_problem(error)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise InputError(path, f"not valid YAML ({' '.join(str(error).split())})") from None
-    cfg.check(config, data_checks=data_checks)
-    return config
+    if not isinstance(layer, dict):
+        raise InputError(path, "not a YAML mapping of settings")
+    return layer
 
 
 def section(config: dict, name: str) -> dict:
@@ -89,7 +102,7 @@ def check_new_folder(args, path) -> None:
 
 def cmd_check_config(args):
     load_config(args.config, data_checks=True)
-    print(f"{args.config}: valid")
+    print(f"{' + '.join(args.config)}: valid")
 
 
 def cmd_fetch_pubmed(args):
@@ -168,7 +181,7 @@ def cmd_base_model(args):
     known = base_models.sources(load_config(args.config))
     if args.model not in known:
         raise cfg.ConfigError(
-            f"{args.model}: not a base model of {args.config} (the teacher, or a continual model's start); "
+            f"{args.model}: not a base model of {' + '.join(args.config)} (the teacher, or a continual model's start); "
             f"expected one of: {', '.join(known) or 'none in this config'}"
         )
     source = known[args.model]
@@ -188,7 +201,9 @@ def cmd_fetch_pretrained(args):
     config = load_config(args.config)
     source = config["models"].get(args.model, {}).get("pretrained")
     if source is None:
-        raise cfg.ConfigError(f"invalid config value at 'models.{args.model}': no such pretrained row in {args.config}")
+        raise cfg.ConfigError(
+            f"invalid config value at 'models.{args.model}': no such pretrained row in {' + '.join(args.config)}"
+        )
     check_new_folder(args, args.out)
     provenance = pretrained.fetch(source, args.out, key=f"models.{args.model}.pretrained")
     print(pretrained.provenance_text(provenance))
@@ -259,7 +274,12 @@ def parser() -> argparse.ArgumentParser:
         return sub
 
     def with_config(sub):
-        sub.add_argument("--config", help=f"workflow config (default: the demo's, {DEMO_CONFIG})")
+        sub.add_argument(
+            "--config",
+            action="append",
+            help=f"workflow config (default: the demo's, {DEMO_CONFIG}); given again, a layer over the one before, "
+            "merged as snakemake --configfile a.yaml b.yaml merges them",
+        )
         return sub
 
     with_config(step("check-config", cmd_check_config, "validate a config file against the schema"))
@@ -371,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "config") and args.config is None:
         # Said, since its settings suit the demo's tiny models only (NER: learning rate 3e-3, not the paper's 5e-5)
         print(f"no --config: the demo's settings ({DEMO_CONFIG}); config/paper.yaml has the paper's", flush=True)
-        args.config = str(DEMO_CONFIG)
+        args.config = [str(DEMO_CONFIG)]
     try:
         args.func(args)
     except CLEAN_ERRORS as error:  # the errors a workflow job reports in one line
