@@ -514,7 +514,7 @@ def report(results: list[dict], peak: float, collate: dict, shape: Shape, device
         f"# Pre-training step, {device_name}, torch {torch.__version__}; global batch {shape.global_batch}, "
         f"sequences <= {shape.max_length}, teacher {shape.teacher.num_hidden_layers}L/{shape.teacher.hidden_size}"
         f", vocab {shape.teacher.vocab_size}\n"
-        f"# bf16 matmul peak measured here: {peak:.1f} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
+        f"# bf16 matmul peak measured here: {peak:.3g} TFLOP/s; TFLOP/step counted on the first step; GPU-h for "
         f"{PAPER_STEPS['distillation']:,} distillation / {PAPER_STEPS['continual']:,} continual steps; "
         f"wall {seconds:.0f} s; warm-up s: the untimed first steps (compiled rows: the compilation); mean loss: "
         f"of all the run's steps, the same data for every impl (the speed settings against ours: equal but for "
