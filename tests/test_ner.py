@@ -91,7 +91,7 @@ def toy_data_dir(tmp_path):
     "content, problem",
     [
         ("Aspirin\tB\nreduces\tO\tX\n", "line 2: expected 2 tab-separated columns"),
-        ("Aspirin B\n", "line 1: expected 2 tab-separated columns"),
+        ("Aspirin B\n", "line 1: expected 2 tab-separated columns (token, tag), got 1 (separated by spaces? a tab"),
         ("Aspirin\tB\n\n\tO\n", "line 3: empty token"),
         ("Aspirin\tB\r\nfever\tO\r\n", "line 1: CRLF line ending"),
         ("Aspirin\tB\nfever\tX\n", "line 2: invalid tag 'X'"),

@@ -64,7 +64,10 @@ def _decode_line(path: Path, number: int, raw: bytes) -> str:
 def _parse_line(path: Path, number: int, line: str) -> tuple[str, str]:
     columns = line.split("\t")
     if len(columns) != 2:
-        raise InputError(path, f"line {number}: expected 2 tab-separated columns (token, tag), got {len(columns)}")
+        spaced = " (separated by spaces? a tab goes between them)" if len(columns) == 1 and " " in line.strip() else ""
+        raise InputError(
+            path, f"line {number}: expected 2 tab-separated columns (token, tag), got {len(columns)}{spaced}"
+        )
     token, tag = columns
     if not token:
         raise InputError(path, f"line {number}: empty token")
