@@ -352,6 +352,14 @@ def test_without_config_a_step_uses_the_demo_config_from_any_folder(tmp_path, ca
 # --- one config, checked and completed the same way by the CLI and the workflow ----------------------------------
 
 
+def test_version(capsys):
+    from compact_biomed import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"compact-biomed {__version__}\n"
+
+
 def test_check_config_takes_layered_configs_as_snakemake_merges_them(capsys, monkeypatch):
     """README: config/released.yaml with config/compare.yaml on top; the second alone has no ner section."""
     monkeypatch.chdir(REPO)

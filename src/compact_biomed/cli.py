@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from . import __version__
 from . import config as cfg
 from .io import InputError, check_replaceable
 from .smk import CLEAN_ERRORS
@@ -258,6 +259,7 @@ def cmd_ner_f1_table(args):
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="compact-biomed", description=__doc__)
+    top.add_argument("--version", action="version", version=f"compact-biomed {__version__}")
     steps = top.add_subparsers(dest="step", required=True)
 
     def step(name, func, help):
