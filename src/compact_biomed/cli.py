@@ -1,4 +1,5 @@
-"""Every pipeline step from the command line, without Snakemake: `compact-biomed <step> --help`.
+"""The pipeline's steps from the command line, without Snakemake: `compact-biomed <step> --help` (not the demo's
+generators, the NER archive's download, the model table or the figures, which run through `snakemake <target>`).
 
 Hyper-parameters are read from the same config files the workflow uses, checked and completed with the schema's
 defaults the same way, so a step run by hand does what the workflow's job would do; an option overrides its value.
