@@ -227,13 +227,14 @@ def model_stats_frame(stats_paths, models: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# Each model is measured in two rounds (write_all); rounds this far apart mean the machine was busy, not that the
-# model is fast or slow.
+# Each model is measured in two rounds (write_all); rounds this far apart say the measurement is noise (other work
+# on the machine, or rounds too short: the demo's tiny models at 0.25 s differed by up to 30% on an idle machine),
+# not that the model is fast or slow.
 UNSTEADY_RATIO = 1.2
 UNSTEADY_MARK = "‡"
 UNSTEADY_NOTE = (
-    "its two measuring rounds differ by more than 20% (the machine was busy): the speed is unreliable; rerun "
-    "model_stats on an idle machine (snakemake --forcerun model_stats)."
+    "its two measuring rounds differ by more than 20%, so its speed is unreliable: other work on the machine, or "
+    "rounds too short (model_stats.min_seconds); rerun on an idle machine (snakemake --forcerun model_stats)."
 )
 
 
