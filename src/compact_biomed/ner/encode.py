@@ -70,12 +70,20 @@ class EncodedSplit:
     split_sentences: int  # sentences that needed more than one window
 
 
+class UncuttableWord(ValueError):
+    """A word with more pieces than a window holds: no cut between words makes it fit."""
+
+    def __init__(self, word: int, count: int, budget: int):
+        super().__init__(f"word {word + 1} alone has {count} sub-tokens, more than the {budget} that fit")
+        self.word = word
+
+
 def window_word_ranges(piece_counts, budget: int) -> list[tuple[int, int]]:
     """Greedy [start, end) word ranges whose piece counts each sum to at most `budget`."""
     ranges, start, used = [], 0, 0
     for word, count in enumerate(piece_counts):
         if count > budget:
-            raise ValueError(f"word {word} alone has {count} sub-tokens, more than the {budget} that fit")
+            raise UncuttableWord(word, count, budget)
         if used + count > budget:
             ranges.append((start, word))
             start, used = word, 0
@@ -111,15 +119,15 @@ def encode_split(
 def _split_windows(tokenizer, tokens, word_ids, max_length, source, where: str):
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     counts = np.bincount(word_ids[word_ids >= 0], minlength=len(tokens))
-    too_long = np.flatnonzero(counts > budget)
-    if too_long.size:  # no window holds it: nothing to cut at
-        word = int(too_long[0])
+    try:
+        ranges = window_word_ranges(counts, budget)
+    except UncuttableWord as error:
+        word = error.word
         raise InputError(
             source,
             f"{where}: word {word + 1} ({tokens[word][:40]!r}) alone has {counts[word]} sub-tokens, more than the "
             f"{budget} a window of max_length {max_length} holds: raise ner.hparams.max_length or split the word",
-        )
-    ranges = window_word_ranges(counts, budget)
+        ) from None
     windows = []
     for start, end in ranges:
         window = tokenizer(tokens[start:end], is_split_into_words=True, verbose=False)
