@@ -259,9 +259,13 @@ class StepTimer(TrainerCallback):
             self.start = self._now()
             self.warmup_seconds, self.graphs = self.start - self.began, graphs_compiled()
         elif state.global_step > self.warmup:
-            self.timed, self.elapsed = state.global_step - self.warmup, self._now() - self.start
-            self.graphs_timed = graphs_compiled() - self.graphs
-            if self.timed >= self.steps or (self.timed >= 2 and self.elapsed >= self.seconds):
+            # no wait for the GPU at each step: the pipeline's training never waits, and a wait per step left the GPU
+            # idle while the host prepared the next one. The host's clock runs ahead of the GPU by the steps queued:
+            # the last timed step waits for them before its time is read
+            timed = state.global_step - self.warmup
+            if timed >= self.steps or (timed >= 2 and time.perf_counter() - self.start >= self.seconds):
+                self.timed, self.elapsed = timed, self._now() - self.start
+                self.graphs_timed = graphs_compiled() - self.graphs
                 control.should_training_stop = self.profile == 0
                 if self.profile:
                     self._start_profiler(state.global_step)

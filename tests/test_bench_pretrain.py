@@ -211,3 +211,20 @@ def test_profile_summary_counts_gpu_kernels_and_the_hosts_waits():
         ("sm90_gemm_bf16", 2.0, 3.0, pytest.approx(100 * 6000 / 8040)),
         ("triton_poi_fused_gelu_0", 1.0, 1.0, pytest.approx(100 * 2000 / 8040)),
     ]
+
+
+def test_step_timer_waits_for_the_gpu_only_where_timing_starts_and_ends(monkeypatch):
+    """The pipeline's training never waits for the GPU between steps: a timer that did at each step left the GPU
+    idle while the host prepared the next one, and timed that idle too. It waits where the timing starts (the
+    warm-up's queued work done) and at the last timed step (the timed steps' work done), and counts the steps."""
+    bench = load_benchmark("bench_pretrain")
+    waits = []
+    monkeypatch.setattr(bench.torch.cuda, "synchronize", lambda: waits.append(1))
+    timer = bench.StepTimer(warmup=3, steps=5, seconds=60.0, device="cuda")
+    control = SimpleNamespace(should_training_stop=False)
+    timer.on_train_begin(None, None, control)
+    for step in range(1, 3 + 5 + 1):
+        timer.on_step_end(None, SimpleNamespace(global_step=step), control)
+        assert control.should_training_stop == (step == 3 + 5)
+    assert len(waits) == 3  # the run's start, the timing's start, its end
+    assert timer.timed == 5 and timer.elapsed > 0
