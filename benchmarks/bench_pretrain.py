@@ -229,9 +229,10 @@ def graphs_compiled() -> int:
 
 
 class StepTimer(TrainerCallback):
-    """Times the steps after `warmup`, stopping after `steps` of them or once `seconds` have passed; also the
-    warm-up steps' seconds and the graphs torch.compile compiled during the timed steps. With `profile` > 0, then
-    records that many more steps with torch.profiler (untimed: the profiler slows them)."""
+    """Times the steps after `warmup`, stopping after `steps` of them or once `seconds` have passed (waiting for the
+    GPU where the timing starts and where it ends only, as the training runs); also the warm-up steps' seconds and
+    the graphs torch.compile compiled during the timed steps. With `profile` > 0, then records that many more steps
+    with torch.profiler (untimed: the profiler slows them)."""
 
     def __init__(self, warmup: int, steps: int, seconds: float, device: str, profile: int = 0):
         self.warmup, self.steps, self.seconds, self.device = warmup, steps, seconds, device

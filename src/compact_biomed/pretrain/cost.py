@@ -11,9 +11,10 @@ import math
 
 from ..config import train_settings
 
-# Eager, padded rates: config/paper.yaml compiles or packs every model's step (1.20-1.74x the eager step of the same
-# run, the README's cost table), so the requests hold with those settings off too.
-# One NVIDIA H100 80GB, 2026-11-26 (benchmarks/results/h100-pretrain.txt); issue #13's H200 ran 2-13% faster.
+# Eager, padded rates: config/paper.yaml compiles or packs every model's step (1.29-2.02x the eager step of the same
+# run on an H200, the README's cost table), so the requests hold with those settings off too.
+# One NVIDIA H100 80GB, 2026-11-26 (benchmarks/results/h100-pretrain.txt), timed with a wait for the GPU at each step;
+# an H200 without it ran the eager steps 1.06-1.27x as fast (h200-pretrain-compiled.txt, -distil.txt, -biotinybert-*).
 STEPS_PER_SECOND = {
     "DistilBioBERT": 8.72,
     "CompactBioBERT": 4.38,
