@@ -43,9 +43,9 @@ def precision_flags(precision: str) -> dict:
 MEMORY_HEADROOM = 0.9  # share of the device's memory a step may take: the allocator fragments the rest
 # The probe runs eagerly, and a compiled step can hold more: CompactBioBERT's held 48.7 GiB against 39.9 eager on an
 # H100 (1.22x; benchmarks/results/h100-pretrain-compiled-four.txt); the three others there, and DistilBioBERT
-# (h100-pretrain-distil-compile.txt), held less than eager (BioTinyBERT's compiled step: not measured). Since its step
-# is one graph (d92ce44), CompactBioBERT's held 23.1 GiB against 40.1 on an H200 (h200-pretrain-compiled.txt): one
-# run, so the factor stays.
+# (h100-pretrain-distil-compile.txt), held less than eager (BioTinyBERT's compiled step: not measured). Since
+# CompactBioBERT's step is one graph (d92ce44), it held 23.1 GiB against 40.1 on an H200 (h200-pretrain-compiled.txt):
+# one run, so the factor stays.
 COMPILED_MEMORY_FACTOR = 1.25
 
 
