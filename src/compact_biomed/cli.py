@@ -35,6 +35,11 @@ def load_config(paths: list[str], data_checks: bool = False) -> dict:
     return config
 
 
+def config_names(args) -> str:
+    """The --config files as the messages name them: a + b for a layer b over a."""
+    return " + ".join(args.config)
+
+
 def read_yaml(path: str) -> dict:
     existing(path)
     try:
@@ -104,7 +109,7 @@ def check_new_folder(args, path) -> None:
 
 def cmd_check_config(args):
     load_config(args.config, data_checks=True)
-    print(f"{' + '.join(args.config)}: valid")
+    print(f"{config_names(args)}: valid")
 
 
 def cmd_fetch_pubmed(args):
@@ -183,7 +188,7 @@ def cmd_base_model(args):
     known = base_models.sources(load_config(args.config))
     if args.model not in known:
         raise cfg.ConfigError(
-            f"{args.model}: not a base model of {' + '.join(args.config)} (the teacher, or a continual model's start); "
+            f"{args.model}: not a base model of {config_names(args)} (the teacher, or a continual model's start); "
             f"expected one of: {', '.join(known) or 'none in this config'}"
         )
     source = known[args.model]
@@ -204,7 +209,7 @@ def cmd_fetch_pretrained(args):
     source = config["models"].get(args.model, {}).get("pretrained")
     if source is None:
         raise cfg.ConfigError(
-            f"invalid config value at 'models.{args.model}': no such pretrained row in {' + '.join(args.config)}"
+            f"invalid config value at 'models.{args.model}': no such pretrained row in {config_names(args)}"
         )
     check_new_folder(args, args.out)
     provenance = pretrained.fetch(source, args.out, key=f"models.{args.model}.pretrained")

@@ -242,9 +242,8 @@ def unsteady_models(frame: pd.DataFrame) -> set[str]:
     """The models whose two rounds' speeds differ by more than UNSTEADY_RATIO (none for stats without rounds)."""
     if "sentences_per_second_round2" not in frame:
         return set()
-    low = frame[["sentences_per_second_round1", "sentences_per_second_round2"]].min(axis=1)
-    high = frame[["sentences_per_second_round1", "sentences_per_second_round2"]].max(axis=1)
-    return set(frame.loc[high > UNSTEADY_RATIO * low, "model"])
+    rounds = frame[["sentences_per_second_round1", "sentences_per_second_round2"]]
+    return set(frame.loc[rounds.max(axis=1) > UNSTEADY_RATIO * rounds.min(axis=1), "model"])
 
 
 def model_stats_table(frame: pd.DataFrame, reference: str | None) -> Table:
